@@ -1,0 +1,71 @@
+/**
+ * Shared vocabulary of evaluation: what a backend is asked to generate and what it returns.
+ * Backends (src/eval/backends/*) implement `Backend`; suites, judges and the sweep only see these types.
+ */
+
+export interface ChatMessage {
+  readonly role: "system" | "user" | "assistant";
+  readonly content: string;
+}
+
+/**
+ * Decoding settings. Paper defaults for safety evaluation: greedy (temperature 0), 512 new tokens,
+ * repetition penalty 1.2 (arXiv 2412.19512 §1.6). Part of the generation cache key.
+ */
+export interface DecodingSettings {
+  /** Maximum new tokens. */
+  readonly maxTokens: number;
+  /** 0 = greedy. */
+  readonly temperature: number;
+  readonly topP?: number;
+  readonly topK?: number;
+  /** 1 = none. HF-style multiplicative penalty. */
+  readonly repetitionPenalty?: number;
+  /** Sampling seed (ignored when greedy). */
+  readonly seed?: number;
+  /** Extra stop strings (EOS always stops). */
+  readonly stop?: readonly string[];
+}
+
+/** One generation to run. Exactly one of `messages` (chat, templated by the model) or `prompt` (raw text). */
+export interface GenerationRequest {
+  /** Stable id of the item (suite name + index), echoed back. */
+  readonly id: string;
+  readonly messages?: readonly ChatMessage[];
+  readonly prompt?: string;
+  readonly decoding: DecodingSettings;
+}
+
+export interface Generation {
+  readonly id: string;
+  /** Generated text, without the prompt and without the EOS token. */
+  readonly text: string;
+  /** Why generation stopped. */
+  readonly finishReason: "stop" | "length";
+  readonly promptTokens?: number;
+  readonly completionTokens?: number;
+}
+
+export interface GenerateOptions {
+  readonly signal?: AbortSignal;
+  /** Called as each generation completes (any order), so callers can cache results immediately. */
+  readonly onResult?: (g: Generation) => void;
+}
+
+/**
+ * Something that generates text for prompts: an OpenAI-compatible endpoint or in-process node-llama-cpp.
+ * Implementations throw BackendError (exit 3) after retries are exhausted.
+ */
+export interface Backend {
+  /** Short kind name: "openai", "llama". */
+  readonly kind: string;
+  /**
+   * Stable identity of the model behind this backend (e.g. sha256 of the GGUF, or endpoint + model name),
+   * used in the generation cache key.
+   */
+  modelId(): Promise<string>;
+  /** Generates every request; the result array is in request order. */
+  generate(requests: readonly GenerationRequest[], options?: GenerateOptions): Promise<Generation[]>;
+  /** Releases the model / connections. */
+  close(): Promise<void>;
+}
