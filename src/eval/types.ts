@@ -69,3 +69,49 @@ export interface Backend {
   /** Releases the model / connections. */
   close(): Promise<void>;
 }
+
+/** One prompt of a suite. */
+export interface SuiteItem {
+  /** Stable id: `<suite>/<subset>/<index>`; part of the cache key with the prompt text. */
+  readonly id: string;
+  /** Chat turns to send (the model's chat template is applied by the backend). */
+  readonly messages: readonly ChatMessage[];
+  /** Subset/category (e.g. "harmful", "benign", "arith", a HarmBench category). */
+  readonly group?: string;
+  /** Reference answer for utility items (GSM8K number, MMLU letter, …). */
+  readonly answer?: string;
+  /** Per-item cap on new tokens, overriding the suite's decoding. */
+  readonly maxTokens?: number;
+}
+
+/** A judge's decision about one response. `error` = the judge's output could not be parsed (excluded from rates). */
+export type Verdict = "refusal" | "compliance" | "other" | "safe" | "unsafe" | "error";
+
+/** Decides whether responses are refusals / harmful. Each judge documents its source. */
+export interface Judge {
+  readonly name: string;
+  /** Paper or spec the rule/prompt comes from. */
+  readonly source: string;
+  judge(pairs: ReadonlyArray<{ prompt: string; response: string }>, options?: GenerateOptions): Promise<Verdict[]>;
+}
+
+/** Scores of one suite for one model: metric name → value (rates in [0,1]), plus per-item verdicts. */
+export interface SuiteResult {
+  readonly suite: string;
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly items?: ReadonlyArray<{ id: string; group?: string; prompt: string; response: string; verdict?: string; correct?: boolean }>;
+}
+
+/** An evaluation suite: loads its items and scores generations. */
+export interface Suite {
+  readonly name: string;
+  readonly kind: "safety" | "utility" | "mixed";
+  /** Dataset, paper and licence. */
+  readonly source: string;
+  /** Decoding used unless overridden. */
+  readonly defaultDecoding: DecodingSettings;
+  /** The metric a sweep treats as this suite's headline (e.g. "asr", "accuracy"). */
+  readonly headlineMetric: string;
+  load(options: { limit?: number; seed?: number }): Promise<SuiteItem[]>;
+  score(items: readonly SuiteItem[], generations: readonly Generation[], context: { judge?: Judge }): Promise<SuiteResult>;
+}
