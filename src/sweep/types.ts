@@ -71,3 +71,53 @@ export interface Versions {
   readonly node: string;
   readonly [library: string]: string;
 }
+
+/** A point with its axis values and standing, as the report shows it. */
+export interface SummaryPoint extends PointResult {
+  /** ASR axis value (see axes.ts). */
+  readonly asr: number;
+  /** Utility axis value, or λ when the sweep has no utility suite. */
+  readonly utility: number;
+  readonly isOnFront: boolean;
+  readonly isRecommended: boolean;
+}
+
+/** Axis descriptions for the report: which metrics, written `1-suite.metric`, and their means. */
+export interface AxesSummary {
+  readonly asr: readonly string[];
+  /** Empty when λ stands in for utility. */
+  readonly utility: readonly string[];
+  readonly isUtilityLambda: boolean;
+  /** One line explaining the axes. */
+  readonly note: string;
+}
+
+/** Everything the report builders need, computed purely from the saved points (sweep/summarize.ts). */
+export interface SweepSummary {
+  readonly settings: SweepSettings;
+  readonly versions: Versions;
+  /** ISO time the report was built. */
+  readonly created: string;
+  readonly points: readonly SummaryPoint[];
+  readonly axes: AxesSummary;
+  /** Ids on the Pareto front, ASR ascending. */
+  readonly front: readonly string[];
+  readonly recommended: {
+    readonly id: string;
+    readonly method: string;
+    readonly lambda: number;
+    /** The rule name: asr-budget | asr-cap | min-asr. */
+    readonly rule: string;
+    /** The rule in words. */
+    readonly ruleText: string;
+    readonly ruleParams: Readonly<Record<string, number>>;
+    readonly asr: number;
+    readonly utility: number;
+    readonly alignedAsr: number;
+    readonly maxAsr: number | undefined;
+    readonly eligible: readonly string[];
+    readonly reason: string;
+  };
+  /** Jobs of the grid with no saved result yet (an unfinished sweep). */
+  readonly missing: readonly string[];
+}
