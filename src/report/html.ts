@@ -15,8 +15,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .meta{color:#555;margin-bottom:14px}.meta code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 .rec{background:#f3f8ee;border:1px solid #b7d7a0;border-radius:6px;padding:10px 14px;margin:12px 0}
 .rec b{font-size:16px}.warn{background:#fff6e0;border:1px solid #f0cf7a;border-radius:6px;padding:8px 12px}
-.plots{display:flex;flex-wrap:wrap;gap:12px}.plots figure{margin:0;border:1px solid #eee;border-radius:6px;padding:6px}
-.plots svg{max-width:100%;height:auto}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:12px}.plots figure{margin:0;border:1px solid #eee;border-radius:6px;padding:6px}
+.plots svg{width:100%;height:auto}
 table{border-collapse:collapse;margin:6px 0;font-size:13px}th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
 th{background:#fafafa}td.n{text-align:right;font-variant-numeric:tabular-nums}tr.recommended td{background:#eef7e6;font-weight:600}
 .scroll{overflow-x:auto}details{margin:6px 0}summary{cursor:pointer;font-weight:600}

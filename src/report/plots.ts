@@ -134,11 +134,12 @@ export async function renderPlots(summary: SweepSummary): Promise<ReportPlots> {
     lambdaText: `λ=${formatLambda(p.lambda)}`,
     kind: p.isRecommended ? "recommended" : p.isOnFront ? "front" : "dominated",
   }));
-  // one label per distinct (asr, utility) position, so shared points (λ=0 of every method) are not overprinted
+  // λ labels on the front only (dominated points have tooltips), one per position so shared points
+  // (λ=0 of every method) are not overprinted
   const seen = new Set<string>();
   for (const r of rows) {
     const key = `${r.asr.toFixed(4)},${r.utility.toFixed(4)}`;
-    if (seen.has(key)) r.lambdaText = "";
+    if (seen.has(key) || r.kind === "dominated") r.lambdaText = "";
     seen.add(key);
   }
   const front = summary.front.map((id) => rows[summary.points.findIndex((p) => p.id === id)]!).sort((a, b) => a.asr - b.asr);
