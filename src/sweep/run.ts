@@ -212,7 +212,8 @@ export async function runSweep(options: SweepOptions, steps: SweepSteps): Promis
     onEvent({ kind: "progress", done: i + 1, total: jobs.length, label: job.id });
   }
   // points of an earlier, wider grid in the same directory are part of the sweep too
-  const all = readPoints(out, settings.key);
+  const rank = (m: string): number => settings.methods.indexOf(m);
+  const all = readPoints(out, settings.key).sort((a, b) => rank(a.method) - rank(b.method) || a.lambda - b.lambda);
   return { settings, points: all, computed };
 }
 
