@@ -31,7 +31,10 @@ for (const [label, file] of [
     });
     const tm = theirs.typedMetadata as unknown as Record<string, { value: unknown }>;
     // @huggingface/gguf adds version/tensor_count/kv_count pseudo-keys; every real key must match.
-    for (const [key, v] of ours.metadata) assert.deepEqual(plain(v), tm[key]!.value, key);
+    // Known difference: @huggingface/gguf decodes strings with a default TextDecoder, which strips a leading
+    // U+FEFF; the Llama 2 vocabulary has a token that is exactly U+FEFF (we keep it, so files re-write byte-exact).
+    const stripBom = (x: unknown): unknown => (Array.isArray(x) ? x.map((s) => (s === "\uFEFF" ? "" : s)) : x);
+    for (const [key, v] of ours.metadata) assert.deepEqual(stripBom(plain(v)), tm[key]!.value, key);
     assert.equal(Number(theirs.metadata.kv_count), ours.metadata.size);
   });
 }
