@@ -45,16 +45,27 @@ export function readRaw(path: string): RawFile {
       const h = header[name];
       if (h === undefined) throw new Error(`no tensor ${name} in ${path}`);
       const bytes = new Uint8Array(buf.buffer, buf.byteOffset + start + h.data_offsets[0], h.data_offsets[1] - h.data_offsets[0]);
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const count = h.shape.reduce((a, b) => a * b, 1);
-      const values = new Float64Array(count);
-      for (let i = 0; i < count; i++) {
-        if (h.dtype === "F32") values[i] = dv.getFloat32(4 * i, true);
-        else if (h.dtype === "BF16") values[i] = bf16Value(dv.getUint16(2 * i, true));
-        else if (h.dtype === "F16") values[i] = f16(dv.getUint16(2 * i, true));
-        else throw new Error(`dtype ${h.dtype} not handled by the test reader`);
-      }
-      return { dtype: h.dtype, shape: h.shape, values, bytes };
+      let values: Float64Array | undefined;
+      const decode = (): Float64Array => {
+        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        const count = h.shape.reduce((a, b) => a * b, 1);
+        const v = new Float64Array(count);
+        for (let i = 0; i < count; i++) {
+          if (h.dtype === "F32") v[i] = dv.getFloat32(4 * i, true);
+          else if (h.dtype === "BF16") v[i] = bf16Value(dv.getUint16(2 * i, true));
+          else if (h.dtype === "F16") v[i] = f16(dv.getUint16(2 * i, true));
+          else throw new Error(`dtype ${h.dtype} not handled by the test reader`);
+        }
+        return v;
+      };
+      return {
+        dtype: h.dtype,
+        shape: h.shape,
+        get values() {
+          return (values ??= decode());
+        },
+        bytes,
+      };
     },
   };
 }

@@ -211,13 +211,19 @@ export interface PeftAdapter {
   close(): Promise<void>;
 }
 
-/** True when `dir` holds an adapter_config.json (how `--tuned` recognises an adapter). */
+/**
+ * True when `dir` holds an adapter_config.json or an adapter_model.safetensors (how `--tuned` recognises an
+ * adapter; a directory with weights but no config is then reported as `adapter.no_config`).
+ */
 export async function isAdapterDir(dir: string): Promise<boolean> {
-  try {
-    return (await stat(join(dir, ADAPTER_CONFIG_FILE))).isFile();
-  } catch {
-    return false;
+  for (const name of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
+    try {
+      if ((await stat(join(dir, name))).isFile()) return true;
+    } catch {
+      // not there
+    }
   }
+  return false;
 }
 
 /**
@@ -433,7 +439,7 @@ export function mapAdapter(
   const unmapped = (source: string, tried: string[]): void => {
     problems.push({
       code: "adapter.unmapped_tensor",
-      message: `adapter tensor ${source} in ${apath} maps to no tensor of the aligned model ${base.path} (looked for ${tried.join(", ")})`,
+      message: `adapter tensor ${source} in ${apath} maps to no tensor of the aligned model ${base.path} (it has no ${tried[0]})`,
       hint: "the adapter was trained on a different model; pass the model it was trained from as --aligned",
       kind: "models",
     });
@@ -467,17 +473,17 @@ export function mapAdapter(
       });
       continue;
     }
-    if (!isTargeted(cfg, module)) {
-      skipped++;
-      skippedExample ||= module;
-      continue;
-    }
     const { rank, scale } = moduleScaling(cfg, module);
     const { a, b } = slot;
     const param = `${module}.weight`;
     const { found, tried } = resolveBaseName(param, base.tensors);
     if (found === undefined) {
       unmapped(a.name, tried);
+      continue;
+    }
+    if (!isTargeted(cfg, module)) {
+      skipped++;
+      skippedExample ||= module;
       continue;
     }
     if (a.shape.length !== 2 || b.shape.length !== 2 || a.shape[0] !== rank || b.shape[1] !== rank) {
@@ -513,7 +519,7 @@ export function mapAdapter(
       if (bp.found === undefined) {
         problems.push({
           code: "adapter.unmapped_tensor",
-          message: `adapter tensor ${slot.bias.name} in ${apath} (lora_bias) maps to no bias of the aligned model ${base.path} (looked for ${bp.tried.join(", ")})`,
+          message: `adapter tensor ${slot.bias.name} in ${apath} (lora_bias) maps to no bias of the aligned model ${base.path} (it has no ${bp.tried[0]})`,
           hint: "peft cannot merge lora_bias into a layer without bias either; merge without the bias or use a base with biases",
           kind: "models",
         });
