@@ -37,6 +37,8 @@ export interface StepContext {
   readonly workDir: string;
   /** `<out>/cache`: the generation cache directory. */
   readonly cacheDir: string;
+  /** The user asked to keep merged weights (--keep): do not delete intermediate files either. */
+  readonly keep: boolean;
   readonly signal?: AbortSignal;
   readonly onEvent: OnEvent;
 }
@@ -179,6 +181,7 @@ export async function runSweep(options: SweepOptions, steps: SweepSteps): Promis
       const context: StepContext = {
         workDir: join(out, MODELS_DIR, job.id.replace(/[^A-Za-z0-9_.@-]/g, "_")),
         cacheDir: join(out, CACHE_DIR),
+        keep: options.keep === true,
         signal: options.signal,
         onEvent,
       };
