@@ -36,7 +36,7 @@ function baseConfig(): Record<string, unknown> {
     font: FONT,
     title: { fontSize: 14, anchor: "start" },
     axis: { labelFontSize: 11, titleFontSize: 12, grid: true, gridColor: "#e6e6e6" },
-    legend: { labelFontSize: 11, titleFontSize: 11 },
+    legend: { labelFontSize: 11, titleFontSize: 11, orient: "bottom", direction: "horizontal" },
     view: { stroke: "#ccc" },
   };
 }
@@ -85,8 +85,11 @@ function vsLambda(rows: Row[], field: "asr" | "utility", title: string, yTitle: 
 }
 
 function paretoSpec(rows: Row[], front: Row[], utilityTitle: string): Record<string, unknown> {
+  const labelled = rows.filter((r) => r.lambdaText !== "").sort((a, b) => a.asr - b.asr || b.utility - a.utility);
+  // the rightmost label goes on the left side so it is not cut off by the plot's edge
+  const isLeft = (i: number): boolean => (i === labelled.length - 1 && labelled.length > 1 ? true : i % 2 === 1);
   return {
-    title: "Pareto front: utility vs ASR (up and left is better)",
+    title: "Pareto front: utility vs ASR",
     width: WIDTH,
     height: HEIGHT,
     layer: [
@@ -102,13 +105,19 @@ function paretoSpec(rows: Row[], front: Row[], utilityTitle: string): Record<str
           x: { field: "asr", type: "quantitative", title: "ASR (lower is safer)", scale: { zero: true } },
           y: { field: "utility", type: "quantitative", title: utilityTitle, scale: { zero: true } },
           color: { field: "method", type: "nominal", title: "method", scale: { scheme: "tableau10" } },
-          shape: { field: "kind", type: "nominal", title: "point", scale: { domain: ["front", "dominated", "recommended"], range: ["circle", "triangle-up", "diamond"] } },
+          shape: { field: "kind", type: "nominal", legend: null, scale: { domain: ["front", "dominated", "recommended"], range: ["circle", "triangle-up", "circle"] } },
           tooltip: [{ field: "label" }, { field: "asr", format: ".3f" }, { field: "utility", format: ".3f" }],
         },
       },
+      // labels alternate above-right / below-left along the front so neighbours do not overprint
       {
-        data: { values: rows },
-        mark: { type: "text", align: "left", dx: 7, dy: -7, fontSize: 10, color: "#444" },
+        data: { values: labelled.filter((_, i) => !isLeft(i)) },
+        mark: { type: "text", align: "left", dx: 7, dy: -8, fontSize: 10, color: "#444" },
+        encoding: { x: { field: "asr", type: "quantitative" }, y: { field: "utility", type: "quantitative" }, text: { field: "lambdaText" } },
+      },
+      {
+        data: { values: labelled.filter((_, i) => isLeft(i)) },
+        mark: { type: "text", align: "right", dx: -7, dy: 12, fontSize: 10, color: "#444" },
         encoding: { x: { field: "asr", type: "quantitative" }, y: { field: "utility", type: "quantitative" }, text: { field: "lambdaText" } },
       },
       {

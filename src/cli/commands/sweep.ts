@@ -17,7 +17,6 @@ export interface SweepFlags extends ChoiceFlags {
   out?: string;
   backend: string;
   threads?: string;
-  parallel?: string;
   ggufType?: string;
   judge?: string;
   limit?: string;
@@ -72,7 +71,6 @@ export interface CliSweepRun {
   suites: string;
   out: string;
   threads?: number;
-  parallel?: number;
   ggufType?: "f32" | "f16" | "bf16" | "q8_0";
   judge?: string;
   limit?: number;
@@ -138,7 +136,7 @@ export async function runCliSweep(o: CliSweepRun) {
     limit: o.limit,
     systemPrompt: o.systemPrompt,
     decoding: o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : undefined,
-    runtime: createLlamaRuntime({ threads: o.threads, parallel: o.parallel, ggufType: o.ggufType }),
+    runtime: createLlamaRuntime({ threads: o.threads, ggufType: o.ggufType }),
   });
   const suiteInfos = await steps.describeSuites(suites);
   const axes = axesFor(o.choice, suiteInfos);
@@ -199,7 +197,6 @@ export function register(program: Command): void {
     .option("--out <dir>", "sweep directory: state, generation cache, report (rerun to resume)")
     .option("--backend <name>", "llama (in-process node-llama-cpp on GGUF)", "llama")
     .option("--threads <n>", "llama: CPU threads (default: 1 for tiny models, else all cores)")
-    .option("--parallel <n>", "llama: sequences decoded together", "1")
     .option("--gguf-type <type>", "llama: GGUF tensor type f32 | f16 | bf16 | q8_0 (default: f32 under 1 GiB, else the source's)")
     .option("--judge <name>", "judge of harmful-prompt suites: keyword (default) | xstest")
     .option("--limit <n>", "evaluate a reproducible subset of n items per suite")
@@ -236,7 +233,6 @@ export function register(program: Command): void {
         suites: required(flags.suite, "--suite"),
         out: required(flags.out, "--out"),
         threads: integer(flags.threads, "--threads", 1),
-        parallel: integer(flags.parallel, "--parallel", 1),
         ggufType: ggufType as CliSweepRun["ggufType"],
         judge: flags.judge,
         limit: integer(flags.limit, "--limit", 1),
