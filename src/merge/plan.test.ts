@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { TensorMeta } from "../core/tensor.ts";
 import { compareTensorNames, layerIndexOf, planMerge, type CheckpointInventory } from "./plan.ts";
-import { parseRecipe, recipeFromFlags } from "./recipe.ts";
+import { recipeFromFlags } from "./recipe.ts";
+import { parseRecipe } from "./recipe-schema.ts";
 
 function inv(path: string, tensors: Record<string, [TensorMeta["dtype"], number[]]>, config: Record<string, unknown> = {}): CheckpointInventory {
   return {
