@@ -239,3 +239,38 @@ test("--out exists: refused without force, replaced with force; abort mid-merge 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("custom sink in file mode (the --out-format seam): one file written atomically, tensors declared up front, no sidecars", async () => {
+  const root = tmp();
+  try {
+    const a = buildHfDir(join(root, "a"), { tensors: { w: emb([1, 2, 3, 4]), v: { dtype: "BF16", shape: [2], values: [8, 8] } } });
+    const t = buildHfDir(join(root, "t"), { tensors: { w: emb([3, 4, 5, 6]), v: { dtype: "BF16", shape: [2], values: [0, 0] } } });
+    const out = join(root, "merged.bin");
+    const { writeFile: wf } = await import("node:fs/promises");
+    let declared: string[] = [];
+    const summary = await mergeRecipe(recipeFromFlags({ aligned: a, tuned: t, lambda: 0.5 }), {
+      out,
+      outputKind: "file",
+      sink: (ctx) => {
+        declared = ctx.tensors.map((x) => `${x.name}:${x.dtype}[${x.shape.join(",")}]`);
+        assert.equal(ctx.metadata.method, "linear");
+        const parts: Uint8Array[] = [];
+        return {
+          write: async (bytes) => void parts.push(bytes.slice()),
+          finish: async () => {
+            await wf(ctx.file!, Buffer.concat(parts));
+            return ["merged.bin"];
+          },
+          abort: async () => {},
+        };
+      },
+    });
+    assert.deepEqual(declared, ["v:BF16[2]", "w:BF16[2,2]"]);
+    assert.deepEqual(summary.files, ["merged.bin"]);
+    assert.deepEqual(readdirSync(root).sort(), ["a", "merged.bin", "t"]);
+    // v = [4, 4] (0x4080), w = [2, 3, 4, 5]
+    assert.deepEqual(u16(new Uint8Array(readFileSync(out))), [0x4080, 0x4080, 0x4000, 0x4040, 0x4080, 0x40a0]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
