@@ -18,7 +18,7 @@ import { CancelledError, InternalError, UsageError, fsError } from "../errors.ts
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
-import { fileIdentity, type FileIdentity } from "./identity.ts";
+import { modelIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod } from "./methods/types.ts";
 import { getMethod } from "./methods/registry.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
@@ -84,9 +84,7 @@ export function chunkLength(shape: readonly number[], maxElems: number): number 
 async function identities(inputs: readonly Checkpoint[], signal?: AbortSignal): Promise<FileIdentity[][]> {
   const out: FileIdentity[][] = [];
   for (const c of inputs) {
-    const ids: FileIdentity[] = [];
-    for (const f of c.weightFiles) ids.push(await fileIdentity(f, signal));
-    out.push(ids);
+    out.push(await modelIdentity(c.weightFiles, signal));
   }
   return out;
 }
