@@ -54,7 +54,12 @@ export interface TensorPlan {
   readonly tail: SourceRef | undefined;
   /** For kind "copy". */
   readonly copyFrom: SourceRef | undefined;
+  /**
+   * What the method sees: the merged region only (shape [mergedRows, …] and numel = mergedElems under
+   * vocabulary growth), the layer index and the per-tensor seed.
+   */
   readonly ctx: TensorContext;
+  /** The method's parameters resolved for this tensor. */
   readonly params: ResolvedParams;
 }
 

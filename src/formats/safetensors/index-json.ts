@@ -19,7 +19,7 @@ export function toIndexJson(
   totalSize: number,
   extraMetadata: Readonly<Record<string, unknown>> = {},
 ): string {
-  const sorted: Record<string, string> = {};
+  const sorted: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const k of Object.keys(weightMap).sort()) sorted[k] = weightMap[k]!;
   return JSON.stringify({ metadata: { ...extraMetadata, total_size: totalSize }, weight_map: sorted }, null, 2) + "\n";
 }
