@@ -7,6 +7,7 @@ import { getMethod } from "./methods/registry.ts";
 import type { FileIdentity } from "./identity.ts";
 import type { MergePlan } from "./plan.ts";
 
+/** What the model card reports. */
 export interface CardInput {
   readonly plan: MergePlan;
   /** Identities of each input's weight files, in plan.inputs order. */

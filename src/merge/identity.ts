@@ -20,6 +20,7 @@ export const FULL_HASH_MAX_BYTES = 256 * 2 ** 20;
 export const SAMPLE_WINDOWS = 16;
 export const SAMPLE_BYTES = 64 * 2 ** 10;
 
+/** How one input file is identified in the model card. */
 export interface FileIdentity {
   readonly file: string;
   readonly byteLength: number;

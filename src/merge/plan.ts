@@ -63,6 +63,7 @@ export interface TensorPlan {
   readonly params: ResolvedParams;
 }
 
+/** A file copied next to the merged weights. */
 export interface CarryFile {
   /** Absolute source path. */
   readonly from: string;
@@ -70,6 +71,7 @@ export interface CarryFile {
   readonly name: string;
 }
 
+/** Everything runMerge needs, decided up front; printable by --explain and testable without files. */
 export interface MergePlan {
   readonly recipe: Recipe;
   readonly method: string;

@@ -28,6 +28,7 @@ import { DEFAULT_MAX_SHARD_BYTES, safetensorsSink, type SinkFactory } from "./si
 /** Default chunk: 4 Mi float32 elements = 16 MiB per input. */
 export const DEFAULT_CHUNK_ELEMS = 4 * 2 ** 20;
 
+/** Options of runMerge (CLI flags in kebab-case map onto these). */
 export interface RunMergeOptions {
   /** Output directory (created atomically). */
   readonly out: string;
@@ -290,6 +291,7 @@ async function copyTensor(
   }
 }
 
+/** Options of mergeRecipe: runMerge's plus how to open each input. */
 export interface MergeRecipeOptions extends RunMergeOptions {
   /** Opens one recipe input. @default openCheckpoint(input.path) (HF safetensors directory) */
   readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;

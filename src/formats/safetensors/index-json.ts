@@ -5,6 +5,7 @@
  */
 import { FormatError } from "../../errors.ts";
 
+/** File names transformers uses for sharded and single-file safetensors weights. */
 export const INDEX_FILE_NAME = "model.safetensors.index.json";
 export const SINGLE_FILE_NAME = "model.safetensors";
 
@@ -24,6 +25,7 @@ export function toIndexJson(
   return JSON.stringify({ metadata: { ...extraMetadata, total_size: totalSize }, weight_map: sorted }, null, 2) + "\n";
 }
 
+/** A parsed, path-checked index. */
 export interface SafetensorsIndex {
   /** metadata.total_size when present (not trusted for anything but display). */
   readonly totalSize: number | undefined;

@@ -164,6 +164,7 @@ export interface ShardedWriter {
   abort(): Promise<void>;
 }
 
+/** Options of createShardedWriter. */
 export interface ShardedWriterOptions {
   /** Largest data size of one shard, bytes. */
   readonly maxShardBytes: number;
