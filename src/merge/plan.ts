@@ -295,6 +295,15 @@ export function planMerge(recipe: Recipe, inputs: readonly CheckpointInventory[]
         });
         continue;
       }
+      if (donors[0] === reference) {
+        issues.push({
+          code: "merge.vocab_mismatch",
+          tensor: name,
+          message: `tensor ${name}: the ${label(reference)} model has more embedding rows than the others, shape ${shapeText}`,
+          hint: "--vocab-policy tuned handles tokens added by the tuned model; here the vocabulary shrank, which realign does not merge",
+        });
+        continue;
+      }
       if (vocabDonor !== undefined && vocabDonor !== donors[0]) {
         issues.push({
           code: "merge.vocab_mismatch",
