@@ -14,6 +14,7 @@ const ROOT = join(fileURLToPath(import.meta.url), "..", "..", "..", "..");
 /** The demo's grid: the references, the knee of the organism's curve (ASR jumps between 0.6 and 0.7). */
 export const DEMO_LAMBDAS = "0,0.5,0.6,0.7,1";
 
+/** Declares `realign demo`. */
 export function register(program: Command): void {
   program
     .command("demo")
