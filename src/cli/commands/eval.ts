@@ -23,7 +23,9 @@ interface EvalFlags {
   seed: string;
   json?: string;
   cache: string | false;
-  concurrency: string;
+  concurrency?: string;
+  aligned?: string;
+  threads?: string;
   timeout: string;
   retries: string;
   systemPrompt?: string;
@@ -64,12 +66,14 @@ export function register(program: Command): void {
     .description("evaluate a model's safety (ASR, over-refusal) and utility on benchmark suites")
     .option("--endpoint <url...>", "OpenAI-compatible endpoint(s) (vLLM, llama-server, Ollama, realign serve); repeat or comma-separate to scale out", collect)
     .option("--model-name <name>", "model name sent to the endpoint", "default")
-    .option("--model <path>", "model for the llama backend: GGUF file, HF directory or LoRA adapter")
+    .option("--model <path>", "model for the llama backend: GGUF file, HF directory or LoRA adapter directory")
+    .option("--aligned <path>", "with an adapter --model: the aligned model it was trained from")
+    .option("--threads <n>", "llama backend: CPU threads (default: 1 below 100M parameters, else all cores)")
     .option("--backend <kind>", "llama | openai (default: openai with --endpoint, else llama)")
     .option("--model-id <id>", "identity of the model in the generation cache (default: backend-derived)")
     .option("--api-key <key>", "bearer token for the endpoint (or OPENAI_API_KEY)")
     .option("--api <mode>", "auto | chat | completions", "auto")
-    .option("--suite <names>", "comma-separated suites: advbench, harmbench, jbb, strongreject, hexphi, xstest, gsm8k, mmlu, pubmedqa, jsonl", "advbench")
+    .option("--suite <names>", "comma-separated suites: advbench, harmbench, jbb, strongreject, hexphi, xstest, gsm8k, mmlu, pubmedqa, jsonl, organism", "advbench")
     .option("--judge <name>", "judge for harmful-prompt suites: keyword | xstest | llama-guard-3 | wildguard", "keyword")
     .option("--judge-endpoint <url...>", "endpoint serving the judge model (llama-guard-3, wildguard)", collect)
     .option("--judge-model <name>", "judge model name sent to --judge-endpoint")
@@ -79,7 +83,7 @@ export function register(program: Command): void {
     .option("--no-items", "leave per-item responses out of --json")
     .option("--cache <dir>", "generation cache directory (resume without regenerating)", defaultCacheDir())
     .option("--no-cache", "do not read or write the generation cache")
-    .option("--concurrency <n>", "requests in flight over all endpoints", "4")
+    .option("--concurrency <n>", "requests in flight over all endpoints (default 4); llama backend: parallel sequences (default 1)")
     .option("--timeout <s>", "per-request timeout, seconds", "600")
     .option("--retries <n>", "retries per request on 429/5xx/timeouts/connection errors", "6")
     .option("--system-prompt <text>", 'system message for items without one (paper: "You are a helpful assistant." for Llama/Qwen)')
@@ -114,7 +118,8 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   }
   const limit = intFlag("limit", flags.limit, 0);
   const seed = intFlag("seed", flags.seed, 0) ?? 1234;
-  const concurrency = intFlag("concurrency", flags.concurrency, 1) ?? 4;
+  const concurrency = intFlag("concurrency", flags.concurrency, 1) ?? (backendKind === "openai" ? 4 : 1);
+  const threads = intFlag("threads", flags.threads, 1);
   const timeoutMs = (numFlag("timeout", flags.timeout, 0.001) ?? 600) * 1000;
   const maxRetries = intFlag("retries", flags.retries, 0) ?? 6;
   const decoding: Record<string, number> = {};
@@ -147,7 +152,8 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   }
   const judge = createJudge(flags.judge, { judgeBackend });
 
-  let backend;
+  const cleanups: Array<() => Promise<void>> = [];
+  let backend: import("../../eval/types.ts").Backend & { endpoints?: readonly string[] };
   if (backendKind === "openai") {
     if (!flags.endpoint || flags.endpoint.length === 0) {
       throw new UsageError("cli.no_endpoint", "--backend openai: got no --endpoint, expected an OpenAI-compatible URL", {
@@ -165,9 +171,21 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
       modelId: flags.modelId,
     });
   } else {
-    throw new UsageError("cli.backend_unavailable", `--backend llama (--model ${flags.model ?? "<none>"}) is not available in this build yet`, {
-      hint: "serve the model (llama-server -m model.gguf, or realign serve) and pass --endpoint URL",
-    });
+    if (!flags.model) {
+      throw new UsageError("cli.no_model", "realign eval: got neither --model (llama backend) nor --endpoint (openai backend)", {
+        hint: "pass --model model.gguf (or an HF directory / LoRA adapter with --aligned), or --endpoint URL",
+      });
+    }
+    const { resolveModel } = await import("../../eval/model-source.ts");
+    const { openLlamaBackend } = await import("../../eval/backends/llama.ts");
+    const resolved = await resolveModel({ model: flags.model, aligned: flags.aligned, signal: cliSignal });
+    cleanups.push(() => resolved.cleanup());
+    try {
+      backend = await openLlamaBackend({ modelPath: resolved.ggufPath, chatFormat: resolved.chatFormat, modelName: resolved.name, threads, parallel: concurrency });
+    } catch (e) {
+      await resolved.cleanup();
+      throw e;
+    }
   }
 
   const progress = await createProgress({ quiet: flags.quiet });
@@ -189,11 +207,12 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     progress.stop();
     await backend.close();
     await judgeBackend?.close();
+    for (const c of cleanups) await c();
   }
 
   const doc = {
     metrics: run.metrics,
-    model: { backend: backend.kind, modelId: run.modelId, endpoints: "endpoints" in backend ? backend.endpoints : undefined, model: flags.model },
+    model: { backend: backend.kind, modelId: run.modelId, endpoints: backend.endpoints, model: flags.model ?? null },
     judge: { name: judge.name, source: judge.source, endpoints: flags.judgeEndpoint, model: flags.judgeModel },
     suites: Object.fromEntries(suites.map((s) => [s.name, { source: s.source, kind: s.kind, headline: s.headlineMetric, decoding: run.decoding[s.name] }])),
     settings: { limit: limit ?? null, seed, systemPrompt: flags.systemPrompt ?? null, concurrency, timeoutMs, maxRetries, api: flags.api, cache: run.cache ?? null },
