@@ -75,8 +75,8 @@ test("runEval: model endpoint + WildGuard judge endpoint; parse errors excluded 
     assert.equal(run.metrics.xstest.n_safe + run.metrics.xstest.n_unsafe, 40);
     assert.equal((model.requests[0].body.messages as Array<{ role: string }>)[0].role, "system");
     assert.deepEqual(run.cache, { dir: join(dir, "c"), hits: 0, misses: 80 });
-    assert.deepEqual(events.filter((e) => e.kind === "phase").map((e) => (e as { name: string }).name), ["eval advbench", "eval xstest"]);
-    assert.equal(events.filter((e) => e.kind === "progress").length, 80);
+    assert.deepEqual(events.filter((e) => e.kind === "phase").map((e) => (e as { name: string }).name), ["eval advbench", "judge advbench", "eval xstest"]);
+    assert.equal(events.filter((e) => e.kind === "progress").length, 120); // 80 generations + 40 judge calls
 
     // rerun: neither the model nor the judge is asked again
     const mBefore = model.requests.length;
