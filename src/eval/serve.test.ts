@@ -98,7 +98,7 @@ test("bad requests get OpenAI-shaped errors", async () => {
   assert.equal(notJson.status, 400);
   const missing = await fetch(`${server.baseUrl}/nope`);
   assert.equal(missing.status, 404);
-  assert.equal((await missing.json()).error.code, "not_found");
+  assert.equal(((await missing.json()) as { error: { code: string } }).error.code, "not_found");
   const wrongMethod = await fetch(`${server.baseUrl}/chat/completions`);
   assert.equal(wrongMethod.status, 405);
 });
