@@ -174,6 +174,7 @@ export class LlamaBackend implements Backend {
     const punished = new Set<Token>(penalty !== 1 ? prompt : []);
     const greedy = d.temperature <= 0;
     try {
+      if (options.signal?.aborted) throw new CancelledError();
       await seq.clearHistory();
       if (maxTokens <= 0) return { tokens, text, stopped };
       const iterator = seq.evaluate(prompt, {
