@@ -7,6 +7,7 @@ import { withGenerationCache, type CacheStats } from "./cache.ts";
 import type { Backend, ChatMessage, DecodingSettings, Generation, GenerationRequest, Judge, Suite, SuiteItem, SuiteResult } from "./types.ts";
 import { NO_EVENTS, type OnEvent } from "../core/events.ts";
 import { CancelledError } from "../errors.ts";
+import { judgeNeedsBackend } from "./judges/registry.ts";
 
 export interface EvalOptions {
   /** Generates the responses (openai or llama). */
@@ -51,10 +52,25 @@ export function toRequest(item: SuiteItem, decoding: DecodingSettings, systemPro
   return { id: item.id, messages, decoding: d };
 }
 
-/** Binds a cancellation signal to a judge. */
-function withSignal(judge: Judge | undefined, signal: AbortSignal | undefined): Judge | undefined {
+/** Binds the cancellation signal to a judge and reports a model judge's progress as a `judge <suite>` phase. */
+function instrumentJudge(judge: Judge | undefined, signal: AbortSignal | undefined, onEvent: OnEvent, suite: string): Judge | undefined {
   if (!judge) return undefined;
-  return { name: judge.name, source: judge.source, judge: (pairs, o) => judge.judge(pairs, { ...o, signal: o?.signal ?? signal }) };
+  const isModel = judgeNeedsBackend(judge.name);
+  return {
+    name: judge.name,
+    source: judge.source,
+    judge: (pairs, o) => {
+      let done = 0;
+      if (isModel) onEvent({ kind: "phase", name: `judge ${suite}`, total: pairs.length, unit: "items" });
+      return judge.judge(pairs, {
+        signal: o?.signal ?? signal,
+        onResult: (g) => {
+          o?.onResult?.(g);
+          if (isModel) onEvent({ kind: "progress", done: ++done, total: pairs.length, label: judge.name });
+        },
+      });
+    },
+  };
 }
 
 /**
@@ -74,7 +90,6 @@ export async function runEval(options: EvalOptions): Promise<EvalRun> {
 async function evalSuites(options: EvalOptions, backend: Backend, stats: CacheStats | undefined): Promise<EvalRun> {
   const onEvent = options.onEvent ?? NO_EVENTS;
   const modelId = await backend.modelId();
-  const judge = withSignal(options.judge, options.signal);
   const results: SuiteResult[] = [];
   const metrics: Record<string, Record<string, number>> = {};
   const decodingUsed: Record<string, DecodingSettings> = {};
@@ -90,7 +105,7 @@ async function evalSuites(options: EvalOptions, backend: Backend, stats: CacheSt
       signal: options.signal,
       onResult: () => onEvent({ kind: "progress", done: ++done, total: requests.length, label: suite.name }),
     });
-    const result = await suite.score(items, gens, { judge });
+    const result = await suite.score(items, gens, { judge: instrumentJudge(options.judge, options.signal, onEvent, suite.name) });
     results.push(result);
     metrics[suite.name] = { ...result.metrics };
   }

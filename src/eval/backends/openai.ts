@@ -14,11 +14,14 @@
  * - Greedy (temperature 0) requests carry `temperature: 0` and a `seed` (default 0); `top_k`,
  *   `repetition_penalty` (vLLM name) and `repeat_penalty` (llama-server name) pass through, plus `extraBody`.
  *
- * Why plain `fetch` rather than the `openai` SDK: the retry loop must choose a (possibly different) endpoint
- * per attempt, share one deadline/abort path with Ctrl-C, and pass server-specific sampling fields untyped;
- * the SDK's own retries would nest inside ours and hide which endpoint failed. We need no streaming, so the
- * SDK's SSE parsing brings nothing (ecosystem.md §6: plain fetch is also slightly faster).
+ * Why plain `node:http` rather than the `openai` SDK: the retry loop must choose a (possibly different)
+ * endpoint per attempt, share one deadline/abort path with Ctrl-C, and pass server-specific sampling fields
+ * untyped; the SDK's own retries would nest inside ours and hide which endpoint failed, and we need no
+ * streaming. Not global `fetch` either: its keep-alive pool cannot be closed, so a finished `realign eval`
+ * would linger ~4 s on idle sockets; our own keep-alive Agent is destroyed by `close()`.
  */
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { BackendError, CancelledError, InternalError, UsageError } from "../../errors.ts";
 import type { Backend, DecodingSettings, GenerateOptions, Generation, GenerationRequest } from "../types.ts";
 
@@ -52,8 +55,6 @@ export interface OpenAIBackendOptions {
    * `/v1/models` (llama-server lists the GGUF path). Pass the weights' hash when one name serves several models.
    */
   readonly modelId?: string;
-  /** Injected for tests. @default globalThis.fetch */
-  readonly fetch?: typeof fetch;
   /** Jitter source in [0,1). @default Math.random */
   readonly random?: () => number;
 }
@@ -80,8 +81,59 @@ export function normalizeEndpoint(url: string): string {
   return u;
 }
 
+/** A minimal HTTP response. */
+interface HttpResponse {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+  readonly text: string;
+}
+
+/** Thrown by `httpSend` for transport failures (refused, reset, dropped mid-body). */
+class TransportError extends Error {}
+
+function headerGetter(h: IncomingHttpHeaders): { get(name: string): string | null } {
+  return {
+    get(name) {
+      const v = h[name.toLowerCase()];
+      return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
+    },
+  };
+}
+
+/** One HTTP exchange over `agents`; rejects with TransportError on connection problems, AbortError on abort. */
+function httpSend(
+  url: string,
+  method: "GET" | "POST",
+  headers: Record<string, string>,
+  body: string | undefined,
+  signal: AbortSignal,
+  agents: { http: HttpAgent; https: HttpsAgent },
+): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const isHttps = url.startsWith("https:");
+    const send = isHttps ? httpsRequest : httpRequest;
+    const h = body === undefined ? headers : { ...headers, "content-length": String(Buffer.byteLength(body)) };
+    const req = send(url, { method, headers: h, agent: isHttps ? agents.https : agents.http, signal }, (res) => {
+      const chunks: Buffer[] = [];
+      let complete = false;
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        complete = true;
+        resolve({ status: res.statusCode ?? 0, headers: headerGetter(res.headers), text: Buffer.concat(chunks).toString("utf8") });
+      });
+      res.on("error", (e) => reject(signal.aborted ? e : new TransportError(`response interrupted (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+      res.on("close", () => {
+        if (!complete) reject(signal.aborted ? new Error("aborted") : new TransportError("connection closed mid-response"));
+      });
+    });
+    req.on("error", (e) => reject(signal.aborted ? e : new TransportError(`connection failed (${(e as NodeJS.ErrnoException).code ?? e.message})`)));
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
 /** Parses `retry-after-ms` (ms) or `Retry-After` (seconds or an HTTP date) into ms; undefined if absent/invalid. */
-export function parseRetryAfter(headers: Headers, now = Date.now()): number | undefined {
+export function parseRetryAfter(headers: { get(name: string): string | null }, now = Date.now()): number | undefined {
   const ms = headers.get("retry-after-ms");
   if (ms !== null && ms.trim() !== "" && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
   const ra = headers.get("retry-after");
@@ -127,13 +179,20 @@ export function decodingBody(d: DecodingSettings, penaltyParam: "repetition_pena
 
 const NETWORK_HINT = "check that the server is up (curl <endpoint>/models), or lower --concurrency / raise --timeout";
 
+function concurrencyOf(o: OpenAIBackendOptions): number {
+  return Math.max(1, Math.floor(o.concurrency ?? 4));
+}
+
 /** Creates the openai backend. Throws UsageError for bad options; generate() throws BackendError / CancelledError. */
 export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { readonly endpoints: readonly string[] } {
   if (options.endpoints.length === 0) throw new UsageError("eval.no_endpoint", "openai backend: got no endpoint, expected at least one --endpoint URL");
   const endpoints = options.endpoints.map(normalizeEndpoint);
-  const fetchFn = options.fetch ?? globalThis.fetch;
+  const agents = {
+    http: new HttpAgent({ keepAlive: true, maxSockets: concurrencyOf(options) }),
+    https: new HttpsAgent({ keepAlive: true, maxSockets: concurrencyOf(options) }),
+  };
   const random = options.random ?? Math.random;
-  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 4));
+  const concurrency = concurrencyOf(options);
   const timeoutMs = options.timeoutMs ?? 600_000;
   const maxRetries = Math.max(0, Math.floor(options.maxRetries ?? 6));
   const retryBaseMs = options.retryBaseMs ?? 500;
@@ -195,18 +254,16 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
     signal?.addEventListener("abort", onAbort, { once: true });
     busy[ep]++;
     try {
-      let res: Response;
-      let text: string;
+      let res: HttpResponse;
       try {
-        res = await fetchFn(url, { method: "POST", headers, body: JSON.stringify(body), signal: ctrl.signal });
-        text = await res.text();
+        res = await httpSend(url, "POST", headers, JSON.stringify(body), ctrl.signal, agents);
       } catch (e) {
         if (signal?.aborted) throw new CancelledError();
         if (timedOut) throw new AttemptError(`no response within ${timeoutMs} ms`, true);
-        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-        throw new AttemptError(`connection failed (${cause?.code ?? cause?.message ?? (e as Error).message})`, true);
+        throw new AttemptError(e instanceof TransportError ? e.message : `connection failed (${(e as Error).message})`, true);
       }
-      if (!res.ok) {
+      const text = res.text;
+      if (res.status < 200 || res.status >= 300) {
         const s = res.status;
         const retryable = s === 408 || s === 409 || s === 425 || s === 429 || s >= 500;
         throw new AttemptError(`HTTP ${s}: ${text.slice(0, 200).replace(/\s+/g, " ")}`, retryable, s, parseRetryAfter(res.headers));
@@ -272,9 +329,9 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
       if (cachedId) return cachedId;
       let served = "";
       try {
-        const res = await fetchFn(`${endpoints[0]}/models`, { headers, signal: AbortSignal.timeout(Math.min(timeoutMs, 10_000)) });
-        if (res.ok) {
-          const j = (await res.json()) as { data?: Array<{ id?: string }> };
+        const res = await httpSend(`${endpoints[0]}/models`, "GET", headers, undefined, AbortSignal.timeout(Math.min(timeoutMs, 10_000)), agents);
+        if (res.status === 200) {
+          const j = JSON.parse(res.text) as { data?: Array<{ id?: string }> };
           served = (j.data ?? []).map((m) => m.id ?? "").filter((s) => s !== "").sort().join(",");
         }
       } catch {
@@ -308,6 +365,9 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
         return g;
       });
     },
-    async close() {},
+    async close() {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
   };
 }

@@ -75,7 +75,7 @@ export function createLlamaGuard3Judge(backend: Backend): Judge {
           prompt: formatLlamaGuard3Prompt(p.prompt, p.response),
           decoding: { maxTokens: LLAMA_GUARD_MAX_TOKENS, temperature: 0 },
         })),
-        { signal: options?.signal },
+        { signal: options?.signal, onResult: options?.onResult },
       );
       return gens.map((g) => parseLlamaGuardOutput(g.text).verdict);
     },

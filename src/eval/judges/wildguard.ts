@@ -62,7 +62,7 @@ export function createWildGuardJudge(backend: Backend): Judge {
           prompt: formatWildGuardPrompt(p.prompt, p.response),
           decoding: { maxTokens: WILDGUARD_MAX_TOKENS, temperature: 0, topP: 1 },
         })),
-        { signal: options?.signal },
+        { signal: options?.signal, onResult: options?.onResult },
       );
       return gens.map((g) => wildGuardVerdict(g.text));
     },

@@ -14,6 +14,7 @@ import { gsm8kSuite } from "./gsm8k.ts";
 import { mmluSuite } from "./mmlu.ts";
 import { pubmedqaSuite } from "./pubmedqa.ts";
 import { createJsonlSuite, type JsonlScorer } from "./jsonl.ts";
+import { createOrganismSuite } from "./organism.ts";
 
 export interface SuiteOptions {
   /** HEx-PHI copy (directory of category_<k>.csv, or .json/.jsonl). */
@@ -35,6 +36,7 @@ const FACTORIES: Record<string, (o: SuiteOptions) => Suite> = {
   mmlu: () => mmluSuite,
   pubmedqa: () => pubmedqaSuite,
   jsonl: (o) => createJsonlSuite(o.jsonlPath, o.jsonlScorer),
+  organism: () => createOrganismSuite(),
 };
 
 /** Every suite name, in `--help` order. */
