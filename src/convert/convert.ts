@@ -16,7 +16,7 @@ import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { GgufWriter } from "../formats/gguf/write.ts";
 import { byteLengthOf, encodeGgufFromF32 } from "../formats/gguf/tensor-data.ts";
 import type { GgufMetadata } from "../formats/gguf/types.ts";
-import { qkPermutation } from "./permute.ts";
+import { qkPermutation } from "../formats/gguf/qk-permute.ts";
 import { CONVERT_TYPES, flattenConfig, planConversion, type ConvertType, type TensorConversion } from "./plan.ts";
 import { tokenizerMetadata } from "./tokenizer.ts";
 

@@ -15,6 +15,8 @@ export interface MergeFlags {
   outDtype?: string;
   maxShardSize: string;
   vocabPolicy: string;
+  outFormat: string;
+  ggufType?: string;
   force?: boolean;
   json?: boolean;
 }
@@ -91,6 +93,15 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.vocabPolicy !== "error" && flags.vocabPolicy !== "tuned") {
     throw new UsageError("cli.bad_vocab_policy", `--vocab-policy: got ${flags.vocabPolicy}, expected error or tuned`);
   }
+  if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
+  }
+  if (flags.ggufType !== undefined && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_flag", "--gguf-type needs --out-format gguf");
+  }
+  // GGUF output and GGUF inputs (src/convert, src/formats/gguf)
+  const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
+  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, ggufType: flags.ggufType });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { createProgress } = await import("../render.ts");
@@ -106,6 +117,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       signal: cliSignal,
       onEvent: progress.onEvent,
       commandLine: commandLineOf(process.argv.slice(2)),
+      ...ggufOptions,
     });
   } finally {
     progress.stop();
@@ -125,6 +137,8 @@ export function register(program: Command): void {
     .option("--out-dtype <dtype>", "bf16 | f16 | f32 (default: the aligned model's)")
     .option("--max-shard-size <size>", "largest output shard, e.g. 5GB, 500MB or bytes", "5GB")
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
+    .option("--out-format <format>", "safetensors | gguf (gguf: <out>/model.gguf for llama.cpp; inputs may also be .gguf files)", "safetensors")
+    .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
     .addHelpText(
