@@ -9,7 +9,7 @@
  * independent of model size.
  */
 import { copyFile, writeFile } from "node:fs/promises";
-import { join, relative, resolve, isAbsolute } from "node:path";
+import { basename, dirname, join, relative, resolve, isAbsolute } from "node:path";
 import { DTYPE_BYTES, encodeFromF32, type OutDtype } from "../core/dtype.ts";
 import type { OnEvent } from "../core/events.ts";
 import { withAtomicOutput } from "../core/files.ts";
@@ -47,6 +47,11 @@ export interface RunMergeOptions {
   readonly commandLine?: string;
   /** Write README.md (model card). @default true */
   readonly writeCard?: boolean;
+  /**
+   * "directory" (default): `out` is an HF model directory (weights, config.json, carried files, README.md).
+   * "file": `out` is one file written entirely by the sink (e.g. a GGUF); no sidecar files.
+   */
+  readonly outputKind?: "directory" | "file";
 }
 
 /** What a merge produced (the CLI's `--json` summary). */
@@ -113,13 +118,16 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
   checkAborted(signal);
 
-  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: true }, async (dir) => {
+  const isFile = options.outputKind === "file";
+  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: !isFile }, async (tempPath) => {
+    const dir = isFile ? dirname(tempPath) : tempPath;
     const metadata: Record<string, string> = { format: "pt", tool: TOOL_NAME, tool_version: VERSION, method: plan.method };
     if (plan.recipe.lambda !== undefined) metadata.lambda = String(plan.recipe.lambda);
     metadata.seed = String(plan.recipe.seed);
     if (plan.outDtype !== undefined) metadata.out_dtype = plan.outDtype;
     const sink = await sinkFactory({
       dir,
+      file: isFile ? tempPath : undefined,
       tensors: plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
       metadata,
       plan,
@@ -210,6 +218,18 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       throw e;
     }
 
+    const summary = (files: string[]): MergeSummary => ({
+      out: outAbs,
+      method: plan.method,
+      lambda: plan.recipe.lambda,
+      outDtype: plan.outDtype?.toLowerCase(),
+      inputs: plan.inputs.map((i) => ({ label: i.label, path: i.path })),
+      tensorCount: plan.tensors.length,
+      totalBytes: plan.totalBytes,
+      files: files.sort(),
+      warnings: plan.warnings,
+    });
+    if (isFile) return summary([basename(outAbs)]);
     const files = [...weightFiles];
     const configPath = join(dir, "config.json");
     try {
@@ -244,17 +264,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       files.push("README.md");
     }
     checkAborted(signal);
-    return {
-      out: outAbs,
-      method: plan.method,
-      lambda: plan.recipe.lambda,
-      outDtype: plan.outDtype?.toLowerCase(),
-      inputs: plan.inputs.map((i) => ({ label: i.label, path: i.path })),
-      tensorCount: plan.tensors.length,
-      totalBytes: plan.totalBytes,
-      files: files.sort(),
-      warnings: plan.warnings,
-    };
+    return summary(files);
   }).catch((e: unknown) => {
     if (e instanceof Error && e.name === "AbortError") throw new CancelledError("merge cancelled; no output was written", { cause: e });
     throw e;

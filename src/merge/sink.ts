@@ -6,6 +6,7 @@
 import type { OutputTensorInfo } from "../formats/safetensors/write.ts";
 import { createShardedWriter } from "../formats/safetensors/write.ts";
 import type { MergePlan } from "./plan.ts";
+import { InternalError } from "../errors.ts";
 
 export type { OutputTensorInfo };
 
@@ -20,8 +21,13 @@ export interface TensorSink {
 
 /** Everything a sink may need to lay out its files. */
 export interface SinkContext {
-  /** Output directory (temporary, renamed into place by the caller). */
+  /**
+   * Output directory (temporary, renamed into place by the caller). In file mode (`file` set) this is the
+   * directory holding `file`; write nothing else there.
+   */
   readonly dir: string;
+  /** File mode (`outputKind: "file"`, e.g. one .gguf): the temp file to write, renamed onto `--out` at the end. */
+  readonly file: string | undefined;
   /** Output tensors in write order. */
   readonly tensors: readonly OutputTensorInfo[];
   /** Provenance strings (format, tool, version, method, lambda, seed). */
@@ -37,6 +43,7 @@ export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 /** The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`. */
 export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES): SinkFactory {
   return (ctx) => {
+    if (ctx.file !== undefined) throw new InternalError("the safetensors sink writes a directory, not a single file");
     const numel = ctx.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
     const writer = createShardedWriter(ctx.dir, ctx.tensors, {
       maxShardBytes,
