@@ -8,7 +8,7 @@
  *
  * Tokenizer keys come from the carried tokenizer files (HF inputs) or from a GGUF input's `tokenizer.*` keys.
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { DTYPE_BYTES, decodeToF32, type Dtype } from "../core/dtype.ts";
 import { InputError, InternalError } from "../errors.ts";
 import { ggmlType, type MergeableGgmlType } from "../formats/gguf/constants.ts";
@@ -64,7 +64,7 @@ function mergedTokenizer(ctx: SinkContext, config: Record<string, unknown>, opti
   });
 }
 
-/** Returns a SinkFactory writing `<out>/model.gguf`. */
+/** Returns a SinkFactory writing the runner's single output file (file mode) or `<out>/model.gguf`. */
 export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
   return (ctx): TensorSink => {
     const config = flattenConfig(ctx.plan.config);
@@ -72,8 +72,9 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
     const plan = planConversion(ctx.plan.config, ctx.tensors, type, "merged config.json", options.name ?? "merged");
     const metadata: GgufMetadata = new Map([...plan.metadata, ...mergedTokenizer(ctx, config, options, plan.arch.spmAddSpacePrefix)]);
     const byName = new Map<string, TensorConversion>(plan.tensors.map((t) => [t.hfName, t]));
+    // File mode (`--out x.gguf`): the runner's temp file; directory mode: <out>/model.gguf beside config and tokenizer.
     const fileName = options.fileName ?? "model.gguf";
-    const writer = GgufWriter.create(join(ctx.dir, fileName));
+    const writer = GgufWriter.create(ctx.file ?? join(ctx.dir, fileName));
     writer.writeHeader(plan.tensors.length, metadata.size);
     writer.writeKv(metadata);
     writer.writeTensorInfos(plan.tensors.map((t) => ({ name: t.ggufName, shape: t.shape, type: t.type })));
@@ -148,7 +149,7 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
       async finish() {
         if (index < ctx.tensors.length) throw new InternalError(`gguf sink: finished with tensor ${ctx.tensors[index]!.name} incomplete`);
         writer.close();
-        return [fileName];
+        return ctx.file !== undefined ? [basename(ctx.file)] : [fileName];
       },
       async abort() {
         writer.abort();

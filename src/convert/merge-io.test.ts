@@ -31,6 +31,11 @@ test("merge --out-format gguf equals merge to safetensors then convert, byte for
     await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false });
     await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "merged" });
     assert.ok(readFileSync(join(dir, "g", "model.gguf")).equals(readFileSync(join(dir, "st.gguf"))));
+    // --out x.gguf: one file, no sidecars, same bytes
+    const one = join(dir, "one.gguf");
+    const fileSummary = await mergeRecipe(recipe, { out: one, ...(await ggufMergeOptions({ outFormat: "gguf", out: one })) });
+    assert.deepEqual(fileSummary.files, ["one.gguf"]);
+    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st.gguf"))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -15,11 +15,19 @@ export async function openModelInput(input: { path: string }): Promise<Checkpoin
 }
 
 /**
- * Options for mergeRecipe: `openInput` (GGUF-aware) always; `sink` = ggufSink when outFormat is "gguf".
+ * Options for mergeRecipe: `openInput` (GGUF-aware) always; for outFormat "gguf" a GGUF `sink`, and
+ * `outputKind: "file"` when `out` ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus
+ * config, tokenizer files and model card.
  * @throws UsageError for a bad ggufType.
  */
-export async function ggufMergeOptions(o: { outFormat: string; ggufType?: string; tokenizerPre?: string }): Promise<{ openInput: typeof openModelInput; sink?: SinkFactory }> {
+export async function ggufMergeOptions(o: {
+  outFormat: string;
+  out?: string;
+  ggufType?: string;
+  tokenizerPre?: string;
+}): Promise<{ openInput: typeof openModelInput; sink?: SinkFactory; outputKind?: "directory" | "file" }> {
   if (o.outFormat !== "gguf") return { openInput: openModelInput };
   const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
-  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre }) };
+  const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
+  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre }), outputKind };
 }

@@ -101,7 +101,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   }
   // GGUF output and GGUF inputs (src/convert, src/formats/gguf)
   const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
-  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, ggufType: flags.ggufType });
+  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { createProgress } = await import("../render.ts");
@@ -137,7 +137,7 @@ export function register(program: Command): void {
     .option("--out-dtype <dtype>", "bf16 | f16 | f32 (default: the aligned model's)")
     .option("--max-shard-size <size>", "largest output shard, e.g. 5GB, 500MB or bytes", "5GB")
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
-    .option("--out-format <format>", "safetensors | gguf (gguf: <out>/model.gguf for llama.cpp; inputs may also be .gguf files)", "safetensors")
+    .option("--out-format <format>", "safetensors | gguf (--out x.gguf: one file; else <out>/model.gguf + config, tokenizer, card). Inputs may be .gguf files", "safetensors")
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
