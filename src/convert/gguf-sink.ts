@@ -78,6 +78,8 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
     writer.writeHeader(plan.tensors.length, metadata.size);
     writer.writeKv(metadata);
     writer.writeTensorInfos(plan.tensors.map((t) => ({ name: t.ggufName, shape: t.shape, type: t.type })));
+    // Generated tensors (llama3 rope_freqs) come first in the plan: write them now.
+    for (const t of plan.tensors) if (t.data !== undefined) writer.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
 
     let index = 0; // current declared tensor
     let consumed = 0; // bytes of it received

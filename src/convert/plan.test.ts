@@ -117,3 +117,27 @@ test("refusals: unknown architecture, unmapped tensor, unsupported rope scaling"
   assert.equal(lin.metadata.get("llama.rope.scaling.type")?.value, "linear");
   assert.equal(lin.metadata.get("llama.rope.scaling.factor")?.value, 2);
 });
+
+test("llama3 rope scaling generates rope_freqs first (Llama 3.2 parameters; values from numpy)", () => {
+  const config = {
+    architectures: ["LlamaForCausalLM"],
+    hidden_size: 2048,
+    intermediate_size: 8192,
+    num_hidden_layers: 1,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    head_dim: 64,
+    rms_norm_eps: 1e-5,
+    rope_theta: 500000.0,
+    rope_scaling: { rope_type: "llama3", factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 },
+    vocab_size: 10,
+  };
+  const plan = planConversion(config, [{ name: "model.norm.weight", shape: [2048] }], "BF16", "c", "l");
+  const rf = plan.tensors[0]!;
+  assert.equal(rf.ggufName, "rope_freqs.weight");
+  assert.deepEqual(rf.shape, [32]);
+  assert.equal(rf.type, "F32");
+  const expected = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.6513291597366333, 3.292262554168701, 9.666729927062988, ...new Array(14).fill(32)];
+  rf.data!.forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) <= 1e-6 * expected[i]!, `factor ${i}: ${v} vs ${expected[i]}`));
+  assert.equal(plan.metadata.get("llama.rope.scaling.type"), undefined);
+});
