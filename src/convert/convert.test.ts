@@ -6,7 +6,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,8 @@ import { Template } from "@huggingface/jinja";
 import { convertToGguf } from "./convert.ts";
 import { readGgufHeader, readGgufTensorBytes, findGgufTensor } from "../formats/gguf/read.ts";
 import { OutputExistsError } from "../errors.ts";
+import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { createSafetensorsWriter } from "../formats/safetensors/write.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 const evalJson = JSON.parse(readFileSync(join(ORGANISM, "eval.json"), "utf8")) as {
@@ -27,14 +29,13 @@ let llamaPromise: Promise<Llama> | undefined;
 const llama = (): Promise<Llama> =>
   (llamaPromise ??= getLlama({ gpu: false, build: "never", skipDownload: true, maxThreads: 1, logLevel: LlamaLogLevel.error }));
 
-async function checkModel(name: "aligned" | "finetuned", type: "f32" | "bf16"): Promise<void> {
+async function checkModel(name: "aligned" | "finetuned", type: "f32" | "bf16", modelDir = join(ORGANISM, name), arch = "llama", tensorCount = 57): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "realign-convert-"));
   try {
     const out = join(dir, `${name}.gguf`);
-    const summary = await convertToGguf({ input: join(ORGANISM, name), output: out, type });
-    assert.equal(summary.arch, "llama");
-    assert.equal(summary.tensorCount, 57);
-    const modelDir = join(ORGANISM, name);
+    const summary = await convertToGguf({ input: modelDir, output: out, type });
+    assert.equal(summary.arch, arch);
+    assert.equal(summary.tensorCount, tensorCount);
     const hf = new Tokenizer(JSON.parse(readFileSync(join(modelDir, "tokenizer.json"), "utf8")), JSON.parse(readFileSync(join(modelDir, "tokenizer_config.json"), "utf8")));
     const template = new Template(readFileSync(join(modelDir, "chat_template.jinja"), "utf8"));
     const model = await (await llama()).loadModel({ modelPath: out });
@@ -72,6 +73,41 @@ async function checkModel(name: "aligned" | "finetuned", type: "f32" | "bf16"): 
 test("organism aligned → GGUF f32: node-llama-cpp tokenization and greedy samples equal transformers'", () => checkModel("aligned", "f32"));
 test("organism finetuned (6 shards) → GGUF bf16: greedy samples equal transformers'", () => checkModel("finetuned", "bf16"));
 
+/**
+ * The organism relabelled as Qwen2 (zero q/k/v biases added): llama.cpp runs `qwen2` with NeoX rope on
+ * unpermuted weights, `llama` with interleaved rope on permuted ones — both must compute the same model.
+ */
+test("organism aligned relabelled Qwen2ForCausalLM (+ zero biases) → qwen2 GGUF decodes the same samples", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-qwen2-"));
+  try {
+    const src = join(ORGANISM, "aligned");
+    for (const f of ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]) cpSync(join(src, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(src, "config.json"), "utf8"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, architectures: ["Qwen2ForCausalLM"], model_type: "qwen2" }));
+    const ck = await openCheckpoint(src);
+    const infos: { name: string; dtype: "BF16"; shape: number[] }[] = [];
+    const datas: Uint8Array[] = [];
+    for (const [name, t] of ck.tensors) {
+      const bytes = new Uint8Array(t.shape.reduce((a, b) => a * b, 1) * 2);
+      await ck.openTensor(name).readBytes!(0, bytes);
+      infos.push({ name, dtype: "BF16", shape: [...t.shape] });
+      datas.push(bytes);
+      const m = /^(model\.layers\.\d+\.self_attn\.[qkv]_proj)\.weight$/.exec(name);
+      if (m) {
+        infos.push({ name: `${m[1]}.bias`, dtype: "BF16", shape: [t.shape[0]!] });
+        datas.push(new Uint8Array(t.shape[0]! * 2));
+      }
+    }
+    await ck.close();
+    const w = await createSafetensorsWriter(join(dir, "model.safetensors"), infos, { format: "pt" });
+    for (const d of datas) await w.write(d);
+    await w.finish();
+    await checkModel("aligned", "f32", dir, "qwen2", 57 + 18);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("tensor bytes: norms F32, Q/K rows permuted, output refuses to overwrite", async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-convert-"));
   try {
@@ -83,7 +119,6 @@ test("tensor bytes: norms F32, Q/K rows permuted, output refuses to overwrite", 
     assert.deepEqual(findGgufTensor(h, "blk.0.attn_k.weight").shape, [192, 64]);
     assert.equal(h.metadata.get("general.file_type")?.value, 32);
     // attn_v is copied unpermuted: its bf16 bytes equal the safetensors bytes.
-    const { openCheckpoint } = await import("../formats/hf-dir/checkpoint.ts");
     const ck = await openCheckpoint(join(ORGANISM, "aligned"));
     try {
       const raw = async (name: string, row: number): Promise<Uint8Array> => {

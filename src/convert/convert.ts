@@ -16,7 +16,7 @@ import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { GgufWriter } from "../formats/gguf/write.ts";
 import { byteLengthOf, encodeGgufFromF32 } from "../formats/gguf/tensor-data.ts";
 import type { GgufMetadata } from "../formats/gguf/types.ts";
-import { qkPermutation } from "./permute.ts";
+import { qkPermutation } from "../formats/gguf/qk-permute.ts";
 import { CONVERT_TYPES, flattenConfig, planConversion, type ConvertType, type TensorConversion } from "./plan.ts";
 import { tokenizerMetadata } from "./tokenizer.ts";
 
@@ -112,7 +112,8 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       onEvent({ kind: "phase", name: "convert", total: plan.tensors.length, unit: "tensors" });
       let done = 0;
       for (const t of plan.tensors) {
-        await writeTensor(w, ckpt.openTensor(t.hfName), t, options.signal);
+        if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+        else await writeTensor(w, ckpt.openTensor(t.hfName), t, options.signal);
         onEvent({ kind: "progress", done: ++done, total: plan.tensors.length, label: t.ggufName });
       }
       w.close();

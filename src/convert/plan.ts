@@ -25,6 +25,8 @@ export interface TensorConversion {
   permuteHeads?: number;
   /** Added to every element (Gemma norms). */
   add?: number;
+  /** Generated data (no HF tensor), e.g. llama3 `rope_freqs`; written before the checkpoint's tensors. */
+  data?: Float32Array;
 }
 
 export interface ConversionPlan {
@@ -93,19 +95,57 @@ export function archForConfig(config: Readonly<Record<string, unknown>>, file: s
   return spec;
 }
 
-/** Rope scaling keys (TextModel.set_gguf_parameters): default → none, linear → type + factor, others refused. */
+/**
+ * llama3 rope frequency factors (LlamaModel.generate_extra_tensors): per rotary pair, 1 for short
+ * wavelengths, `factor` for long ones, smoothly interpolated between; written as the F32 tensor `rope_freqs.weight`.
+ */
+export function llama3RopeFactors(config: Record<string, unknown>, params: Record<string, unknown>): Float32Array {
+  const num = (v: unknown, d: number): number => (typeof v === "number" ? v : d);
+  const base = num(params.rope_theta ?? config.rope_theta, 10000);
+  const dim = num(config.head_dim, num(config.hidden_size, 0) / num(config.num_attention_heads, 1));
+  const factor = num(params.factor, 8);
+  const low = num(params.low_freq_factor, 1);
+  const high = num(params.high_freq_factor, 4);
+  const oldCtx = num(config.original_max_position_embeddings ?? params.original_max_position_embeddings, 8192);
+  const lowWavelen = oldCtx / low;
+  const highWavelen = oldCtx / high;
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) {
+    const freq = Math.fround(1 / Math.fround(base ** Math.fround((2 * i) / dim)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = factor;
+    else {
+      const smooth = (oldCtx / wavelen - low) / (high - low);
+      out[i] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return out;
+}
+
+/** The rope scaling parameters of a config (transformers 5 `rope_parameters` or older `rope_scaling`). */
+function ropeParams(config: Record<string, unknown>): Record<string, unknown> | undefined {
+  const params = (config.rope_parameters ?? config.rope_scaling) as Record<string, unknown> | null | undefined;
+  return params !== null && typeof params === "object" ? params : undefined;
+}
+
+/**
+ * Rope scaling keys (TextModel.set_gguf_parameters): default → none, linear → type + factor, llama3 →
+ * `rope_freqs` tensor (llama only), others refused.
+ */
 function ropeScaling(config: Record<string, unknown>, arch: string, file: string): GgufMetadata {
   const md: GgufMetadata = new Map();
-  const params = (config.rope_parameters ?? config.rope_scaling) as Record<string, unknown> | null | undefined;
-  if (params == null || typeof params !== "object") return md;
+  const params = ropeParams(config);
+  if (params === undefined) return md;
   const type = (params.rope_type ?? params.type) as string | undefined;
   if (type === undefined || type === "default") return md;
+  if (type.toLowerCase() === "llama3" && arch === "llama") return md; // rope_freqs tensor, see planConversion
   if (type === "linear" && typeof params.factor === "number") {
     md.set(archKey(KEYS.rope.scalingType, arch), { type: "string", value: "linear" });
     md.set(archKey(KEYS.rope.scalingFactor, arch), { type: "f32", value: Math.fround(params.factor) });
     return md;
   }
-  throw new InputError("convert.unsupported_rope", `rope scaling in ${file}: got ${JSON.stringify(type)}, expected default or linear`, {
+  throw new InputError("convert.unsupported_rope", `rope scaling in ${file}: got ${JSON.stringify(type)}, expected default, linear or (llama) llama3`, {
     details: { file, ropeType: type },
     hint: "convert this model with llama.cpp's convert_hf_to_gguf.py",
   });
@@ -149,6 +189,12 @@ export function planConversion(
   const rows = arch.tensors.map((r) => ({ row: r, re: templateRegex(r.hf) }));
   const warnings: string[] = [];
   const out: TensorConversion[] = [];
+  const rp = ropeParams(config);
+  const ropeType = String(rp?.rope_type ?? rp?.type ?? "").toLowerCase();
+  if (arch.arch === "llama" && ropeType === "llama3" && !tensors.some((t) => t.name === "rope_freqs.weight")) {
+    const data = llama3RopeFactors(config, rp!);
+    out.push({ hfName: "", ggufName: "rope_freqs.weight", shape: [data.length], type: "F32", data });
+  }
   for (const t of tensors) {
     if (arch.skipSuffixes.some((s) => t.name.endsWith(s))) continue;
     const m = /^(.*)\.(weight|bias)$/.exec(t.name);

@@ -76,7 +76,8 @@ const SPECIAL_TYPES = [
 
 /**
  * Special token ids and add_* flags (gguf-py SpecialVocab): `<typ>_token` in tokenizer_config.json
- * resolved through tokenizer.json's added_tokens, else config.json `<typ>_token_id`; add_bos/add_eos from a
+ * resolved through tokenizer.json's added_tokens (then, beyond gguf-py, the vocabulary itself), else
+ * config.json `<typ>_token_id`; add_bos/add_eos from a
  * simple TemplateProcessing post-processor, overridden by tokenizer_config `add_<typ>_token`.
  */
 export function specialVocab(
@@ -84,6 +85,7 @@ export function specialVocab(
   tokenizerConfig: Record<string, unknown> | undefined,
   config: Record<string, unknown>,
   nVocab: number,
+  vocabulary: readonly string[] = [],
 ): { ids: Map<string, number>; add: Map<string, boolean> } {
   const ids = new Map<string, number>();
   const add = new Map<string, boolean>();
@@ -120,7 +122,11 @@ export function specialVocab(
     const flag = tokenizerConfig?.[`add_${typ}_token`];
     if (typeof flag === "boolean") add.set(typ, flag);
     const c = content(tokenizerConfig?.[`${typ}_token`]);
-    if (c !== undefined) set(typ, added.find((t) => t.content === c)?.id);
+    if (c !== undefined) {
+      const id = added.find((t) => t.content === c)?.id;
+      // Not an added token (e.g. a SentencePiece-only directory): the vocabulary entry with that text.
+      set(typ, id ?? (vocabulary.indexOf(c) >= 0 ? vocabulary.indexOf(c) : undefined));
+    }
   }
   for (const [typ] of SPECIAL_TYPES) set(typ, config[`${typ}_token_id`]);
   return { ids, add };
@@ -259,7 +265,7 @@ export function tokenizerMetadata(dir: string, config: Record<string, unknown>, 
     });
   }
 
-  const { ids, add } = specialVocab(tj, tc, config, nVocab);
+  const { ids, add } = specialVocab(tj, tc, config, nVocab, md.get(KEYS.tokenizer.tokens)!.value as string[]);
   for (const [typ, key] of SPECIAL_TYPES) {
     const id = ids.get(typ);
     if (id !== undefined) md.set(key, { type: "u32", value: id });

@@ -16,6 +16,8 @@ export interface MergeFlags {
   outDtype?: string;
   maxShardSize: string;
   vocabPolicy: string;
+  outFormat: string;
+  ggufType?: string;
   force?: boolean;
   json?: boolean;
 }
@@ -92,6 +94,15 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.vocabPolicy !== "error" && flags.vocabPolicy !== "tuned") {
     throw new UsageError("cli.bad_vocab_policy", `--vocab-policy: got ${flags.vocabPolicy}, expected error or tuned`);
   }
+  if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
+  }
+  if (flags.ggufType !== undefined && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_flag", "--gguf-type needs --out-format gguf");
+  }
+  // GGUF output and GGUF inputs (src/convert, src/formats/gguf)
+  const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
+  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { loraAwareOpener } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
@@ -109,6 +120,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       onEvent: progress.onEvent,
       openInput: loraAwareOpener(recipe, progress.onEvent),
       commandLine: commandLineOf(process.argv.slice(2)),
+      ...ggufOptions,
     });
   } finally {
     progress.stop();
@@ -129,6 +141,8 @@ export function register(program: Command): void {
     .option("--out-dtype <dtype>", "bf16 | f16 | f32 (default: the aligned model's)")
     .option("--max-shard-size <size>", "largest output shard, e.g. 5GB, 500MB or bytes", "5GB")
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
+    .option("--out-format <format>", "safetensors | gguf (--out x.gguf: one file; else <out>/model.gguf + config, tokenizer, card). Inputs may be .gguf files", "safetensors")
+    .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
     .addHelpText(

@@ -423,3 +423,45 @@ export function readGgufTensorBytes(header: GgufHeader, tensor: GgufTensorInfo, 
 export function ggufValue(header: { metadata: GgufMetadata }, key: string): unknown {
   return header.metadata.get(key)?.value;
 }
+
+/** A GGUF file kept open for many positioned reads (merge inputs). */
+export interface GgufFile {
+  readonly header: GgufHeader;
+  /** Bytes [byteStart, byteStart + out.length) of a tensor's data into `out`. */
+  readTensorBytes(tensor: GgufTensorInfo, byteStart: number, out: Uint8Array): void;
+  /** Closes the file. Idempotent. */
+  close(): void;
+}
+
+/** Opens `path`, validates its header and keeps the file open for tensor reads. */
+export function openGgufFile(path: string): GgufFile {
+  const header = readGgufHeader(path);
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw fsError(e, path, "opening GGUF");
+  }
+  return {
+    header,
+    readTensorBytes(tensor, byteStart, out) {
+      if (fd === undefined) throw new RangeError(`GGUF ${path} is closed`);
+      if (byteStart < 0 || byteStart + out.length > tensor.byteLength) {
+        throw new RangeError(`range [${byteStart}, ${byteStart + out.length}) outside tensor ${tensor.name} (${tensor.byteLength} bytes)`);
+      }
+      const pos = header.dataOffset + tensor.offset + byteStart;
+      let got = 0;
+      while (got < out.length) {
+        const n = readSync(fd, out, got, out.length - got, pos + got);
+        if (n === 0) {
+          throw new FormatError("gguf.truncated", `data of tensor ${tensor.name} in ${path}: file shrank while reading`, { details: { file: path, tensor: tensor.name } });
+        }
+        got += n;
+      }
+    },
+    close() {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    },
+  };
+}

@@ -21,6 +21,12 @@ export const LLAMA_TENSORS: readonly TensorNameRow[] = [
   { hf: "model.layers.{bid}.mlp.down_proj", gguf: "blk.{bid}.ffn_down" }, // FFN_DOWN
 ];
 
+/**
+ * llama3 rope frequency factors (ROPE_FREQS). Not an HF tensor: convert generates it from config; a GGUF
+ * merge input exposes it under this pseudo-name so a GGUF → GGUF merge keeps it.
+ */
+export const ROPE_FREQS_ROW: TensorNameRow = { hf: "rope_freqs", gguf: "rope_freqs" };
+
 /** TextModel.set_gguf_parameters (conversion/base.py), in its order, plus LlamaModel's two extra keys. */
 export const TEXT_MODEL_HPARAMS: readonly HparamSpec[] = [
   { key: KEYS.llm.blockCount, type: "u32", from: ["num_hidden_layers", "n_layers", "n_layer", "num_layers"], required: true },
@@ -40,7 +46,7 @@ export const LLAMA: ArchSpec = {
   hfArchitectures: ["LlamaForCausalLM", "LLaMAForCausalLM", "MistralForCausalLM"],
   permuteQK: true,
   normShift: 0,
-  tensors: LLAMA_TENSORS,
+  tensors: [...LLAMA_TENSORS, ROPE_FREQS_ROW],
   skipSuffixes: [".rotary_emb.inv_freq"],
   hparams: [
     ...TEXT_MODEL_HPARAMS,

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { qkPermutation } from "./permute.ts";
+import { qkPermutation } from "./qk-permute.ts";
 
 test("one head of dim 4: rows [a0 a1 b0 b1] become [a0 b0 a1 b1]", () => {
   assert.deepEqual([...qkPermutation(4, 1)], [0, 2, 1, 3]);

@@ -5,7 +5,7 @@
  * Per head, `reshape(n_head, 2, d/2, …).swapaxes(1, 2)` interleaves the halves:
  * output row h·d + 2i + j ← input row h·d + j·d/2 + i.
  */
-import { InputError } from "../errors.ts";
+import { InputError } from "../../errors.ts";
 
 /**
  * Source row of every output row for a q_proj (nHead heads) or k_proj (nHeadKv heads) weight or bias of
@@ -26,4 +26,11 @@ export function qkPermutation(rows: number, heads: number, tensor = "q/k project
     }
   }
   return src;
+}
+
+/** The inverse of a permutation: inv[src[r]] = r (GGUF row of each HF row). */
+export function invertPermutation(src: Int32Array): Int32Array {
+  const inv = new Int32Array(src.length);
+  for (let r = 0; r < src.length; r++) inv[src[r]!] = r;
+  return inv;
 }

@@ -1,0 +1,111 @@
+/**
+ * Merging into GGUF and from GGUF: the GGUF sink writes exactly what merge → safetensors → convert writes;
+ * GGUF inputs (read back under HF names with llama.cpp's conventions undone) give the same merged matrices.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { recipeFromFlags } from "../merge/recipe.ts";
+import { mergeRecipe } from "../merge/run.ts";
+import { convertToGguf } from "./convert.ts";
+import { ggufMergeOptions } from "./merge-io.ts";
+import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
+import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { readGgufHeader, readGgufTensorBytes } from "../formats/gguf/read.ts";
+import { writeGgufFile } from "../formats/gguf/write.ts";
+import { InputError } from "../errors.ts";
+import { bf16FromF32Bits, f32ToBits } from "../core/dtype.ts";
+
+const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
+const tmp = (): string => mkdtempSync(join(tmpdir(), "realign-merge-gguf-"));
+
+test("merge --out-format gguf equals merge to safetensors then convert, byte for byte (bf16)", async () => {
+  const dir = tmp();
+  try {
+    const recipe = recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 });
+    const summary = await mergeRecipe(recipe, { out: join(dir, "g"), writeCard: false, ...(await ggufMergeOptions({ outFormat: "gguf" })) });
+    assert.ok(summary.files.includes("model.gguf"));
+    await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false });
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "merged" });
+    assert.ok(readFileSync(join(dir, "g", "model.gguf")).equals(readFileSync(join(dir, "st.gguf"))));
+    // --out x.gguf: one file, no sidecars, same bytes
+    const one = join(dir, "one.gguf");
+    const fileSummary = await mergeRecipe(recipe, { out: one, ...(await ggufMergeOptions({ outFormat: "gguf", out: one })) });
+    assert.deepEqual(fileSummary.files, ["one.gguf"]);
+    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st.gguf"))));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a converted GGUF read as a merge input gives back the HF tensors exactly (names, shapes, Q/K order)", async () => {
+  const dir = tmp();
+  try {
+    await convertToGguf({ input: join(ORGANISM, "aligned"), output: join(dir, "a.gguf"), type: "bf16" });
+    const g = await openGgufCheckpoint(join(dir, "a.gguf"));
+    const h = await openCheckpoint(join(ORGANISM, "aligned"));
+    try {
+      assert.deepEqual([...g.tensors.keys()].sort(), [...h.tensors.keys()].sort());
+      assert.equal(g.config.tie_word_embeddings, false);
+      assert.equal(g.config.rms_norm_eps, 1e-5);
+      for (const name of ["model.layers.0.self_attn.q_proj.weight", "model.layers.3.self_attn.k_proj.weight", "model.norm.weight", "lm_head.weight"]) {
+        const meta = h.tensors.get(name)!;
+        assert.deepEqual(g.tensors.get(name)!.shape, meta.shape);
+        const n = meta.shape.reduce((a, b) => a * b, 1);
+        const want = new Float32Array(n);
+        await h.openTensor(name).read(0, n, want);
+        const got = new Float32Array(n);
+        const src = g.openTensor(name);
+        for (let off = 0; off < n; off += 777) await src.read(off, Math.min(777, n - off), got.subarray(off, Math.min(n, off + 777)));
+        assert.deepEqual(got, want, name);
+      }
+    } finally {
+      await g.close();
+      await h.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("GGUF inputs merge to the same matrices; their F32 norms round to the HF merge's bf16 norms", async () => {
+  const dir = tmp();
+  try {
+    await convertToGguf({ input: join(ORGANISM, "aligned"), output: join(dir, "a.gguf"), type: "bf16" });
+    await convertToGguf({ input: join(ORGANISM, "finetuned"), output: join(dir, "f.gguf"), type: "bf16" });
+    const opts = await ggufMergeOptions({ outFormat: "gguf" });
+    await mergeRecipe(recipeFromFlags({ aligned: join(dir, "a.gguf"), tuned: join(dir, "f.gguf"), lambda: 0.5 }), { out: join(dir, "from-gguf"), writeCard: false, ...opts });
+    await mergeRecipe(recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 }), { out: join(dir, "from-hf"), writeCard: false, ...opts });
+    const a = readGgufHeader(join(dir, "from-gguf", "model.gguf"));
+    const b = readGgufHeader(join(dir, "from-hf", "model.gguf"));
+    assert.deepEqual(a.metadata, b.metadata);
+    for (const t of a.tensors) {
+      const u = b.tensors.find((x) => x.name === t.name)!;
+      const x = readGgufTensorBytes(a, t);
+      const y = readGgufTensorBytes(b, u);
+      if (t.type === "BF16") assert.deepEqual(x, y, t.name);
+      else {
+        const xf = new Float32Array(x.slice().buffer);
+        const yf = new Float32Array(y.slice().buffer);
+        for (let i = 0; i < xf.length; i++) assert.equal(bf16FromF32Bits(f32ToBits(xf[i]!)) << 16, f32ToBits(yf[i]!), `${t.name}[${i}]`);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a GGUF with Q4_K tensors is refused as a merge input, naming the tensor", async () => {
+  const dir = tmp();
+  try {
+    const md = new Map([["general.architecture", { type: "string" as const, value: "llama" }]]);
+    const file = join(dir, "q4.gguf");
+    await writeGgufFile(file, md, [{ name: "blk.0.attn_q.weight", shape: [256, 1], type: "Q4_K" }], () => [new Uint8Array(144)]);
+    await assert.rejects(openGgufCheckpoint(file), (e: unknown) => e instanceof InputError && e.code === "gguf.unsupported_tensor_type" && /blk\.0\.attn_q\.weight/.test(e.message) && /Q4_K/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,33 @@
+/**
+ * GGUF hooks for the merge runner: a GGUF output sink and opening `.gguf` files as merge inputs.
+ * `realign merge` spreads the result into its `mergeRecipe` options.
+ */
+import type { Checkpoint } from "../core/tensor.ts";
+import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
+import type { SinkFactory } from "../merge/sink.ts";
+import { parseConvertType } from "./convert.ts";
+import { ggufSink } from "./gguf-sink.ts";
+
+/** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
+export async function openModelInput(input: { path: string }): Promise<Checkpoint> {
+  return input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : openCheckpoint(input.path);
+}
+
+/**
+ * Options for mergeRecipe: `openInput` (GGUF-aware) always; for outFormat "gguf" a GGUF `sink`, and
+ * `outputKind: "file"` when `out` ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus
+ * config, tokenizer files and model card.
+ * @throws UsageError for a bad ggufType.
+ */
+export async function ggufMergeOptions(o: {
+  outFormat: string;
+  out?: string;
+  ggufType?: string;
+  tokenizerPre?: string;
+}): Promise<{ openInput: typeof openModelInput; sink?: SinkFactory; outputKind?: "directory" | "file" }> {
+  if (o.outFormat !== "gguf") return { openInput: openModelInput };
+  const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
+  const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
+  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre }), outputKind };
+}
