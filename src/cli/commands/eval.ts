@@ -109,6 +109,14 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   const { runEval } = await import("../../eval/run.ts");
   const { VERSION } = await import("../../version.ts");
 
+  if (flags.model && flags.endpoint && !flags.backend) {
+    throw new UsageError("cli.model_and_endpoint", "realign eval: got both --model and --endpoint, expected one", {
+      hint: "--model evaluates in-process (llama backend); --endpoint evaluates a served model (use --model-name for its name)",
+    });
+  }
+  if (!["exact", "regex", "choice", "contains"].includes(flags.jsonlScorer)) {
+    throw new UsageError("cli.bad_scorer", `--jsonl-scorer: got ${JSON.stringify(flags.jsonlScorer)}, expected exact, regex, choice or contains`);
+  }
   const backendKind = flags.backend ?? (flags.endpoint ? "openai" : "llama");
   if (backendKind !== "openai" && backendKind !== "llama") {
     throw new UsageError("cli.bad_backend", `--backend: got ${JSON.stringify(flags.backend)}, expected llama or openai`);
