@@ -110,7 +110,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   const { VERSION } = await import("../../version.ts");
 
   if (flags.model && flags.endpoint && !flags.backend) {
-    throw new UsageError("cli.model_and_endpoint", "realign eval: got both --model and --endpoint, expected one", {
+    throw new UsageError("cli.model_and_endpoint", "model to evaluate: got both --model and --endpoint, expected one", {
       hint: "--model evaluates in-process (llama backend); --endpoint evaluates a served model (use --model-name for its name)",
     });
   }
@@ -180,7 +180,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     });
   } else {
     if (!flags.model) {
-      throw new UsageError("cli.no_model", "realign eval: got neither --model (llama backend) nor --endpoint (openai backend)", {
+      throw new UsageError("cli.no_model", "model to evaluate: got neither --model (llama backend) nor --endpoint (openai backend)", {
         hint: "pass --model model.gguf (or an HF directory / LoRA adapter with --aligned), or --endpoint URL",
       });
     }
