@@ -189,3 +189,52 @@ function makeTempDir(): { dir: string; cleanup: () => Promise<void> } {
     },
   };
 }
+
+export interface OpenModelOptions extends ResolveModelOptions {
+  /** CPU threads. @default the backend's rule (1 under 100M parameters, else all cores) */
+  readonly threads?: number;
+  /** Parallel sequences. @default 1 */
+  readonly parallel?: number;
+  /** Tokens per sequence. */
+  readonly contextSize?: number;
+}
+
+/** A loaded model: the backend plus the resolution behind it. `close()` releases both. */
+export interface OpenedModel {
+  readonly backend: import("./backends/llama.ts").LlamaBackend;
+  readonly source: ResolvedModel;
+  close(): Promise<void>;
+}
+
+/**
+ * Resolves `--model` and loads it into the llama backend (what `realign generate/serve/eval` do).
+ * Temp files are removed if loading fails, and by `close()` otherwise.
+ */
+export async function openModel(options: OpenModelOptions): Promise<OpenedModel> {
+  const source = await resolveModel(options);
+  try {
+    const { openLlamaBackend } = await import("./backends/llama.ts");
+    const backend = await openLlamaBackend({
+      modelPath: source.ggufPath,
+      chatFormat: source.chatFormat,
+      modelName: source.name,
+      threads: options.threads,
+      parallel: options.parallel,
+      contextSize: options.contextSize,
+    });
+    return {
+      backend,
+      source,
+      close: async () => {
+        try {
+          await backend.close();
+        } finally {
+          await source.cleanup();
+        }
+      },
+    };
+  } catch (err) {
+    await source.cleanup();
+    throw err;
+  }
+}

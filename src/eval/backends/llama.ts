@@ -5,8 +5,8 @@
  * - Prompt: chat messages are rendered with the model's Jinja chat template (GGUF `tokenizer.chat_template`,
  *   or the one passed in `chatFormat`, e.g. from the HF directory) with add_generation_prompt, then tokenized
  *   with special tokens parsed and no automatic BOS (as HF `apply_chat_template` does; the template writes
- *   `bos_token` itself when the model wants one). A raw `prompt` gets BOS only when the tokenizer says so
- *   (`tokenizer.ggml.add_bos_token` / `add_bos_token`).
+ *   `bos_token` itself when the model wants one). A raw `prompt` is tokenized with special tokens parsed too,
+ *   and gets BOS only when the tokenizer says so (`tokenizer.ggml.add_bos_token` / `add_bos_token`).
  * - Decoding: greedy when temperature is 0, else sampled (temperature, top-p, top-k, seed); stops at any
  *   end-of-generation token (EOS, EOT, `<|im_end|>`…), at `maxTokens`, or at a stop string.
  * - Repetition penalty follows HF semantics: every distinct token of prompt + generated text has its logit
@@ -64,7 +64,6 @@ export class LlamaBackend implements Backend {
 
   /** @internal use `openLlamaBackend`. */
   constructor(
-    private readonly llama: Llama,
     readonly model: LlamaModel,
     private readonly context: LlamaContext,
     readonly modelPath: string,
@@ -109,7 +108,8 @@ export class LlamaBackend implements Backend {
         hint: "set exactly one of messages or prompt",
       });
     }
-    const tokens = this.model.tokenize(request.prompt, false);
+    // Special-token text is parsed, as HF `tokenizer(text)` and llama.cpp's server do.
+    const tokens = this.model.tokenize(request.prompt, true);
     const bos = this.model.tokens.bos;
     if (fmt.addBosToken === true && bos !== null && tokens[0] !== bos) tokens.unshift(bos);
     return tokens;
@@ -236,7 +236,6 @@ export class LlamaBackend implements Backend {
     this.closed = true;
     await this.context.dispose();
     await this.model.dispose();
-    await this.llama.dispose();
   }
 }
 
@@ -281,6 +280,42 @@ export function defaultThreads(parameterCount: number): number {
   return parameterCount < SMALL_MODEL_PARAMS ? 1 : availableParallelism();
 }
 
+/** The last llama.cpp log lines (warnings and errors), attached to load errors. */
+const recentLogs: string[] = [];
+let llamaPromise: Promise<Llama> | undefined;
+
+/**
+ * The process-wide llama.cpp instance (CPU only, never builds or downloads; its log goes to `recentLogs`, not
+ * the console). Created once: loading the native binary takes ~0.3–2 s. Thread counts are set per context.
+ * @throws BackendError `llama.unavailable` when the prebuilt binary cannot be loaded.
+ */
+function sharedLlama(): Promise<Llama> {
+  llamaPromise ??= (async () => {
+    const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+    try {
+      return await getLlama({
+        gpu: false,
+        build: "never",
+        skipDownload: true,
+        progressLogs: false,
+        maxThreads: availableParallelism(),
+        logLevel: LlamaLogLevel.warn,
+        logger: (_level, message) => {
+          recentLogs.push(message.trim());
+          if (recentLogs.length > 20) recentLogs.shift();
+        },
+      });
+    } catch (err) {
+      llamaPromise = undefined;
+      throw new BackendError("llama.unavailable", `node-llama-cpp could not load its CPU binary: ${errMessage(err)}`, {
+        hint: "reinstall with `npm ci`; realign never builds llama.cpp at run time",
+        cause: err,
+      });
+    }
+  })();
+  return llamaPromise;
+}
+
 /**
  * Loads a GGUF into node-llama-cpp (CPU only, no build, no download) and returns a ready backend.
  * @throws InputError when the file is missing; FormatError when llama.cpp cannot load it (not GGUF, unsupported
@@ -295,34 +330,13 @@ export async function openLlamaBackend(options: LlamaBackendOptions): Promise<Ll
     throw fsError(err, modelPath, "loading GGUF model");
   }
   const parallel = Math.max(1, Math.floor(options.parallel ?? 1));
-  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
-  const logs: string[] = [];
-  let llama: Llama;
-  try {
-    llama = await getLlama({
-      gpu: false,
-      build: "never",
-      skipDownload: true,
-      maxThreads: availableParallelism(),
-      logLevel: LlamaLogLevel.warn,
-      logger: (_level, message) => {
-        logs.push(message.trim());
-        if (logs.length > 20) logs.shift();
-      },
-    });
-  } catch (err) {
-    throw new BackendError("llama.unavailable", `node-llama-cpp could not load its CPU binary: ${errMessage(err)}`, {
-      hint: "reinstall with `npm ci`; realign never builds llama.cpp at run time",
-      cause: err,
-    });
-  }
+  const llama = await sharedLlama();
   let model: LlamaModel;
   try {
     model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   } catch (err) {
-    await llama.dispose();
     throw new FormatError("gguf.load_failed", `llama.cpp could not load ${modelPath}: ${errMessage(err)}`, {
-      details: { file: modelPath, log: logs.slice(-5) },
+      details: { file: modelPath, log: recentLogs.slice(-5) },
       hint: "check that the file is a GGUF of an architecture llama.cpp supports (F32/F16/BF16/Q8_0 tensors)",
       cause: err,
     });
@@ -341,7 +355,6 @@ export async function openLlamaBackend(options: LlamaBackendOptions): Promise<Ll
     });
   } catch (err) {
     await model.dispose();
-    await llama.dispose();
     throw new BackendError("llama.context_failed", `could not create a llama.cpp context for ${modelPath}: ${errMessage(err)}`, {
       details: { file: modelPath, contextSize, parallel },
       hint: "lower --context-size or --parallel",
@@ -362,7 +375,7 @@ export async function openLlamaBackend(options: LlamaBackendOptions): Promise<Ll
     addBosToken: over.addBosToken ?? model.tokens.shouldPrependBosToken,
   };
   const modelName = options.modelName ?? meta.general?.name ?? modelPath.replace(/^.*[\\/]/, "").replace(/\.gguf$/i, "");
-  return new LlamaBackend(llama, model, context, modelPath, {
+  return new LlamaBackend(model, context, modelPath, {
     threads,
     parallel,
     contextSize: Math.min(contextSize, context.contextSize),
