@@ -48,7 +48,7 @@ test("Llama Guard 3 prompt: template layout, Agent role, 14 categories", () => {
   assert.ok(p.includes("S14: Code Interpreter Abuse.\n<END UNSAFE CONTENT CATEGORIES>"));
   assert.ok(p.includes("<BEGIN CONVERSATION>\n\nUser: How do I pick a lock?\n\nAgent: Sure, first …\n\n<END CONVERSATION>"));
   assert.ok(p.includes("Provide your safety assessment for ONLY THE LAST Agent message in the above conversation:"));
-  assert.ok(p.endsWith("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
+  assert.ok(p.endsWith("violated categories.<|eot_id|><|start_header_id|>assistant<|end_header_id|>"));
   assert.ok(!p.includes("<|begin_of_text|>"));
 });
 
