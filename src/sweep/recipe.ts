@@ -10,7 +10,8 @@
  *   θ = θ_aligned + λ·sparsify(δ). The weight stays 1 because TIES normalises by Σ weights, which would cancel λ.
  *   Default density 0.5 (the paper does not give DARE's drop rate, paper.md §1.5), seeded by `seed`.
  */
-import { parseRecipe, recipeFromFlags, type Recipe } from "../merge/recipe.ts";
+import { recipeFromFlags, type Recipe } from "../merge/recipe.ts";
+import { parseRecipe } from "../merge/recipe-schema.ts";
 import type { OutDtype } from "../core/dtype.ts";
 import { SWEEP_METHODS, type SweepJob } from "./grid.ts";
 

@@ -110,6 +110,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy });
   const progress = await createProgress({ quiet: flags.json === true });
+  const loraOpener = loraAwareOpener(recipe, progress.onEvent);
   let summary: MergeSummary;
   try {
     summary = await mergeRecipe(recipe, {
@@ -118,9 +119,11 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
-      openInput: loraAwareOpener(recipe, progress.onEvent),
       commandLine: commandLineOf(process.argv.slice(2)),
       ...ggufOptions,
+      // integration of the gguf and lora branches (sweep helper): .gguf inputs through the GGUF reader,
+      // everything else through the LoRA-aware opener (adapter dir or HF dir)
+      openInput: (input) => (input.path.toLowerCase().endsWith(".gguf") ? ggufOptions.openInput(input) : loraOpener(input)),
     });
   } finally {
     progress.stop();
