@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { OnEvent } from "../core/events.ts";
 import type { Backend } from "../eval/types.ts";
 import type { ModelRuntime } from "./steps.ts";
@@ -69,6 +70,160 @@ export function createLlamaRuntime(options: LlamaRuntimeOptions = {}): ModelRunt
         parallel: options.parallel,
         chatFormat: chatFormats.get(path) as Parameters<typeof openLlamaBackend>[0]["chatFormat"],
       });
+    },
+  };
+}
+
+/**
+ * The OpenAI-compatible runtime: for each point a server is started on the materialised model with
+ * `serveCommand` (`{model}` and `{port}` are substituted, the model path shell-quoted), the sweep waits until
+ * `GET /v1/models` answers, evaluates through the openai backend, then stops the server (SIGTERM, SIGKILL after
+ * STOP_GRACE_MS). The default command is this realign's own `realign serve` on the GGUF. For servers that load
+ * Hugging Face directories (vLLM: `vllm serve {model} --port {port}`), pass `modelFormat: "hf"`. The cache
+ * identity of each point is the sha256 of its weights, so points never share cached answers.
+ */
+export interface OpenAIRuntimeOptions {
+  /** Server command template. @default `<node> <realign> serve --model {model} --port {port}` */
+  readonly serveCommand?: string;
+  /** What the server loads: a GGUF file or the HF directory. @default "gguf" */
+  readonly modelFormat?: "gguf" | "hf";
+  /** `model` field of requests (vLLM's served name). @default "model" */
+  readonly modelName?: string;
+  /** Requests in flight. @default 4 */
+  readonly concurrency?: number;
+  /** GGUF type when modelFormat is gguf. @default as the llama runtime */
+  readonly ggufType?: GgufType;
+  /** How long a server may take to answer /v1/models. @default 600000 */
+  readonly readyTimeoutMs?: number;
+  /** Threads passed to the default realign serve command. */
+  readonly threads?: number;
+}
+
+/** Grace period between SIGTERM and SIGKILL of a point's server. */
+const STOP_GRACE_MS = 5000;
+/** Poll interval while waiting for a server. */
+const READY_POLL_MS = 200;
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** sha256 of a file, or of a directory's weight files (sorted names and bytes). */
+async function weightsHash(path: string): Promise<string> {
+  const { createHash } = await import("node:crypto");
+  const { createReadStream } = await import("node:fs");
+  const hash = createHash("sha256");
+  const files = statSync(path).isDirectory()
+    ? readdirSync(path)
+        .filter((n) => n.endsWith(".safetensors") || n.endsWith(".gguf") || n === "config.json")
+        .sort()
+        .map((n) => join(path, n))
+    : [path];
+  for (const f of files) {
+    hash.update(f.slice(path.length));
+    for await (const chunk of createReadStream(f)) hash.update(chunk as Buffer);
+  }
+  return hash.digest("hex");
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The runtime that evaluates each point through a server it starts (default: realign serve). */
+export function createOpenAIRuntime(options: OpenAIRuntimeOptions = {}): ModelRuntime {
+  const llama = createLlamaRuntime({ ggufType: options.ggufType });
+  const format = options.modelFormat ?? "gguf";
+  const defaultCommand = (): string => {
+    const bin = fileURLToPath(new URL("../../bin/realign.mjs", import.meta.url));
+    const threads = options.threads !== undefined ? ` --threads ${options.threads}` : "";
+    return `${shellQuote(process.execPath)} ${shellQuote(bin)} serve --model {model} --port {port}${threads}`;
+  };
+  const template = options.serveCommand ?? defaultCommand();
+  return {
+    backend: { kind: "openai", serveCommand: options.serveCommand ?? "realign serve", modelFormat: format, modelName: options.modelName, concurrency: options.concurrency },
+    async materialize(hfDir, workDir, context) {
+      if (format === "hf") return { path: hfDir, cleanup: () => {} };
+      return llama.materialize(hfDir, workDir, context);
+    },
+    async open(path: string): Promise<Backend> {
+      const { spawn } = await import("node:child_process");
+      const { BackendError } = await import("../errors.ts");
+      const { createOpenAIBackend } = await import("../eval/backends/openai.ts");
+      const port = await freePort();
+      const command = template.replaceAll("{model}", shellQuote(path)).replaceAll("{port}", String(port));
+      const child = spawn(command, { shell: true, stdio: ["ignore", "pipe", "pipe"], detached: process.platform !== "win32" });
+      let output = "";
+      const keep = (b: Buffer): void => {
+        output = (output + b.toString("utf8")).slice(-4000);
+      };
+      child.stdout?.on("data", keep);
+      child.stderr?.on("data", keep);
+      let exited: number | null | undefined;
+      const exit = new Promise<void>((resolve) => child.once("exit", (code) => ((exited = code), resolve())));
+      const stop = async (): Promise<void> => {
+        if (exited !== undefined) return;
+        const kill = (sig: NodeJS.Signals): void => {
+          try {
+            // the shell and everything it started (process group)
+            if (child.pid !== undefined && process.platform !== "win32") process.kill(-child.pid, sig);
+            else child.kill(sig);
+          } catch {
+            // already gone
+          }
+        };
+        kill("SIGTERM");
+        const timer = setTimeout(() => kill("SIGKILL"), STOP_GRACE_MS);
+        await exit;
+        clearTimeout(timer);
+      };
+      const base = `http://127.0.0.1:${port}/v1`;
+      const deadline = Date.now() + (options.readyTimeoutMs ?? 600_000);
+      for (;;) {
+        if (exited !== undefined) {
+          throw new BackendError("sweep.server_exited", `model server for ${path}: exited with code ${exited} before answering, expected it to serve on port ${port}`, {
+            details: { command, output: output.trim().split("\n").slice(-5).join("\n") },
+            hint: `check the --serve-command; its last output: ${output.trim().split("\n").slice(-1)[0] ?? "(none)"}`,
+          });
+        }
+        if (Date.now() > deadline) {
+          await stop();
+          throw new BackendError("sweep.server_timeout", `model server for ${path}: got no answer at ${base}/models, expected one within ${options.readyTimeoutMs ?? 600_000} ms`, {
+            details: { command },
+            hint: "raise the timeout or check the --serve-command",
+          });
+        }
+        try {
+          const res = await fetch(`${base}/models`);
+          if (res.ok) break;
+        } catch {
+          // not listening yet
+        }
+        await new Promise((r) => setTimeout(r, READY_POLL_MS));
+      }
+      const backend = createOpenAIBackend({
+        endpoints: [base],
+        model: options.modelName ?? "model",
+        modelId: `openai-sweep:${await weightsHash(path)}`,
+        concurrency: options.concurrency,
+      });
+      return {
+        kind: backend.kind,
+        modelId: () => backend.modelId(),
+        generate: (requests, o) => backend.generate(requests, o),
+        async close() {
+          await backend.close();
+          await stop();
+        },
+      };
     },
   };
 }

@@ -18,6 +18,10 @@ export interface SweepFlags extends ChoiceFlags {
   backend: string;
   threads?: string;
   ggufType?: string;
+  serveCommand?: string;
+  serveFormat: string;
+  modelName?: string;
+  concurrency?: string;
   judge?: string;
   limit?: string;
   seed: string;
@@ -72,6 +76,12 @@ export interface CliSweepRun {
   out: string;
   threads?: number;
   ggufType?: "f32" | "f16" | "bf16" | "q8_0";
+  /** "llama" (in-process) or "openai" (a server per point). @default "llama" */
+  backend?: "llama" | "openai";
+  serveCommand?: string;
+  serveFormat?: "gguf" | "hf";
+  modelName?: string;
+  concurrency?: number;
   judge?: string;
   limit?: number;
   seed: number;
@@ -96,7 +106,7 @@ export async function runCliSweep(o: CliSweepRun) {
   const { parseOutDtype } = await import("../../core/dtype.ts");
   const { runSweep } = await import("../../sweep/run.ts");
   const { createSweepSteps } = await import("../../sweep/steps.ts");
-  const { createLlamaRuntime } = await import("../../sweep/runtimes.ts");
+  const { createLlamaRuntime, createOpenAIRuntime } = await import("../../sweep/runtimes.ts");
   const { writeReport, axesFor } = await import("../../sweep/write-report.ts");
   const { axisValue } = await import("../../sweep/axes.ts");
   const { parseRule } = await import("../../sweep/choose.ts");
@@ -136,7 +146,17 @@ export async function runCliSweep(o: CliSweepRun) {
     limit: o.limit,
     systemPrompt: o.systemPrompt,
     decoding: o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : undefined,
-    runtime: createLlamaRuntime({ threads: o.threads, ggufType: o.ggufType }),
+    runtime:
+      o.backend === "openai"
+        ? createOpenAIRuntime({
+            serveCommand: o.serveCommand,
+            modelFormat: o.serveFormat,
+            modelName: o.modelName,
+            concurrency: o.concurrency,
+            ggufType: o.ggufType,
+            threads: o.threads,
+          })
+        : createLlamaRuntime({ threads: o.threads, ggufType: o.ggufType }),
   });
   const suiteInfos = await steps.describeSuites(suites);
   const axes = axesFor(o.choice, suiteInfos);
@@ -195,9 +215,13 @@ export function register(program: Command): void {
     .option("--lambdas <list>", "λ grid: 0,0.25,0.5 or 0,0.2,…,1 or 0:1:0.1 (0 and 1 are always added)", "0:1:0.2")
     .option("--suite <list>", "suites, e.g. organism or advbench,gsm8k")
     .option("--out <dir>", "sweep directory: state, generation cache, report (rerun to resume)")
-    .option("--backend <name>", "llama (in-process node-llama-cpp on GGUF)", "llama")
-    .option("--threads <n>", "llama: CPU threads (default: 1 for tiny models, else all cores)")
-    .option("--gguf-type <type>", "llama: GGUF tensor type f32 | f16 | bf16 | q8_0 (default: f32 under 1 GiB, else the source's)")
+    .option("--backend <name>", "llama (in-process node-llama-cpp on GGUF) | openai (a server per point, see --serve-command)", "llama")
+    .option("--threads <n>", "CPU threads of llama / of the default realign serve (default: 1 for tiny models, else all cores)")
+    .option("--gguf-type <type>", "GGUF tensor type f32 | f16 | bf16 | q8_0 (default: f32 under 1 GiB, else the source's)")
+    .option("--serve-command <cmd>", "openai: command serving {model} on {port} (default: realign serve --model {model} --port {port})")
+    .option("--serve-format <fmt>", "openai: what {model} is, gguf | hf (vLLM loads HF directories)", "gguf")
+    .option("--model-name <name>", "openai: the model field of requests (vLLM's served name)")
+    .option("--concurrency <n>", "openai: requests in flight", "4")
     .option("--judge <name>", "judge of harmful-prompt suites: keyword (default) | xstest")
     .option("--limit <n>", "evaluate a reproducible subset of n items per suite")
     .option("--seed <n>", "seed of subsets and of stochastic merges (DARE)", "0")
@@ -216,9 +240,15 @@ export function register(program: Command): void {
       "\nExample:\n  realign sweep --aligned examples/organism/aligned --tuned examples/organism/finetuned \\\n    --lambdas 0,0.5,1 --suite organism --out out/sweep\n\nSee docs/sweep.md for the recommendation rule and the axes.\n",
     )
     .action(async (flags: SweepFlags) => {
-      if (flags.backend !== "llama") {
-        throw new UsageError("sweep.unsupported_backend", `--backend: got ${flags.backend}, expected llama`, {
-          hint: "realign sweep evaluates each merged model in-process; to use a server, sweep with --keep and run realign eval against it",
+      if (flags.backend !== "llama" && flags.backend !== "openai") {
+        throw new UsageError("sweep.unsupported_backend", `--backend: got ${flags.backend}, expected llama or openai`);
+      }
+      if (flags.serveFormat !== "gguf" && flags.serveFormat !== "hf") {
+        throw new UsageError("cli.bad_flag", `--serve-format: got ${flags.serveFormat}, expected gguf or hf`);
+      }
+      if (flags.serveCommand !== undefined && !flags.serveCommand.includes("{model}")) {
+        throw new UsageError("cli.bad_flag", `--serve-command: got "${flags.serveCommand}", expected a command containing {model} (and {port})`, {
+          hint: 'e.g. --serve-command "vllm serve {model} --port {port}" --serve-format hf',
         });
       }
       const ggufType = flags.ggufType;
@@ -233,6 +263,11 @@ export function register(program: Command): void {
         suites: required(flags.suite, "--suite"),
         out: required(flags.out, "--out"),
         threads: integer(flags.threads, "--threads", 1),
+        backend: flags.backend as "llama" | "openai",
+        serveCommand: flags.serveCommand,
+        serveFormat: flags.serveFormat as "gguf" | "hf",
+        modelName: flags.modelName,
+        concurrency: integer(flags.concurrency, "--concurrency", 1),
         ggufType: ggufType as CliSweepRun["ggufType"],
         judge: flags.judge,
         limit: integer(flags.limit, "--limit", 1),
