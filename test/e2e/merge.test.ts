@@ -125,17 +125,4 @@ test("bad flags and incompatible models: exit 2, `realign: …` + hint, no stack
   }
 });
 
-test("demo: merges the organism at λ = 0.5 into --out (replacing it) and prints the summary", async () => {
-  const root = mkdtempSync(join(tmpdir(), "realign-e2e-"));
-  try {
-    const out = join(root, "out");
-    mkdirSync(out);
-    writeFileSync(join(out, "old"), "x");
-    const r = await runCli(["demo", "--out", out]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /method linear, λ = 0\.5, dtype bf16\n {2}57 tensors, 5\.22 MB in 1 weight file\n/);
-    assert.ok(existsSync(join(out, "model.safetensors")) && !existsSync(join(out, "old")));
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
+// `realign demo` became the organism sweep (sweep helper); its end-to-end test is test/e2e/sweep-organism.test.ts.
