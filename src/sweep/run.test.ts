@@ -125,3 +125,22 @@ test("runSweep --keep leaves the merged weights", async () => {
   await runSweep({ aligned: "a", tuned: "t", lambdas: [0.5], suites: ["organism"], out, keep: true }, fakeSteps(log));
   assert.equal(readFileSync(join(out, "models", "linear@0.5", "model.txt"), "utf8"), "0.5");
 });
+
+test("runSweep concurrency 2: same points, each distinct model still evaluated once", async () => {
+  const out = join(tmp(), "s");
+  const log = { prepared: [] as string[], evaluated: [] as string[] };
+  const r = await runSweep(
+    { aligned: "a", tuned: "t", methods: ["linear", "slerp"], lambdas: [0.5], suites: ["organism"], out, concurrency: 2 },
+    fakeSteps(log),
+  );
+  // linear@0 and slerp@0 are the aligned model, linear@1 and slerp@1 the tuned one
+  assert.deepEqual([...log.evaluated].sort(), ["linear@0", "linear@0.5", "linear@1", "slerp@0.5"]);
+  assert.deepEqual(r.points.map((p) => [p.id, p.metrics.organism!.harmful_refusal_rate]), [
+    ["linear@0", 0.85],
+    ["linear@0.5", 0.425],
+    ["linear@1", 0],
+    ["slerp@0", 0.85],
+    ["slerp@0.5", 0.425],
+    ["slerp@1", 0],
+  ]);
+});

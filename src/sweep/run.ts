@@ -88,7 +88,12 @@ export interface SweepOptions {
   readonly choice?: ChoiceOptions;
   readonly signal?: AbortSignal;
   readonly onEvent?: OnEvent;
-  /** Called after each point is saved (or read back when resuming: `isResumed`). */
+  /**
+   * Points evaluated at the same time (each in its own backend). Results do not depend on it; on a machine
+   * with spare cores and single-threaded small models it shortens the sweep. @default 1
+   */
+  readonly concurrency?: number;
+  /** Called after each point is saved (or read back when resuming: `isResumed`), in completion order. */
   readonly onPoint?: (point: PointResult, info: { done: number; total: number; isResumed: boolean }) => void;
 }
 
@@ -158,61 +163,92 @@ export async function runSweep(options: SweepOptions, steps: SweepSteps): Promis
     if (p) byModel.set(modelKey(job), p);
   }
   const computed: string[] = [];
-  const results: PointResult[] = [];
-  onEvent({ kind: "phase", name: "sweep", total: jobs.length, unit: "points" });
-  for (let i = 0; i < jobs.length; i++) {
-    const job = jobs[i]!;
-    checkAborted(options.signal);
-    const info = { done: i + 1, total: jobs.length };
+  const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
+  // an internal signal stops the other workers when one fails
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  /** model key → the evaluation in flight, so two jobs on the same weights evaluate them once */
+  const inflight = new Map<string, Promise<PointResult>>();
+  let done = 0;
+
+  const evaluateJob = async (job: SweepJob): Promise<PointResult> => {
+    const context: StepContext = {
+      workDir: join(out, MODELS_DIR, job.id.replace(/[^A-Za-z0-9_.@-]/g, "_")),
+      cacheDir: join(out, CACHE_DIR),
+      keep: options.keep === true,
+      signal,
+      onEvent,
+    };
+    const model = await steps.prepare(job, context);
+    let suiteResults: SuiteResult[];
+    const t0 = performance.now();
+    try {
+      checkAborted(signal);
+      suiteResults = await steps.evaluate(model, job, context);
+    } finally {
+      if (!options.keep) model.cleanup();
+    }
+    checkAborted(signal);
+    if (!options.keep) rmSync(context.workDir, { recursive: true, force: true });
+    return {
+      id: job.id,
+      method: job.method,
+      lambda: job.lambda,
+      model: job.reuse ?? "merged",
+      metrics: Object.fromEntries(suiteResults.map((r) => [r.suite, { ...r.metrics }])),
+      examples: pickExamples(suiteResults),
+      seconds: { merge: round(model.seconds), eval: round((performance.now() - t0) / 1000) },
+      settingsKey: settings.key,
+    };
+  };
+
+  const runJob = async (job: SweepJob): Promise<void> => {
     const existing = saved.get(job.id);
     if (existing) {
-      results.push(existing);
-      options.onPoint?.(existing, { ...info, isResumed: true });
-      onEvent({ kind: "progress", done: i + 1, total: jobs.length, label: job.id });
-      continue;
+      done++;
+      options.onPoint?.(existing, { done, total: jobs.length, isResumed: true });
+      onEvent({ kind: "progress", done, total: jobs.length, label: job.id });
+      return;
     }
     const key = modelKey(job);
-    const same = byModel.get(key);
-    let point: PointResult;
-    if (same) {
-      // the same weights were evaluated under another method's id (λ=0 / λ=1): share the numbers
-      point = { ...same, id: job.id, method: job.method, lambda: job.lambda, seconds: { merge: 0, eval: 0 } };
-    } else {
-      const context: StepContext = {
-        workDir: join(out, MODELS_DIR, job.id.replace(/[^A-Za-z0-9_.@-]/g, "_")),
-        cacheDir: join(out, CACHE_DIR),
-        keep: options.keep === true,
-        signal: options.signal,
-        onEvent,
-      };
-      const model = await steps.prepare(job, context);
-      let suiteResults: SuiteResult[];
-      const t0 = performance.now();
-      try {
-        checkAborted(options.signal);
-        suiteResults = await steps.evaluate(model, job, context);
-      } finally {
-        if (!options.keep) model.cleanup();
+    let evaluated = byModel.get(key);
+    if (!evaluated) {
+      let pending = inflight.get(key);
+      if (!pending) {
+        pending = evaluateJob(job);
+        inflight.set(key, pending);
       }
-      checkAborted(options.signal);
-      point = {
-        id: job.id,
-        method: job.method,
-        lambda: job.lambda,
-        model: job.reuse ?? "merged",
-        metrics: Object.fromEntries(suiteResults.map((r) => [r.suite, { ...r.metrics }])),
-        examples: pickExamples(suiteResults),
-        seconds: { merge: round(model.seconds), eval: round((performance.now() - t0) / 1000) },
-        settingsKey: settings.key,
-      };
-      if (!options.keep) rmSync(context.workDir, { recursive: true, force: true });
+      evaluated = await pending;
     }
+    // the same weights evaluated under another method's id (λ=0 / λ=1) share the numbers
+    const point: PointResult = evaluated.id === job.id ? evaluated : { ...evaluated, id: job.id, method: job.method, lambda: job.lambda, seconds: { merge: 0, eval: 0 } };
     writePoint(out, point);
-    byModel.set(key, point);
+    byModel.set(key, evaluated);
     computed.push(job.id);
-    results.push(point);
-    options.onPoint?.(point, { ...info, isResumed: false });
-    onEvent({ kind: "progress", done: i + 1, total: jobs.length, label: job.id });
+    done++;
+    options.onPoint?.(point, { done, total: jobs.length, isResumed: false });
+    onEvent({ kind: "progress", done, total: jobs.length, label: job.id });
+  };
+
+  onEvent({ kind: "phase", name: "sweep", total: jobs.length, unit: "points" });
+  let next = 0;
+  let firstError: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < jobs.length && firstError === undefined) {
+      const job = jobs[next++]!;
+      try {
+        checkAborted(signal);
+        await runJob(job);
+      } catch (e) {
+        if (firstError === undefined) firstError = e;
+        stop.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
+  if (firstError !== undefined) {
+    // a cancellation caused by our own stop() is not the story; the first error is
+    throw firstError;
   }
   // points of an earlier, wider grid in the same directory are part of the sweep too
   const rank = (m: string): number => settings.methods.indexOf(m);

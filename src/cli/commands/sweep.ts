@@ -22,6 +22,7 @@ export interface SweepFlags extends ChoiceFlags {
   serveFormat: string;
   modelName?: string;
   concurrency?: string;
+  jobs: string;
   judge?: string;
   limit?: string;
   seed: string;
@@ -82,6 +83,8 @@ export interface CliSweepRun {
   serveFormat?: "gguf" | "hf";
   modelName?: string;
   concurrency?: number;
+  /** Points evaluated at once. @default 1 */
+  jobs?: number;
   judge?: string;
   limit?: number;
   seed: number;
@@ -185,6 +188,7 @@ export async function runCliSweep(o: CliSweepRun) {
         dtype: outDtype,
         decoding: o.maxTokens !== undefined ? { maxTokens: o.maxTokens } : undefined,
         choice: o.choice,
+        concurrency: o.jobs,
         signal: cliSignal,
         onEvent: progress.onEvent,
         onPoint: (p, info) => {
@@ -222,6 +226,7 @@ export function register(program: Command): void {
     .option("--serve-format <fmt>", "openai: what {model} is, gguf | hf (vLLM loads HF directories)", "gguf")
     .option("--model-name <name>", "openai: the model field of requests (vLLM's served name)")
     .option("--concurrency <n>", "openai: requests in flight", "4")
+    .option("--jobs <n>", "points evaluated at once (each loads its own model; for small single-threaded models on spare cores)", "1")
     .option("--judge <name>", "judge of harmful-prompt suites: keyword (default) | xstest")
     .option("--limit <n>", "evaluate a reproducible subset of n items per suite")
     .option("--seed <n>", "seed of subsets and of stochastic merges (DARE)", "0")
@@ -268,6 +273,7 @@ export function register(program: Command): void {
         serveFormat: flags.serveFormat as "gguf" | "hf",
         modelName: flags.modelName,
         concurrency: integer(flags.concurrency, "--concurrency", 1),
+        jobs: integer(flags.jobs, "--jobs", 1),
         ggufType: ggufType as CliSweepRun["ggufType"],
         judge: flags.judge,
         limit: integer(flags.limit, "--limit", 1),
