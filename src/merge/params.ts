@@ -8,6 +8,7 @@
 import { ConfigError } from "../errors.ts";
 import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams, TensorContext } from "./methods/types.ts";
 import type { Recipe } from "./recipe.ts";
+import { resolveForTensor, scheduleLeaves, type ScheduleValue } from "./schedule.ts";
 
 /** A problem found while checking parameters (collected, not thrown one by one). */
 export interface ParamIssue {
@@ -51,7 +52,7 @@ export function didYouMean(name: string, options: readonly string[]): string | u
 
 function checkGroup(
   where: string,
-  given: Readonly<Record<string, ParamValue>>,
+  given: Readonly<Record<string, ScheduleValue>>,
   specs: readonly ParamSpec[],
   issues: ParamIssue[],
 ): void {
@@ -63,7 +64,7 @@ function checkGroup(
         message: `unknown parameter ${k} in ${where}: expected one of ${names.join(", ") || "(none)"}`,
         hint: didYouMean(k, names),
       });
-    } else if (typeof v !== spec.kind) {
+    } else if (scheduleLeaves(v).some((leaf) => typeof leaf !== spec.kind)) {
       issues.push({ message: `parameter ${k} in ${where}: got ${JSON.stringify(v)}, expected a ${spec.kind}` });
     }
   }
@@ -97,14 +98,23 @@ export function assertParams(method: MergeMethod<unknown>, recipe: Recipe): void
  * Parameters of `method` for one tensor: defaults ⊕ recipe values. Per-model records follow `recipe.models`.
  * Assumes `assertParams` passed.
  */
-export function resolveParams(method: MergeMethod<unknown>, recipe: Recipe, _ctx: TensorContext): ResolvedParams {
+/** Schedules (gradients, filter lists) resolved for this tensor; a filter list with no match leaves the default. */
+function assignResolved(into: Record<string, ParamValue>, given: Readonly<Record<string, ScheduleValue>>, ctx: TensorContext): Record<string, ParamValue> {
+  for (const [k, v] of Object.entries(given)) {
+    const r = resolveForTensor(v, ctx);
+    if (r !== undefined) into[k] = r;
+  }
+  return into;
+}
+
+export function resolveParams(method: MergeMethod<unknown>, recipe: Recipe, ctx: TensorContext): ResolvedParams {
   const global: Record<string, ParamValue> = {};
   for (const s of method.globalParams) if (s.default !== undefined) global[s.name] = s.default;
-  Object.assign(global, recipe.params);
+  assignResolved(global, recipe.params, ctx);
   const perModel = recipe.models.map((m) => {
     const p: Record<string, ParamValue> = {};
     for (const s of method.modelParams) if (s.default !== undefined) p[s.name] = s.default;
-    return Object.assign(p, m.params);
+    return assignResolved(p, m.params, ctx);
   });
   return { global, perModel };
 }

@@ -12,9 +12,10 @@ import { z } from "zod";
 import { OUT_DTYPES, type OutDtype } from "../core/dtype.ts";
 import { ConfigError } from "../errors.ts";
 import type { ParamValue } from "./methods/types.ts";
+import { scheduleValueSchema } from "./schedule.ts";
 
-/** A parameter as written in a recipe. Schedules (gradients, filters) may widen this later. */
-export const paramValueSchema = z.union([z.number(), z.boolean(), z.string()]);
+/** A parameter as written in a recipe: a scalar, a per-layer gradient or a filter list (see schedule.ts). */
+export const paramValueSchema = scheduleValueSchema;
 
 /** One input model: where it is, its per-model parameters, and an optional display label. */
 export const recipeInputSchema = z.object({

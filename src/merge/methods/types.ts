@@ -32,6 +32,8 @@ export interface TensorContext {
   readonly numel: number;
   /** Decoder layer index parsed from the name, or undefined for embeddings / final norm / lm_head. */
   readonly layerIndex: number | undefined;
+  /** Number of decoder layers in the model (for per-layer parameter gradients); undefined if unknown. */
+  readonly layerCount?: number;
   /** Seed for random methods (DARE, DELLA), derived from the global seed and the tensor name. */
   readonly seed: number;
 }
