@@ -25,6 +25,8 @@ export const recipeInputSchema = z.object({
   params: z.record(z.string(), paramValueSchema).default({}),
   /** Paper role for messages and the model card: "aligned", "tuned", or free text. */
   label: z.string().optional(),
+  /** PEFT LoRA adapter applied to this model before merging (mergekit's `model+lora` syntax). */
+  lora: z.string().min(1).optional(),
 });
 
 /** How to treat embedding matrices with more rows in one model (vocabulary growth). */

@@ -21,13 +21,13 @@ import type { ParamValue, TensorContext } from "./methods/types.ts";
 
 export type Scalar = ParamValue;
 /** A list of scalars: numbers are interpolated, anything else is a step function. */
-export type Gradient = readonly Scalar[];
+export type Gradient = Scalar[];
 export interface FilterEntry {
   /** Substring of the tensor name; absent or "*" matches every tensor. */
-  readonly filter?: string;
-  readonly value: Scalar | Gradient;
+  filter?: string | undefined;
+  value: Scalar | Gradient;
 }
-export type ScheduleValue = Scalar | Gradient | readonly FilterEntry[];
+export type ScheduleValue = Scalar | Gradient | FilterEntry[];
 
 const scalarSchema = z.union([z.number(), z.boolean(), z.string()]);
 const gradientSchema = z.array(scalarSchema).min(1, "a gradient needs at least one value");
@@ -36,7 +36,7 @@ const filterEntrySchema = z.strictObject({ filter: z.string().optional(), value:
 /** zod schema of a parameter value (scalar, gradient or filter list). */
 export const scheduleValueSchema = z.union([scalarSchema, gradientSchema, z.array(filterEntrySchema).min(1, "a filter list needs at least one entry")]);
 
-export function isFilterList(v: ScheduleValue): v is readonly FilterEntry[] {
+export function isFilterList(v: ScheduleValue): v is FilterEntry[] {
   return Array.isArray(v) && v.length > 0 && typeof v[0] === "object" && v[0] !== null;
 }
 
