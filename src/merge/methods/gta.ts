@@ -284,7 +284,6 @@ function checkRow(row: GtaRow, params: ResolvedParams): string[] {
     }
   }
   params.perModel.forEach((p, i) => {
-    if (p.weight === undefined) problems.push(`model ${i + 1}: weight is required`);
     const d = num(p.density, 1);
     if (row.sparsify === "outliers") {
       const g = num(p.gamma, 0.01);

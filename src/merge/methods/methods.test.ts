@@ -124,7 +124,7 @@ test("della rejects density ± epsilon outside (0, 1) before any work", () => {
   const ctx = tensorContext("t", [4]);
   assert.deepEqual(METHODS.della!.checkParams!(ctx, P({}, { weight: 1, density: 0.5, epsilon: 0.1 })), []);
   assert.match(METHODS.della!.checkParams!(ctx, P({}, { weight: 1, density: 0.1, epsilon: 0.15 }))[0]!, /density ± epsilon/);
-  assert.match(METHODS.ties!.checkParams!(ctx, P({}, { density: 0.5 }))[0]!, /weight is required/);
+  assert.match(METHODS.breadcrumbs!.checkParams!(ctx, P({}, { weight: 1, gamma: 2 }))[0]!, /gamma: got 2/);
 });
 
 // ---- SLERP ------------------------------------------------------------------------------------------

@@ -45,9 +45,6 @@ export const slerp: MergeMethod<SlerpStats> = {
   maxModels: 1,
   globalParams: [{ name: "t", kind: "number", doc: "interpolation factor: 0 = base (aligned), 1 = the other model (tuned)" }],
   modelParams: [],
-  checkParams(_ctx, params) {
-    return params.global.t === undefined ? ["t is required"] : [];
-  },
   measurePasses(_ctx, params) {
     const t = Number(params.global.t);
     return t === 0 || t === 1 ? 0 : 1;
