@@ -120,6 +120,6 @@ export function checkPlanParams(plan: MergePlan): void {
   const issues = [...seen].map(([message, s]) => `tensor ${s.tensor}${s.count > 1 ? ` (and ${s.count - 1} more)` : ""}: ${message}`);
   throw new ConfigError("recipe.bad_param", issues.length === 1 ? `bad ${plan.method} parameters for ${issues[0]}` : `bad ${plan.method} parameters: ${issues.length} problems:\n  - ${issues.join("\n  - ")}`, {
     details: { issues },
-    hint: "a filter list with no catch-all entry (- value: …) leaves tensors it does not match without a value",
+    hint: [...seen.keys()].some((m) => m.includes("no value matches")) ? "a filter list with no catch-all entry (- value: …) leaves tensors it does not match without a value" : undefined,
   });
 }

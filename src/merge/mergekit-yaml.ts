@@ -188,7 +188,7 @@ function parseDtype(v: unknown, key: string, issues: ConfigIssue[]): OutDtype | 
 export function throwIssues(issues: readonly ConfigIssue[], file: string): void {
   if (issues.length === 0) return;
   const lines = issues.map((i) => `${i.path}: ${i.message}${i.hint ? ` (${i.hint})` : ""}`);
-  const head = issues.length === 1 ? `invalid merge config ${file}: ${lines[0]}` : `invalid merge config ${file}: ${issues.length} problems:\n  - ${lines.join("\n  - ")}`;
+  const head = issues.length === 1 ? `invalid merge config ${file}: ${issues[0]!.path}: ${issues[0]!.message}` : `invalid merge config ${file}: ${issues.length} problems:\n  - ${lines.join("\n  - ")}`;
   throw new ConfigError("config.invalid", head, { details: { file, issues }, hint: issues.length === 1 ? issues[0]!.hint : undefined });
 }
 
