@@ -22,8 +22,10 @@ import type { OutDtype } from "../core/dtype.ts";
 import type { MergeMethod, ParamSpec } from "./methods/types.ts";
 import { METHODS, getMethod } from "./methods/registry.ts";
 import { didYouMean } from "./params.ts";
-import { parseRecipe, type Recipe, type RecipeInit } from "./recipe.ts";
-import { scheduleLeaves, scheduleValueSchema, withFallback, type ScheduleValue } from "./schedule.ts";
+import type { Recipe } from "./recipe.ts";
+import { parseRecipe, type RecipeInit } from "./recipe-schema.ts";
+import { scheduleLeaves, withFallback, type ScheduleValue } from "./schedule.ts";
+import { scheduleValueSchema } from "./schedule-schema.ts";
 
 /** The result of reading a mergekit config. */
 export interface MergekitConfig {

@@ -16,7 +16,6 @@
  *
  * Everything here is pure: resolving a parameter for a tensor depends only on (value, name, layer, L).
  */
-import { z } from "zod";
 import type { ParamValue, TensorContext } from "./methods/types.ts";
 
 export type Scalar = ParamValue;
@@ -28,13 +27,6 @@ export interface FilterEntry {
   value: Scalar | Gradient;
 }
 export type ScheduleValue = Scalar | Gradient | FilterEntry[];
-
-const scalarSchema = z.union([z.number(), z.boolean(), z.string()]);
-const gradientSchema = z.array(scalarSchema).min(1, "a gradient needs at least one value");
-const filterEntrySchema = z.strictObject({ filter: z.string().optional(), value: z.union([scalarSchema, gradientSchema]) });
-
-/** zod schema of a parameter value (scalar, gradient or filter list). */
-export const scheduleValueSchema = z.union([scalarSchema, gradientSchema, z.array(filterEntrySchema).min(1, "a filter list needs at least one entry")]);
 
 export function isFilterList(v: ScheduleValue): v is FilterEntry[] {
   return Array.isArray(v) && v.length > 0 && typeof v[0] === "object" && v[0] !== null;
