@@ -216,3 +216,33 @@ test("every registered method gives the same bytes in one chunk or many (sizes 1
     for (const size of [1, 5, 16, 37]) assert.deepEqual(applyMethod(m, inputs, ctx, params, size), whole, `${name} chunk ${size}`);
   }
 });
+
+// ---- every method on a scalar (shape []) and a 1-element tensor -------------------------------------
+test("every method on a scalar and a 1-element tensor: base 2, tuned 5 (hand-computed)", () => {
+  // seed 0, name "t": U(model 0, element 0) = 0.789 → density 0.5 drops, 0.9 keeps
+  const cases: [string, number[] | undefined, number[][], ResolvedParams, number][] = [
+    ["linear", undefined, [[2], [5]], P({}, { weight: 0.5 }, { weight: 0.5 }), 3.5],
+    ["task_arithmetic", [2], [[5]], P({}, { weight: 0.5 }), 3.5],
+    ["slerp", [2], [[5]], P({ t: 0.5 }, {}), 3.5], // |cos| = 1 ⇒ lerp
+    ["ties", [2], [[5]], P({}, { weight: 1, density: 1 }), 5],
+    ["ties", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2], // k = floor(0.5) = 0
+    ["dare_linear", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2],
+    ["dare_linear", [2], [[5]], P({}, { weight: 1, density: 0.9 }), 5], // l1: ‖δ‖₁/‖kept‖₁ = 1
+    ["dare_ties", [2], [[5]], P({ rescale_mode: "inverse_density" }, { weight: 1, density: 0.9 }), Math.fround(2 + 3 / 0.9)],
+    ["breadcrumbs", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2], // keep = 0
+    ["breadcrumbs_ties", [2], [[5]], P({}, { weight: 1, density: 1 }), 5],
+    ["della", [2], [[5]], P({}, { weight: 1, density: 0.5, epsilon: 0.1 }), 2], // c = 1 ⇒ p = 0.5
+    ["della_linear", [2], [[5]], P({}, { weight: 1, density: 0.9, epsilon: 0.05 }), 5],
+    ["model_stock", [2], [[5], [5]], P({}, {}, {}), 5], // identical ⇒ t = 1
+    ["model_stock", [2], [[5], [-1]], P({}, {}, {}), 2], // cos = −1 ⇒ 1 + (N−1)cos = 0 ⇒ t := 0
+    ["passthrough", undefined, [[5]], P({}, {}), 5],
+  ];
+  for (const [name, base, models, params, want] of cases) {
+    for (const shape of [[], [1]]) assert.deepEqual(run(name, base, models, params, shape), [want], `${name} ${JSON.stringify(params.perModel)} shape ${JSON.stringify(shape)}`);
+  }
+});
+
+test("f16-range inputs summing past 65504 do not overflow: linear of 60000 and 60000 is 60000", () => {
+  assert.deepEqual(run("linear", undefined, [[60000], [60000]], P({}, { weight: 1 }, { weight: 1 })), [60000]);
+  assert.deepEqual(run("task_arithmetic", [60000], [[60000], [60000]], P({ normalize: true }, { weight: 1 }, { weight: 1 })), [60000]);
+});
