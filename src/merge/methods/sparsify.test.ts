@@ -7,6 +7,7 @@ import {
   isSelected,
   keepCount,
   measureRanking,
+  rowRanks,
   selectedL1,
   streamKey,
   uniformAt,
@@ -89,4 +90,14 @@ test("sign election: weighted sum picks the sign, disjoint mean over agreeing mo
   electSign(us, [1, 0.5], merged, denom);
   assert.deepEqual([...merged], [-3, -2, 0, 4]);
   assert.deepEqual([...denom], [0.5, 1, 1, 1.5]);
+});
+
+test("DELLA row ranks: ascending |δ|, ties by lower index, −0 = +0, NaN largest", () => {
+  assert.deepEqual([...rowRanks(new Float32Array([4, -1, 3, 2]))], [3, 0, 2, 1]);
+  assert.deepEqual([...rowRanks(new Float32Array([1, -1, 0, -0, NaN, 1]))], [2, 3, 0, 1, 5, 4]);
+  const n = 1000;
+  const row = new Float32Array(n).map((_, j) => Math.round(Math.sin(j) * 50) / 7);
+  const want = Array.from(row, (v, j) => [Math.abs(v), j] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const ranks = rowRanks(row);
+  want.forEach(([, j], r) => assert.equal(ranks[j], r));
 });
