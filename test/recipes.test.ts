@@ -98,3 +98,14 @@ test("--explain resolves the ties density gradient per layer without reading wei
   assert.equal(density("model.layers.5.mlp.up_proj.weight"), 0.7);
   assert.equal(density("lm_head.weight"), 0.3);
 });
+
+test("--seed: the same seed reproduces dare_linear bytes exactly, another seed does not", async () => {
+  const body = (dir: string): Buffer => {
+    const b = readFileSync(join(dir, "model.safetensors"));
+    return b.subarray(8 + Number(b.readBigUInt64LE(0)));
+  };
+  await mergeConfig(join(RECIPES, "dare_linear.yml"), { out: join(out, "dare-again"), seed: 3, writeCard: false });
+  await mergeConfig(join(RECIPES, "dare_linear.yml"), { out: join(out, "dare-seed4"), seed: 4, writeCard: false });
+  assert.ok(body(join(out, "dare-again")).equals(body(join(out, "dare_linear"))));
+  assert.ok(!body(join(out, "dare-seed4")).equals(body(join(out, "dare_linear"))));
+});
