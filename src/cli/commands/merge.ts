@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import type { MergeSummary } from "../../merge/run.ts";
 
+/** Raw commander options of `realign merge` (validated in runMergeCommand). */
 export interface MergeFlags {
   aligned?: string;
   tuned?: string;
@@ -173,6 +174,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   process.stdout.write((flags.json ? JSON.stringify(summary) : formatMergeSummary(summary)) + "\n");
 }
 
+/** Declares `realign merge` and its flags. */
 export function register(program: Command): void {
   program
     .command("merge")
