@@ -172,9 +172,7 @@ function dellaRowRanks(st: ModelState, delta: Float32Array, offset: number, r: n
   const cached = st.storedRanks!.get(r);
   if (cached !== undefined) return cached;
   if (start >= offset && start + c <= offset + delta.length) return rowRanks(delta.subarray(start - offset, start - offset + c));
-  const ranks = cached;
-  if (ranks === undefined) throw new InternalError(`della: ranks of row ${r} missing (kernel called before its measure pass)`);
-  return ranks;
+  throw new InternalError(`della: ranks of row ${r} missing (kernel called before its measure pass)`);
 }
 
 function measureDella(st: ModelState, delta: Float32Array, offset: number): void {
