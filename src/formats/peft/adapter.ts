@@ -537,6 +537,8 @@ export function mapAdapter(
     }
   }
 
+  const seen = new Set(orientationByLeaf.values());
+  const globalOrientation = seen.size === 1 ? [...seen][0] : undefined;
   let flipped = 0;
   let flippedExample = "";
   for (const p of pending) {
@@ -549,7 +551,9 @@ export function mapAdapter(
     } else if (inDim !== outDim) {
       transposed = w.length === 2 && w[0] === inDim && w[1] === outDim;
     } else {
-      const learnt = orientationByLeaf.get(leafName(p.module));
+      // square: the same module name's orientation elsewhere, else the whole model's (all non-square
+      // targets agreeing), else the architecture (GPT-2 Conv1D), else the config
+      const learnt = orientationByLeaf.get(leafName(p.module)) ?? globalOrientation;
       transposed = learnt ?? (cfg.fanInFanOut || (conv1dArch && CONV1D_MODULES.has(leafName(p.module))));
     }
     const want = transposed ? [inDim, outDim] : [outDim, inDim];
