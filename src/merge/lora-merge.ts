@@ -11,7 +11,7 @@ import type { Checkpoint } from "../core/tensor.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { isAdapterDir } from "../formats/peft/adapter.ts";
 import { openLoraTuned } from "./lora-tuned.ts";
-import { recipeFromFlags, type Recipe, type RecipeInput } from "./recipe.ts";
+import { recipeFromFlags, type Recipe, type RecipeInput, type VocabPolicy } from "./recipe.ts";
 import { mergeRecipe, type MergeSummary, type RunMergeOptions } from "./run.ts";
 
 /** The aligned input of a recipe: its base, else the model labelled "aligned", else the first model. */
@@ -56,6 +56,8 @@ export interface MergeLoraOptions extends RunMergeOptions {
   readonly lambda: number;
   readonly method?: "linear" | "task_arithmetic";
   readonly outDtype?: OutDtype;
+  /** "tuned" accepts a `modules_to_save` embedding with more rows (resized vocabulary). @default "error" */
+  readonly vocabPolicy?: VocabPolicy;
 }
 
 /**
@@ -65,6 +67,6 @@ export interface MergeLoraOptions extends RunMergeOptions {
  *   `mergeRecipe` and the adapter reader do; nothing is left at `out` on error.
  */
 export async function mergeLora(o: MergeLoraOptions): Promise<MergeSummary> {
-  const recipe = recipeFromFlags({ aligned: o.aligned, tuned: o.adapter, lambda: o.lambda, method: o.method, outDtype: o.outDtype });
+  const recipe = recipeFromFlags({ aligned: o.aligned, tuned: o.adapter, lambda: o.lambda, method: o.method, outDtype: o.outDtype, vocabPolicy: o.vocabPolicy });
   return mergeRecipe(recipe, { ...o, openInput: loraAwareOpener(recipe, o.onEvent) });
 }
