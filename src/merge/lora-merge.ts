@@ -9,8 +9,10 @@ import type { OnEvent } from "../core/events.ts";
 import type { OutDtype } from "../core/dtype.ts";
 import type { Checkpoint } from "../core/tensor.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
-import { isAdapterDir } from "../formats/peft/adapter.ts";
-import { openLoraTuned } from "./lora-tuned.ts";
+import { UsageError } from "../errors.ts";
+import { isAdapterDir, mapAdapter, openAdapter, type PeftAdapter } from "../formats/peft/adapter.ts";
+import { safeLoraProjection, type SafeLoraResult, type SafeLoraSelect } from "./lora-safe.ts";
+import { loraTunedCheckpoint, type AdapterOverrides } from "./lora-tuned.ts";
 import { recipeFromFlags, type Recipe, type RecipeInput, type VocabPolicy } from "./recipe.ts";
 import { mergeRecipe, type MergeSummary, type RunMergeOptions } from "./run.ts";
 
@@ -25,13 +27,37 @@ function alignedInputOf(recipe: Recipe): RecipeInput {
  * with the tuned checkpoint). Adapter warnings (fan_in_fan_out override, base name mismatch, …) go to `onEvent`.
  * @throws FormatError / IncompatibleModelsError `adapter.*` from the adapter reader and mapping.
  */
-export function loraAwareOpener(recipe: Recipe, onEvent?: OnEvent): (input: RecipeInput) => Promise<Checkpoint> {
-  const alignedPath = alignedInputOf(recipe).path;
+export function loraAwareOpener(recipe: Recipe, onEvent?: OnEvent, options: LoraOpenOptions = {}): (input: RecipeInput) => Promise<Checkpoint> {
+  const alignedInput = alignedInputOf(recipe);
+  const alignedPath = alignedInput.path;
   return async (input) => {
-    if (!(await isAdapterDir(input.path))) return openCheckpoint(input.path);
+    if (!(await isAdapterDir(input.path))) {
+      if (options.safeLora !== undefined && input !== alignedInput) {
+        throw new UsageError("safe_lora.not_adapter", `--safe-lora needs a LoRA adapter as --tuned: got ${input.path}, which has no adapter_config.json`, {
+          hint: "Safe LoRA projects LoRA updates; for a full fine-tune use the plain merge",
+        });
+      }
+      return openCheckpoint(input.path);
+    }
     const aligned = await openCheckpoint(alignedPath);
+    let adapter: PeftAdapter | undefined;
     try {
-      const tuned = await openLoraTuned(input.path, aligned);
+      adapter = await openAdapter(input.path);
+      const mapping = mapAdapter(adapter.config, adapter.tensors, aligned, { adapterPath: adapter.dir });
+      let overrides: AdapterOverrides | undefined;
+      if (options.safeLora !== undefined) {
+        const unaligned = await openCheckpoint(options.safeLora.unaligned);
+        try {
+          const res = await safeLoraProjection(aligned, unaligned, adapter, mapping, options.safeLora.select);
+          options.safeLora.onResult?.(res);
+          for (const w of res.warnings) onEvent?.({ kind: "warning", message: w });
+          onEvent?.({ kind: "warning", message: safeLoraSummary(res) });
+          overrides = res.overrides;
+        } finally {
+          await unaligned.close();
+        }
+      }
+      const tuned = loraTunedCheckpoint(aligned, adapter, { mapping, overrides });
       for (const w of tuned.warnings) onEvent?.({ kind: "warning", message: w });
       return {
         ...tuned,
@@ -41,10 +67,30 @@ export function loraAwareOpener(recipe: Recipe, onEvent?: OnEvent): (input: Reci
         },
       };
     } catch (e) {
+      await adapter?.close();
       await aligned.close();
       throw e;
     }
   };
+}
+
+/** Options of the adapter path. */
+export interface LoraOpenOptions {
+  /** Safe LoRA projection before merging (needs the unaligned base model). */
+  readonly safeLora?: {
+    /** The model the aligned model was aligned from (HF directory). */
+    readonly unaligned: string;
+    readonly select: SafeLoraSelect;
+    /** Receives the per-layer cosines and decisions. */
+    readonly onResult?: (r: SafeLoraResult) => void;
+  };
+}
+
+/** One line: how many layers Safe LoRA projected, at which threshold, and Pdst. */
+export function safeLoraSummary(r: SafeLoraResult): string {
+  const n = r.layers.filter((l) => l.projected).length;
+  const thr = Number.isFinite(r.threshold) ? r.threshold.toFixed(5).replace(/0+$/, "").replace(/\.$/, "") : "none";
+  return `Safe LoRA: projected ${n} of ${r.layers.length} LoRA layers onto the alignment subspace (cos ≤ ${thr}); Pdst ${r.pdst.toFixed(3)}`;
 }
 
 export interface MergeLoraOptions extends RunMergeOptions {
@@ -58,6 +104,8 @@ export interface MergeLoraOptions extends RunMergeOptions {
   readonly outDtype?: OutDtype;
   /** "tuned" accepts a `modules_to_save` embedding with more rows (resized vocabulary). @default "error" */
   readonly vocabPolicy?: VocabPolicy;
+  /** Safe LoRA projection first (see lora-safe.ts). */
+  readonly safeLora?: LoraOpenOptions["safeLora"];
 }
 
 /**
@@ -68,5 +116,5 @@ export interface MergeLoraOptions extends RunMergeOptions {
  */
 export async function mergeLora(o: MergeLoraOptions): Promise<MergeSummary> {
   const recipe = recipeFromFlags({ aligned: o.aligned, tuned: o.adapter, lambda: o.lambda, method: o.method, outDtype: o.outDtype, vocabPolicy: o.vocabPolicy });
-  return mergeRecipe(recipe, { ...o, openInput: loraAwareOpener(recipe, o.onEvent) });
+  return mergeRecipe(recipe, { ...o, openInput: loraAwareOpener(recipe, o.onEvent, { safeLora: o.safeLora }) });
 }
