@@ -69,7 +69,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const lambda = Number(lambdaText);
   if (lambdaText.trim() === "" || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
     throw new UsageError("cli.bad_lambda", `--lambda: got ${lambdaText}, expected a number from 0 to 1`, {
-      hint: "λ is the weight on the tuned model: 0 = aligned, 1 = tuned; the paper's sweet spot is often 0.3–0.7",
+      hint: "λ is the weight on the tuned model: 0 = aligned, 1 = tuned; the paper found λ ≈ 0.5–0.6 a good trade-off; sweep λ to choose",
     });
   }
   if (flags.method !== "linear" && flags.method !== "task_arithmetic") {
