@@ -11,7 +11,7 @@ import type { Checkpoint } from "../core/tensor.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { UsageError } from "../errors.ts";
 import { isAdapterDir, mapAdapter, openAdapter, type PeftAdapter } from "../formats/peft/adapter.ts";
-import { safeLoraProjection, type SafeLoraResult, type SafeLoraSelect } from "./lora-safe.ts";
+import { SAFE_LORA_DEFAULT_THRESHOLD, safeLoraProjection, type SafeLoraResult, type SafeLoraSelect } from "./lora-safe.ts";
 import { loraTunedCheckpoint, type AdapterOverrides } from "./lora-tuned.ts";
 import { recipeFromFlags, type Recipe, type RecipeInput, type VocabPolicy } from "./recipe.ts";
 import { mergeRecipe, type MergeSummary, type RunMergeOptions } from "./run.ts";
@@ -117,4 +117,38 @@ export interface MergeLoraOptions extends RunMergeOptions {
 export async function mergeLora(o: MergeLoraOptions): Promise<MergeSummary> {
   const recipe = recipeFromFlags({ aligned: o.aligned, tuned: o.adapter, lambda: o.lambda, method: o.method, outDtype: o.outDtype, vocabPolicy: o.vocabPolicy });
   return mergeRecipe(recipe, { ...o, openInput: loraAwareOpener(recipe, o.onEvent, { safeLora: o.safeLora }) });
+}
+
+/**
+ * Safe LoRA options from CLI flags: `--safe-lora <unaligned dir>` with `--safe-lora-threshold <cos>` (default
+ * 0.5) or `--safe-lora-layers <n>`; undefined when `--safe-lora` is absent.
+ * @throws UsageError `safe_lora.flags` (threshold/layers without --safe-lora, both given, or not numbers).
+ */
+export function safeLoraFromFlags(flags: {
+  safeLora?: string;
+  safeLoraThreshold?: string;
+  safeLoraLayers?: string;
+}): LoraOpenOptions["safeLora"] {
+  const { safeLora, safeLoraThreshold: thr, safeLoraLayers: layers } = flags;
+  if (safeLora === undefined) {
+    if (thr !== undefined || layers !== undefined) {
+      throw new UsageError("safe_lora.flags", `--safe-lora-${thr !== undefined ? "threshold" : "layers"} given without --safe-lora <unaligned dir>`, {
+        hint: "Safe LoRA needs the unaligned base model: add --safe-lora <dir>",
+      });
+    }
+    return undefined;
+  }
+  if (thr !== undefined && layers !== undefined) {
+    throw new UsageError("safe_lora.flags", "--safe-lora-threshold and --safe-lora-layers both given, expected one", {
+      hint: "choose a cosine threshold or a number of layers",
+    });
+  }
+  if (layers !== undefined) {
+    const n = Number(layers);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError("safe_lora.flags", `--safe-lora-layers: got ${layers}, expected a whole number ≥ 0`);
+    return { unaligned: safeLora, select: { mode: "number", count: n } };
+  }
+  const t = thr === undefined ? SAFE_LORA_DEFAULT_THRESHOLD : Number(thr);
+  if (!Number.isFinite(t) || t < -1 || t > 1) throw new UsageError("safe_lora.flags", `--safe-lora-threshold: got ${thr}, expected a cosine from -1 to 1`);
+  return { unaligned: safeLora, select: { mode: "threshold", threshold: t } };
 }
