@@ -55,7 +55,7 @@ function denseCheckpoints(root: string): { alignedF32: string; denseF32: string 
     for (let i = 0; i < out; i++) {
       for (let j = 0; j < inDim; j++) {
         let acc = 0;
-        for (let k = 0; k < r; k++) acc = Math.fround(acc + B.values[i * r + k]! * A.values[k * inDim + j]!);
+        for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(B.values[i * r + k]! * A.values[k * inDim + j]!));
         t[i * inDim + j] = Math.fround(W.values[i * inDim + j]! + Math.fround(2 * acc));
       }
     }

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openCheckpoint } from "../../src/formats/hf-dir/checkpoint.ts";
 import { mapAdapter, openAdapter } from "../../src/formats/peft/adapter.ts";
-import { mergeLora } from "../../src/merge/lora-merge.ts";
+import { mergeLora, safeLoraFromFlags } from "../../src/merge/lora-merge.ts";
+import { RealignError } from "../../src/errors.ts";
 import { safeLoraProjection, type SafeLoraResult } from "../../src/merge/lora-safe.ts";
 import { readRaw } from "./raw-safetensors.ts";
 
@@ -64,7 +65,15 @@ function dense(layer: string): { cos: number; cb: Float64Array } {
   return { cos: dot / Math.sqrt(n1 * n2), cb };
 }
 
-async function project(select: { mode: "threshold"; threshold: number } | { mode: "number"; count: number }): Promise<SafeLoraResult> {
+const cache = new Map<string, Promise<SafeLoraResult>>();
+function project(select: { mode: "threshold"; threshold: number } | { mode: "number"; count: number }): Promise<SafeLoraResult> {
+  const key = JSON.stringify(select);
+  let p = cache.get(key);
+  if (p === undefined) cache.set(key, (p = projectUncached(select)));
+  return p;
+}
+
+async function projectUncached(select: { mode: "threshold"; threshold: number } | { mode: "number"; count: number }): Promise<SafeLoraResult> {
   const aligned = await openCheckpoint(join(ORG, "aligned"));
   const base = await openCheckpoint(join(ORG, "base"));
   const adapter = await openAdapter(join(ORG, "lora"));
@@ -76,27 +85,28 @@ async function project(select: { mode: "threshold"; threshold: number } | { mode
   }
 }
 
-test("Safe LoRA cosines and C·B equal a dense float64 reference (k_proj 64×192, up_proj 512×192, layer 0)", async () => {
-  const res = await project({ mode: "threshold", threshold: 0.2 });
+test("Safe LoRA cosines and C·B equal a dense float64 reference (layer 0 k_proj 64×192, q_proj 192×192)", async () => {
+  const res = await project({ mode: "threshold", threshold: 0.4 });
   assert.equal(res.layers.length, 42);
-  for (const layer of ["layers.0.self_attn.k_proj", "layers.0.mlp.up_proj"]) {
+  for (const layer of ["layers.0.self_attn.k_proj", "layers.0.self_attn.q_proj"]) {
     const ref = dense(layer);
     const got = res.layers.find((l) => l.target === `model.${layer}.weight`)!;
     assert.ok(Math.abs(got.cos - ref.cos) <= 5e-6 + 1e-12, `${layer}: cos ${got.cos} vs dense ${ref.cos}`);
-    assert.equal(got.projected, got.cos <= 0.2);
+    assert.equal(got.projected, got.cos <= 0.4);
     if (got.projected) {
       const cb = res.overrides.get(`base_model.model.model.${layer}.lora_B.weight`)!;
       for (let e = 0; e < cb.length; e++) assert.ok(Math.abs(cb[e]! - ref.cb[e]!) <= 1e-6 * Math.abs(ref.cb[e]!) + 1e-9, `${layer} C·B[${e}]`);
     }
   }
-  // the organism's values (IBM rounds to 5 decimals): k_proj is well aligned, up_proj is not
+  // the organism's values (IBM rounds to 5 decimals): k_proj stays, q_proj is projected at τ = 0.4
   assert.equal(res.layers.find((l) => l.target === "model.layers.0.self_attn.k_proj.weight")!.cos, 0.55951);
-  assert.equal(res.layers.find((l) => l.target === "model.layers.0.mlp.up_proj.weight")!.cos, 0.17244);
+  assert.equal(res.layers.find((l) => l.target === "model.layers.0.self_attn.q_proj.weight")!.cos, 0.32717);
+  assert.equal(res.overrides.has("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"), true);
 });
 
 test("Safe LoRA selection: threshold τ projects exactly the layers with cos ≤ τ; number n projects the n lowest", async () => {
-  const t = await project({ mode: "threshold", threshold: 0.5 });
-  const below = t.layers.filter((l) => l.cos <= 0.5);
+  const t = await project({ mode: "threshold", threshold: 0.4 });
+  const below = t.layers.filter((l) => l.cos <= 0.4);
   assert.deepEqual(t.layers.filter((l) => l.projected), below);
   assert.equal(t.overrides.size, below.length);
   assert.ok(below.length > 0 && below.length < 42);
@@ -120,11 +130,12 @@ test("merge with Safe LoRA: projected layers move toward C·B·A, the others are
       lambda: 1,
       out: join(root, "safe"),
       writeCard: false,
-      safeLora: { unaligned: join(ORG, "base"), select: { mode: "number", count: 10 }, onResult: (r) => (result = r) },
+      safeLora: { unaligned: join(ORG, "base"), select: { mode: "threshold", threshold: 0.4 }, onResult: (r) => (result = r) },
       onEvent: (e) => void (e.kind === "warning" && notes.push(e.message)),
     });
     await mergeLora({ aligned: join(ORG, "aligned"), adapter: join(ORG, "lora"), lambda: 1, out: join(root, "plain"), writeCard: false });
-    assert.match(notes.join("\n"), /Safe LoRA: projected 10 of 42 LoRA layers onto the alignment subspace \(cos ≤ 0\.\d+\); Pdst 0\.\d{3}/);
+    const nProjected = result!.layers.filter((l) => l.projected).length;
+    assert.match(notes.join("\n"), new RegExp(`Safe LoRA: projected ${nProjected} of 42 LoRA layers onto the alignment subspace \\(cos ≤ 0\\.4\\); Pdst 0\\.\\d{3}`));
     const safe = readRaw(join(root, "safe", "model.safetensors"));
     const plain = readRaw(join(root, "plain", "model.safetensors"));
     const aligned = readRaw(join(ORG, "aligned", "model.safetensors"));
@@ -133,7 +144,8 @@ test("merge with Safe LoRA: projected layers move toward C·B·A, the others are
       assert.equal(same, !l.projected, l.target);
     }
     // one projected layer against the dense reference: aligned + 2·(C·B)·A within bf16 rounding
-    const p = result!.layers.find((l) => l.projected && l.target.includes("up_proj"))!;
+    const p = result!.layers.find((l) => l.target === "model.layers.0.self_attn.q_proj.weight")!;
+    assert.equal(p.projected, true);
     const layer = p.target.replace(/^model\./, "").replace(/\.weight$/, "");
     const ref = dense(layer);
     const A = readRaw(join(ORG, "lora", "adapter_model.safetensors")).get(`base_model.model.model.${layer}.lora_A.weight`).values;
@@ -149,5 +161,15 @@ test("merge with Safe LoRA: projected layers move toward C·B·A, the others are
       }
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("safeLoraFromFlags: default threshold 0.5, --safe-lora-layers, and the flag mistakes", () => {
+  assert.equal(safeLoraFromFlags({}), undefined);
+  assert.deepEqual(safeLoraFromFlags({ safeLora: "b" }), { unaligned: "b", select: { mode: "threshold", threshold: 0.5 } });
+  assert.deepEqual(safeLoraFromFlags({ safeLora: "b", safeLoraThreshold: "0.3" }), { unaligned: "b", select: { mode: "threshold", threshold: 0.3 } });
+  assert.deepEqual(safeLoraFromFlags({ safeLora: "b", safeLoraLayers: "10" }), { unaligned: "b", select: { mode: "number", count: 10 } });
+  for (const bad of [{ safeLoraLayers: "3" }, { safeLora: "b", safeLoraLayers: "3", safeLoraThreshold: "0.5" }, { safeLora: "b", safeLoraThreshold: "2" }, { safeLora: "b", safeLoraLayers: "x" }]) {
+    assert.throws(() => safeLoraFromFlags(bad), (e: unknown) => e instanceof RealignError && e.code === "safe_lora.flags" && e.exitCode === 2);
   }
 });

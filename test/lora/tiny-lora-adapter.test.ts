@@ -102,7 +102,7 @@ for (const variant of [
         const A = raw.get(`base_model.model.transformer.h.${h.layer}.attn.${h.mod}.lora_A.weight`).values;
         const B = raw.get(`base_model.model.transformer.h.${h.layer}.attn.${h.mod}.lora_B.weight`).values;
         let acc = 0;
-        for (let k = 0; k < 8; k++) acc = Math.fround(acc + B[j * 8 + k]! * A[k * 768 + i]!);
+        for (let k = 0; k < 8; k++) acc = Math.fround(acc + Math.fround(B[j * 8 + k]! * A[k * 768 + i]!));
         assert.equal(got[0], Math.fround(0 + Math.fround(2 * acc)));
       }
       // a whole row of the square c_proj in one read: row i of the stored [in, out] weight is column i of B·A
