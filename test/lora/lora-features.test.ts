@@ -17,7 +17,7 @@ const f32 = (xs: number[]): Float32Array => Float32Array.from(xs);
 /**
  * aligned: q_proj.weight [[1,2],[3,4]], q_proj.bias [0.5,−0.5], lm_head all 1, embed_tokens all 0 (bf16).
  * adapter: r=4, α=8, rsLoRA → s = 8/√4 = 4 (plain LoRA would be 2).
- *   A = [[1,0],[0,1],[0,0],[0,0]], B = [[0.25,0,0,0],[0,0.5,0,0]] → B·A = diag(0.25, 0.5), s·B·A = diag(1, 2)
+ *   A = [[1,0],[0,1],[0,0],[0,0]] (stored bf16, as unsloth saves), B = [[0.25,0,0,0],[0,0.5,0,0]] → B·A = diag(0.25, 0.5), s·B·A = diag(1, 2)
  *   lora_B.bias = [0.25, 0.25] → s·b = [1, 1]
  *   lm_head (modules_to_save, `.modules_to_save.default.weight`) all 3; embed_tokens saved in full, all 2.
  * tuned: q = [[2,2],[3,6]], bias = [1.5, 0.5], lm_head 3, embed 2.
@@ -50,7 +50,7 @@ function build(root: string, rslora: boolean): { aligned: string; adapter: strin
   );
   const p = "base_model.model.";
   writeRaw(join(adapter, "adapter_model.safetensors"), [
-    { name: `${p}model.layers.0.self_attn.q_proj.lora_A.weight`, dtype: "F32", shape: [4, 2], data: f32([1, 0, 0, 1, 0, 0, 0, 0]) },
+    { name: `${p}model.layers.0.self_attn.q_proj.lora_A.weight`, dtype: "BF16", shape: [4, 2], data: bf([1, 0, 0, 1, 0, 0, 0, 0]) },
     { name: `${p}model.layers.0.self_attn.q_proj.lora_B.weight`, dtype: "F32", shape: [2, 4], data: f32([0.25, 0, 0, 0, 0, 0.5, 0, 0]) },
     { name: `${p}model.layers.0.self_attn.q_proj.lora_B.bias`, dtype: "F32", shape: [2], data: f32([0.25, 0.25]) },
     { name: `${p}lm_head.modules_to_save.default.weight`, dtype: "F32", shape: [4, 2], data: f32(Array(8).fill(3)) },
