@@ -12,7 +12,7 @@ import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { UsageError } from "../errors.ts";
 import { isAdapterDir, mapAdapter, openAdapter, type PeftAdapter } from "../formats/peft/adapter.ts";
 import { SAFE_LORA_DEFAULT_THRESHOLD, safeLoraProjection, type SafeLoraResult, type SafeLoraSelect } from "./lora-safe.ts";
-import { loraTunedCheckpoint, type AdapterOverrides } from "./lora-tuned.ts";
+import { loraTunedCheckpoint, openLoraTuned, type AdapterOverrides } from "./lora-tuned.ts";
 import { recipeFromFlags, type Recipe, type RecipeInput, type VocabPolicy } from "./recipe.ts";
 import { mergeRecipe, type MergeSummary, type RunMergeOptions } from "./run.ts";
 
@@ -22,15 +22,20 @@ function alignedInputOf(recipe: Recipe): RecipeInput {
 }
 
 /**
- * An `openInput` for `mergeRecipe` that opens HF directories as usual and LoRA adapter directories as
+ * An `openInput` for `mergeRecipe` that opens HF directories as usual, LoRA adapter directories as
  * "aligned + adapter" (the aligned model is the recipe's aligned input; it gets its own file handles, closed
- * with the tuned checkpoint). Adapter warnings (fan_in_fan_out override, base name mismatch, …) go to `onEvent`.
+ * with the tuned checkpoint), and inputs carrying a `lora` field (mergekit's `model+lora` syntax, when the
+ * recipe has one) as "that model + adapter". Adapter warnings (fan_in_fan_out override, base name mismatch,
+ * …) go to `onEvent`.
  * @throws FormatError / IncompatibleModelsError `adapter.*` from the adapter reader and mapping.
  */
 export function loraAwareOpener(recipe: Recipe, onEvent?: OnEvent, options: LoraOpenOptions = {}): (input: RecipeInput) => Promise<Checkpoint> {
   const alignedInput = alignedInputOf(recipe);
   const alignedPath = alignedInput.path;
   return async (input) => {
+    // mergekit's `model+lora`: the adapter applied to that model (which must be the adapter's base)
+    const plusLora = (input as { lora?: unknown }).lora;
+    if (typeof plusLora === "string") return openWrapped(input.path, plusLora, onEvent);
     if (!(await isAdapterDir(input.path))) {
       if (options.safeLora !== undefined && input !== alignedInput) {
         throw new UsageError("safe_lora.not_adapter", `--safe-lora needs a LoRA adapter as --tuned: got ${input.path}, which has no adapter_config.json`, {
@@ -72,6 +77,25 @@ export function loraAwareOpener(recipe: Recipe, onEvent?: OnEvent, options: Lora
       throw e;
     }
   };
+}
+
+/** `model` opened as an HF checkpoint with the adapter in `adapterDir` applied on top (both closed together). */
+async function openWrapped(model: string, adapterDir: string, onEvent: OnEvent | undefined): Promise<Checkpoint> {
+  const base = await openCheckpoint(model);
+  try {
+    const tuned = await openLoraTuned(adapterDir, base);
+    for (const w of tuned.warnings) onEvent?.({ kind: "warning", message: w });
+    return {
+      ...tuned,
+      close: async () => {
+        await tuned.close();
+        await base.close();
+      },
+    };
+  } catch (e) {
+    await base.close();
+    throw e;
+  }
 }
 
 /** Options of the adapter path. */
