@@ -268,3 +268,30 @@ test("tensor-wide reductions (L1 rescale, slerp angle, model_stock cosine) give 
     for (const size of [7, 64, 333, 1999]) assert.deepEqual(applyMethod(METHODS[name]!, { base, models }, ctx, params, size), whole, `${name} chunk ${size}`);
   }
 });
+
+test("measure statistics are bit-identical for any chunking (running sums, not per-chunk partials)", () => {
+  const n = 5000;
+  const base = new Float32Array(n).map((_, j) => Math.sin(j * 0.91) * 3);
+  const a = base.map((b, j) => b + Math.cos(j * 1.37) * (1 + (j % 7)) * 1e-3);
+  const c = base.map((b, j) => b - Math.sin(j * 2.3) * (1 + (j % 5)) * 1e-3);
+  const ctx = tensorContext("t", [n]);
+  const statsFor = (name: string, params: ResolvedParams, models: Float32Array[], size: number): unknown => {
+    const m = METHODS[name]!;
+    const stats = m.initStats(ctx, params);
+    for (let pass = 0; pass < m.measurePasses(ctx, params); pass++) {
+      for (let off = 0; off < n; off += size) m.measure(pass, stats, { base: base.slice(off, off + size), models: models.map((x) => x.slice(off, off + size)), offset: off }, ctx, params);
+      if (m.endPass(pass, stats, ctx, params) === true) break;
+    }
+    return JSON.parse(JSON.stringify(stats, (_k, v) => (v instanceof Map ? [...v] : ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)));
+  };
+  const cases: [string, ResolvedParams, Float32Array[]][] = [
+    ["slerp", P({ t: 0.5 }, {}), [a]],
+    ["model_stock", P({}, {}, {}), [a, c]],
+    ["ties", P({ rescale: true }, { weight: 1, density: 0.3 }), [a]],
+    ["dare_linear", P({}, { weight: 1, density: 0.3 }), [a]],
+  ];
+  for (const [name, params, models] of cases) {
+    const whole = statsFor(name, params, models, n);
+    for (const size of [3, 77, 1000]) assert.deepEqual(statsFor(name, params, models, size), whole, `${name} chunk ${size}`);
+  }
+});
