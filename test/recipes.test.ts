@@ -53,7 +53,8 @@ for (const file of files) {
         assert.equal(merged.tensors.get(n)!.dtype, "BF16", n);
       }
       const names = readdirSync(dir).sort();
-      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json", "mergekit_config.yml"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      assert.equal(readFileSync(join(dir, "mergekit_config.yml"), "utf8"), readFileSync(join(RECIPES, file), "utf8"));
       const meta = metadataOf(dir);
       assert.equal(meta.method, name);
       assert.equal(meta.seed, "3");

@@ -4,6 +4,7 @@
  * plan (`explain: true`, nothing written) or runs it. The library call behind the CLI's config form.
  */
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { OutDtype } from "../core/dtype.ts";
 import type { Checkpoint } from "../core/tensor.ts";
 import { ConfigError, UsageError, fsError } from "../errors.ts";
@@ -48,7 +49,9 @@ export async function mergeConfig(configPath: string, options: MergeConfigOption
   const opened: Checkpoint[] = [];
   try {
     for (const input of recipeInputs(recipe)) opened.push(await open(input));
-    const plan = planMerge(recipe, opened);
+    const planned = planMerge(recipe, opened);
+    // provenance, as mergekit: the config itself is written beside the weights as mergekit_config.yml
+    const plan = { ...planned, carry: [...planned.carry.filter((c) => c.name !== "mergekit_config.yml"), { from: resolve(configPath), name: "mergekit_config.yml" }] };
     const firstMerged = plan.tensors.find((t) => t.kind === "merge");
     checkLayerRange(parsed.layerRange, firstMerged?.ctx.layerCount, configPath);
     checkPlanParams(plan);

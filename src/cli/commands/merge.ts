@@ -71,8 +71,8 @@ function required(value: string | undefined, flag: string): string {
 function parseSeed(text: string | undefined): number {
   if (text === undefined) return 0;
   const n = Number(text);
-  if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
-    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected a non-negative integer`);
+  if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected an integer from 0 to 4294967295`);
   }
   return n;
 }
