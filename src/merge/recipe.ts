@@ -8,63 +8,48 @@
  * — source of config.json, tokenizer files and the default output dtype — is `base` when present, else
  * `models[0]` (mergekit's rule).
  */
-import { z } from "zod";
-import { OUT_DTYPES, type OutDtype } from "../core/dtype.ts";
-import { ConfigError } from "../errors.ts";
+import type { OutDtype } from "../core/dtype.ts";
 import type { ParamValue } from "./methods/types.ts";
 
-/** A parameter as written in a recipe. Schedules (gradients, filters) may widen this later. */
-export const paramValueSchema = z.union([z.number(), z.boolean(), z.string()]);
-
 /** One input model: where it is, its per-model parameters, and an optional display label. */
-export const recipeInputSchema = z.object({
+export interface RecipeInput {
   /** Path of the model (HF directory; other kinds of input may be added by their loaders). */
-  path: z.string().min(1),
+  path: string;
   /** Per-model parameters (e.g. weight, density). */
-  params: z.record(z.string(), paramValueSchema).default({}),
+  params: Record<string, ParamValue>;
   /** Paper role for messages and the model card: "aligned", "tuned", or free text. */
-  label: z.string().optional(),
-});
+  label?: string;
+}
 
 /** How to treat embedding matrices with more rows in one model (vocabulary growth). */
 export const VOCAB_POLICIES = ["error", "tuned"] as const;
+/** See Recipe.vocabPolicy. */
 export type VocabPolicy = (typeof VOCAB_POLICIES)[number];
 
-export const recipeSchema = z.object({
+/**
+ * The normalised merge description. Validate untrusted objects with `parseRecipe` (recipe-schema.ts, zod);
+ * this module stays free of zod so the CLI starts fast.
+ */
+export interface Recipe {
   /** Merge method name, a key of METHODS (e.g. "linear", "task_arithmetic"). */
-  method: z.string().min(1),
+  method: string;
   /** Base model (the aligned model) for task-vector methods. */
-  base: recipeInputSchema.optional(),
-  /** Contributing models, in order. */
-  models: z.array(recipeInputSchema).min(1),
+  base?: RecipeInput;
+  /** Contributing models, in order (at least one). */
+  models: RecipeInput[];
   /** Method-level (global) parameters. */
-  params: z.record(z.string(), paramValueSchema).default({}),
+  params: Record<string, ParamValue>;
   /** Output float dtype; default: the reference model's dtype per tensor. */
-  outDtype: z.enum(OUT_DTYPES).optional(),
+  outDtype?: OutDtype;
   /** Seed for random methods (DARE, DELLA). @default 0 */
-  seed: z.number().int().default(0),
+  seed: number;
   /**
    * Vocabulary growth: "error" (default) refuses embeddings with different row counts; "tuned" merges the
    * shared rows, copies the extra rows and the tokenizer from the model that has them, and sets vocab_size.
    */
-  vocabPolicy: z.enum(VOCAB_POLICIES).default("error"),
+  vocabPolicy: VocabPolicy;
   /** The paper's λ (weight on the tuned model) when the recipe came from the flags form; provenance only. */
-  lambda: z.number().optional(),
-});
-
-export type RecipeInput = z.output<typeof recipeInputSchema>;
-export type Recipe = z.output<typeof recipeSchema>;
-export type RecipeInit = z.input<typeof recipeSchema>;
-
-/**
- * Validates an untrusted recipe object.
- * @throws ConfigError `recipe.invalid` listing every problem as `path: message`.
- */
-export function parseRecipe(input: unknown, where = "recipe"): Recipe {
-  const r = recipeSchema.safeParse(input);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-  throw new ConfigError("recipe.invalid", `invalid ${where}: ${issues.join("; ")}`, { details: { issues } });
+  lambda?: number;
 }
 
 /** The flags form of the core merge: `realign merge --aligned A --tuned T --lambda λ [--method …]`. */
@@ -89,9 +74,9 @@ export interface FlagsRecipeOptions {
  */
 export function recipeFromFlags(o: FlagsRecipeOptions): Recipe {
   const method = o.method ?? "linear";
-  const aligned = { path: o.aligned, params: {}, label: "aligned" };
-  const init: RecipeInit =
-    method === "linear"
+  const aligned: RecipeInput = { path: o.aligned, params: {}, label: "aligned" };
+  const common = { outDtype: o.outDtype, vocabPolicy: o.vocabPolicy ?? "error", seed: o.seed ?? 0, lambda: o.lambda } as const;
+  return method === "linear"
       ? {
           method,
           models: [
@@ -99,14 +84,15 @@ export function recipeFromFlags(o: FlagsRecipeOptions): Recipe {
             { path: o.tuned, params: { weight: o.lambda }, label: "tuned" },
           ],
           params: { normalize: false },
+          ...common,
         }
       : {
           method,
           base: aligned,
           models: [{ path: o.tuned, params: { weight: o.lambda }, label: "tuned" }],
           params: { lambda: 1 },
+          ...common,
         };
-  return parseRecipe({ ...init, outDtype: o.outDtype, vocabPolicy: o.vocabPolicy ?? "error", seed: o.seed ?? 0, lambda: o.lambda });
 }
 
 /** Every input in role order: base first (if any), then models. */
