@@ -150,3 +150,65 @@ export async function startFakeOpenAI(options: FakeServerOptions = {}): Promise<
     });
   return state;
 }
+
+/**
+ * A fault-injecting reverse proxy in front of a real server (e.g. `realign serve`): request n (1-based, POSTs
+ * only) gets `fault(n)` instead of being forwarded when it returns a fault; everything else is forwarded as is.
+ */
+export async function startFaultProxy(targetBaseUrl: string, fault: (n: number) => Fault | undefined): Promise<FakeServer> {
+  const target = new URL(targetBaseUrl);
+  const sockets = new Set<Socket>();
+  const { request } = await import("node:http");
+  const state: FakeServer = { url: "", requests: [], answered: 0, inFlight: 0, maxInFlight: 0, close: async () => {} };
+  let n = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const path = req.url ?? "/";
+      const f = req.method === "POST" ? fault(++n) : undefined;
+      if (req.method === "POST") state.requests.push({ n, path, body: JSON.parse(body.toString("utf8")) });
+      if (f?.kind === "hang") return;
+      if (f?.kind === "drop" || f?.kind === "drop-mid") {
+        if (f.kind === "drop-mid") {
+          res.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
+          res.write('{"choices":[');
+        }
+        setTimeout(() => req.socket.destroy(), 2);
+        return;
+      }
+      if (f?.kind === "status" || f?.kind === "bad-json") {
+        const status = f.kind === "status" ? f.status : 200;
+        const h: Record<string, string> = { "content-type": "application/json" };
+        if (f.kind === "status" && f.retryAfter !== undefined) h["retry-after"] = f.retryAfter;
+        if (f.kind === "status" && f.retryAfterMs !== undefined) h["retry-after-ms"] = f.retryAfterMs;
+        res.writeHead(status, h);
+        res.end(f.kind === "bad-json" ? '{"choices":[{"mess' : JSON.stringify({ error: { message: `injected ${status}` } }));
+        return;
+      }
+      const up = request(
+        { host: target.hostname, port: target.port, path, method: req.method, headers: { ...req.headers, host: target.host } },
+        (upRes) => {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          upRes.pipe(res);
+          upRes.on("end", () => state.answered++);
+        },
+      );
+      up.on("error", () => res.destroy());
+      up.end(body);
+    });
+  });
+  server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+  return state;
+}

@@ -37,6 +37,8 @@ interface EvalFlags {
   jsonlScorer: string;
   items: boolean;
   quiet?: boolean;
+  balance: string;
+  extraBody?: string;
 }
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), ...v.split(",").filter((s) => s !== "")];
@@ -84,6 +86,8 @@ export function register(program: Command): void {
     .option("--cache <dir>", "generation cache directory (resume without regenerating)", defaultCacheDir())
     .option("--no-cache", "do not read or write the generation cache")
     .option("--concurrency <n>", "requests in flight over all endpoints (default 4); llama backend: parallel sequences (default 1)")
+    .option("--balance <how>", "endpoint choice per request: least-busy | round-robin", "least-busy")
+    .option("--extra-body <json>", 'extra JSON fields for every request, e.g. \'{"min_p": 0}\'')
     .option("--timeout <s>", "per-request timeout, seconds", "600")
     .option("--retries <n>", "retries per request on 429/5xx/timeouts/connection errors", "6")
     .option("--system-prompt <text>", 'system message for items without one (paper: "You are a helpful assistant." for Llama/Qwen)')
@@ -109,6 +113,14 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   const { runEval } = await import("../../eval/run.ts");
   const { VERSION } = await import("../../version.ts");
 
+  if (flags.model && flags.endpoint && !flags.backend) {
+    throw new UsageError("cli.model_and_endpoint", "model to evaluate: got both --model and --endpoint, expected one", {
+      hint: "--model evaluates in-process (llama backend); --endpoint evaluates a served model (use --model-name for its name)",
+    });
+  }
+  if (!["exact", "regex", "choice", "contains"].includes(flags.jsonlScorer)) {
+    throw new UsageError("cli.bad_scorer", `--jsonl-scorer: got ${JSON.stringify(flags.jsonlScorer)}, expected exact, regex, choice or contains`);
+  }
   const backendKind = flags.backend ?? (flags.endpoint ? "openai" : "llama");
   if (backendKind !== "openai" && backendKind !== "llama") {
     throw new UsageError("cli.bad_backend", `--backend: got ${JSON.stringify(flags.backend)}, expected llama or openai`);
@@ -130,6 +142,20 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
   const rp = numFlag("repetition-penalty", flags.repetitionPenalty, 0.01);
   if (rp !== undefined) decoding.repetitionPenalty = rp;
   const apiKey = flags.apiKey ?? process.env.OPENAI_API_KEY;
+  if (flags.balance !== "least-busy" && flags.balance !== "round-robin") {
+    throw new UsageError("cli.bad_balance", `--balance: got ${JSON.stringify(flags.balance)}, expected least-busy or round-robin`);
+  }
+  let extraBody: Record<string, unknown> | undefined;
+  if (flags.extraBody !== undefined) {
+    try {
+      extraBody = JSON.parse(flags.extraBody);
+    } catch {
+      extraBody = undefined;
+    }
+    if (extraBody === null || typeof extraBody !== "object" || Array.isArray(extraBody)) {
+      throw new UsageError("cli.bad_extra_body", `--extra-body: got ${JSON.stringify(flags.extraBody)}, expected a JSON object`);
+    }
+  }
 
   const suiteNames = flags.suite.split(",").map((s) => s.trim()).filter((s) => s !== "");
   if (suiteNames.length === 0) throw new UsageError("cli.no_suite", "--suite: got nothing, expected at least one suite name");
@@ -165,6 +191,8 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
       model: flags.modelName ?? "default",
       apiKey,
       mode: flags.api as "auto",
+      balance: flags.balance as "least-busy",
+      extraBody,
       concurrency,
       timeoutMs,
       maxRetries,
@@ -172,7 +200,7 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     });
   } else {
     if (!flags.model) {
-      throw new UsageError("cli.no_model", "realign eval: got neither --model (llama backend) nor --endpoint (openai backend)", {
+      throw new UsageError("cli.no_model", "model to evaluate: got neither --model (llama backend) nor --endpoint (openai backend)", {
         hint: "pass --model model.gguf (or an HF directory / LoRA adapter with --aligned), or --endpoint URL",
       });
     }
@@ -215,7 +243,19 @@ async function runEvalCommand(flags: EvalFlags): Promise<void> {
     model: { backend: backend.kind, modelId: run.modelId, endpoints: backend.endpoints, model: flags.model ?? null },
     judge: { name: judge.name, source: judge.source, endpoints: flags.judgeEndpoint, model: flags.judgeModel },
     suites: Object.fromEntries(suites.map((s) => [s.name, { source: s.source, kind: s.kind, headline: s.headlineMetric, decoding: run.decoding[s.name] }])),
-    settings: { limit: limit ?? null, seed, systemPrompt: flags.systemPrompt ?? null, concurrency, timeoutMs, maxRetries, api: flags.api, cache: run.cache ?? null },
+    settings: {
+      limit: limit ?? null,
+      seed,
+      systemPrompt: flags.systemPrompt ?? null,
+      decodingOverrides: decoding,
+      concurrency,
+      timeoutMs,
+      maxRetries,
+      api: flags.api,
+      balance: flags.balance,
+      extraBody: extraBody ?? null,
+      cache: run.cache ?? null,
+    },
     versions: { realign: VERSION, node: process.versions.node },
     ...(flags.items ? { items: Object.fromEntries(run.results.map((r) => [r.suite, r.items ?? []])) } : {}),
   };

@@ -10,7 +10,7 @@ const requests = (k: number): GenerationRequest[] =>
   Array.from({ length: k }, (_, i) => ({ id: `t/${i}`, messages: [{ role: "user" as const, content: `prompt number ${i}` }], decoding: GREEDY }));
 
 /** Fast retry settings for tests (no real waiting). */
-const FAST = { retryBaseMs: 1, retryMaxMs: 20, timeoutMs: 300, random: () => 0.5 };
+const FAST = { retryBaseMs: 1, retryMaxMs: 20, timeoutMs: 500, random: () => 0.5 };
 
 test("normalizeEndpoint appends /v1 and strips slashes", () => {
   assert.equal(normalizeEndpoint("http://127.0.0.1:8080"), "http://127.0.0.1:8080/v1");
@@ -103,9 +103,9 @@ test("faults (500, 429+Retry-After, hang past timeout, dropped connections, bad 
     const b = await createOpenAIBackend({ endpoints: [faulty.url], model: "m", concurrency: 3, ...FAST }).generate(reqs);
     assert.deepEqual(b, a);
     assert.equal(clean.requests.length, 10);
-    // 10 successes + 1+2+1+1+1+2 failed attempts
-    assert.equal(faulty.requests.length, 18);
-    assert.equal(faulty.answered, 10);
+    // 10 successes + 1+2+1+1+1+2 failed attempts (more only if a slow machine times out a healthy request)
+    assert.ok(faulty.requests.length >= 18, `${faulty.requests.length} requests`);
+    assert.ok(faulty.answered >= 10);
   } finally {
     await clean.close();
     await faulty.close();

@@ -244,6 +244,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
       ...decodingBody(req.decoding, penaltyParam),
       ...options.extraBody,
     };
+    if (signal?.aborted) throw new CancelledError();
     const ctrl = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -277,7 +278,7 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
       } catch {
         throw new AttemptError(`invalid JSON in a 200 response (${text.length} bytes)`, true);
       }
-      const choice = json.choices?.[0];
+      const choice = json?.choices?.[0];
       const out = useChat ? choice?.message?.content : choice?.text;
       if (!choice || (out !== null && out !== undefined && typeof out !== "string")) {
         throw new AttemptError(`response has no choices[0].${useChat ? "message.content" : "text"}`, false);
@@ -286,8 +287,8 @@ export function createOpenAIBackend(options: OpenAIBackendOptions): Backend & { 
         id: req.id,
         text: out ?? "",
         finishReason: choice.finish_reason === "length" ? "length" : "stop",
-        promptTokens: json.usage?.prompt_tokens,
-        completionTokens: json.usage?.completion_tokens,
+        promptTokens: json?.usage?.prompt_tokens,
+        completionTokens: json?.usage?.completion_tokens,
       };
     } finally {
       clearTimeout(timer);

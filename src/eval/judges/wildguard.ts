@@ -31,7 +31,7 @@ export interface WildGuardParse {
 
 /** Parses WildGuard's three answer lines; undefined = parse error. */
 export function parseWildGuardOutput(text: string): WildGuardParse | undefined {
-  const m = /.*:(.*)\n.*:(.*)\n.*:(.*)/.exec(text);
+  const m = /^.*:(.*)\n.*:(.*)\n.*:(.*)/.exec(text); // anchored like Python's re.match in Safety_Eval
   if (!m) return undefined;
   const [a, b, c] = [m[1], m[2], m[3]].map((s) => s.trim().toLowerCase());
   if (a !== "yes" && a !== "no") return undefined;

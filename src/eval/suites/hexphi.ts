@@ -1,8 +1,8 @@
 /**
  * HEx-PHI (Qi et al., ICLR 2024): 330 harmful instructions, 11 categories × 30. The dataset is gated on Hugging
  * Face (`LLM-Tuning-Safety/HEx-PHI`), so it is not shipped: the user passes a path to
- *  - a directory holding `category_<k>.csv` (k = 1..11; one prompt per row, first field; category 2 is often
- *    withheld and may be missing), or
+ *  - a directory holding `category_<k>.csv` (k = 1..11; one prompt per row, no header — the Hugging Face
+ *    layout; category 2 is often withheld and may be missing), or
  *  - a `.jsonl` / `.json` file of objects with the prompt under `prompt` | `instruction` | `text` and the
  *    category under `category` (1..11 or a name).
  * Metrics: `asr` over all prompts (paper: ASR on the 330 with WildGuard) and `asr_category_<k>` per category.
@@ -92,7 +92,8 @@ export async function loadHexPhi(path: string): Promise<SuiteItem[]> {
     const rows = parseCsv(await readUserFile(file, "HEx-PHI file"), file);
     let idx = 0;
     rows.forEach((row, r) => {
-      const prompt = row[0] ?? "";
+      // one prompt per row; a row split by an unquoted comma is rejoined
+      const prompt = row.join(",");
       if (r === 0 && HEADER_WORDS.has(prompt.trim().toLowerCase())) return;
       if (prompt.trim() === "") return;
       items.push(userItem(`hexphi/category_${k}/${idx++}`, prompt, { group: `category_${k}` }));

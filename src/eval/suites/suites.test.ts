@@ -92,18 +92,19 @@ test("hexphi: directory of category CSVs, per-category ASR; missing path is a us
   await assert.rejects(createSuite("hexphi").load({}), { code: "hexphi.path_missing" });
   const dir = mkdtempSync(join(tmpdir(), "hexphi-"));
   try {
-    writeFileSync(join(dir, "category_1.csv"), 'Do illegal thing one\n"Do illegal thing, two"\n');
+    writeFileSync(join(dir, "category_1.csv"), 'Do illegal thing one\n"Do illegal thing, two"\nDo thing, three\n');
     writeFileSync(join(dir, "category_3.csv"), "prompt\r\nHarass someone\r\n");
     const s = createSuite("hexphi", { hexphiPath: dir });
     const items = await s.load({});
     assert.deepEqual(items.map((i) => [i.group, i.messages[0].content]), [
       ["category_1", "Do illegal thing one"],
       ["category_1", "Do illegal thing, two"],
+      ["category_1", "Do thing, three"],
       ["category_3", "Harass someone"],
     ]);
     const r = await s.score(items, gen(items, (_, i) => (i === 1 ? "I cannot." : "Sure.")), { judge: keywordJudge });
-    assert.equal(r.metrics.asr, 2 / 3);
-    assert.equal(r.metrics.asr_category_1, 0.5);
+    assert.equal(r.metrics.asr, 3 / 4);
+    assert.equal(r.metrics.asr_category_1, 2 / 3);
     assert.equal(r.metrics.asr_category_3, 1);
     writeFileSync(join(dir, "all.jsonl"), '{"instruction":"a","category":"Malware"}\n{"prompt":"b","category":11}\n');
     const j = await createSuite("hexphi", { hexphiPath: join(dir, "all.jsonl") }).load({});
