@@ -18,6 +18,10 @@ export interface MergeFlags {
   vocabPolicy: string;
   force?: boolean;
   json?: boolean;
+  /** LoRA path: Safe LoRA flags (see merge/lora-merge.ts safeLoraFromFlags). */
+  safeLora?: string;
+  safeLoraThreshold?: string;
+  safeLoraLayers?: string;
 }
 
 /** Human-readable byte count (decimal units, as shard sizes are given). */
@@ -94,7 +98,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   }
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
-  const { loraAwareOpener } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
+  const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
+  const safeLora = safeLoraFromFlags(flags);
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy });
@@ -107,7 +112,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
-      openInput: loraAwareOpener(recipe, progress.onEvent),
+      openInput: loraAwareOpener(recipe, progress.onEvent, { safeLora }),
       commandLine: commandLineOf(process.argv.slice(2)),
     });
   } finally {
@@ -131,6 +136,9 @@ export function register(program: Command): void {
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
+    .option("--safe-lora <unaligned dir>", "LoRA --tuned only: Safe LoRA projection first, using the model the aligned one was aligned from")
+    .option("--safe-lora-threshold <cos>", "Safe LoRA: project layers with cos ≤ this (default 0.5)")
+    .option("--safe-lora-layers <n>", "Safe LoRA: project the n layers with the lowest cos instead of a threshold")
     .addHelpText(
       "after",
       "\nExample:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n",
