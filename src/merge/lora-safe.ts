@@ -15,9 +15,9 @@
  * each), and the cosine from r×r Gram matrices: with G = A·Aᵀ, ⟨X·A, Y·A⟩_F = Σₖₗ (XᵀY)ₖₗ·Gₖₗ.
  * Sums are float64 (a decision and a new B, not a bit-exact merge). Layers where V = 0 (the weight did not
  * change in alignment) have no direction: cos is NaN and they are never projected. Weights stored [in, out]
- * (GPT-2 Conv1D, embeddings) are not handled yet and are left as trained, with a warning.
+ * (GPT-2 Conv1D) use V = V_storedᵀ; embedding LoRAs are left as trained, with a warning.
  */
-import { numelOf, type Checkpoint } from "../core/tensor.ts";
+import { numelOf, type Checkpoint, type TensorSource } from "../core/tensor.ts";
 import { IncompatibleModelsError, UsageError } from "../errors.ts";
 import type { AdapterMapping, PeftAdapter } from "../formats/peft/adapter.ts";
 
@@ -67,11 +67,15 @@ async function projectB(
   aligned: Checkpoint,
   base: Checkpoint,
   name: string,
-  rows: number,
-  cols: number,
+  outDim: number,
+  inDim: number,
   b: Float32Array,
   r: number,
+  transposed: boolean,
 ): Promise<{ cb: Float64Array; norm: number }> {
+  if (transposed) return projectBTransposed(aligned, base, name, outDim, inDim, b, r);
+  const rows = outDim;
+  const cols = inDim;
   const wa = aligned.openTensor(name);
   const wb = base.openTensor(name);
   const rowsPerChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / cols));
@@ -79,15 +83,7 @@ async function projectB(
   const bufB = new Float32Array(rowsPerChunk * cols);
   const m = new Float64Array(cols * r); // Vᵀ·B, [in, r]
   let normSq = 0;
-  const forEachChunk = async (fn: (row0: number, nRows: number) => void): Promise<void> => {
-    for (let row0 = 0; row0 < rows; row0 += rowsPerChunk) {
-      const nRows = Math.min(rowsPerChunk, rows - row0);
-      const n = nRows * cols;
-      await Promise.all([wa.read(row0 * cols, n, bufA), wb.read(row0 * cols, n, bufB)]);
-      for (let e = 0; e < n; e++) bufA[e] = bufA[e]! - bufB[e]!; // V rows, float32 difference of the stored values
-      fn(row0, nRows);
-    }
-  };
+  const forEachChunk = storedRowChunks(wa, wb, rows, cols, bufA, bufB, rowsPerChunk);
   // pass 1: M = Vᵀ·B and ‖V‖²
   await forEachChunk((row0, nRows) => {
     for (let q = 0; q < nRows; q++) {
@@ -119,6 +115,80 @@ async function projectB(
     }
     for (let e = row0 * r; e < (row0 + nRows) * r; e++) cb[e] = cb[e]! / norm;
   });
+  return { cb, norm };
+}
+
+/** Iterates the stored rows of V = W_aligned − W_base in chunks (float32 difference of the stored values, in bufA). */
+function storedRowChunks(
+  wa: TensorSource,
+  wb: TensorSource,
+  rows: number,
+  cols: number,
+  bufA: Float32Array,
+  bufB: Float32Array,
+  rowsPerChunk: number,
+): (fn: (row0: number, nRows: number) => void) => Promise<void> {
+  return async (fn) => {
+    for (let row0 = 0; row0 < rows; row0 += rowsPerChunk) {
+      const nRows = Math.min(rowsPerChunk, rows - row0);
+      const n = nRows * cols;
+      await Promise.all([wa.read(row0 * cols, n, bufA), wb.read(row0 * cols, n, bufB)]);
+      for (let e = 0; e < n; e++) bufA[e] = bufA[e]! - bufB[e]!;
+      fn(row0, nRows);
+    }
+  };
+}
+
+/**
+ * C·B for a weight stored [in, out] (GPT-2 Conv1D): V = V_storedᵀ, so with stored row j (input index j)
+ * M[j,:] = (Vᵀ·B)[j,:] = V_stored[j,:]·B and (C·B)[i,:] = Σⱼ V_stored[j,i]·M[j,:] / ‖V‖.
+ */
+async function projectBTransposed(
+  aligned: Checkpoint,
+  base: Checkpoint,
+  name: string,
+  outDim: number,
+  inDim: number,
+  b: Float32Array,
+  r: number,
+): Promise<{ cb: Float64Array; norm: number }> {
+  const rows = inDim;
+  const cols = outDim;
+  const wa = aligned.openTensor(name);
+  const wb = base.openTensor(name);
+  const rowsPerChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / cols));
+  const bufA = new Float32Array(rowsPerChunk * cols);
+  const bufB = new Float32Array(rowsPerChunk * cols);
+  const forEachChunk = storedRowChunks(wa, wb, rows, cols, bufA, bufB, rowsPerChunk);
+  const m = new Float64Array(inDim * r);
+  let normSq = 0;
+  await forEachChunk((row0, nRows) => {
+    for (let q = 0; q < nRows; q++) {
+      const j = row0 + q;
+      const vb = q * cols;
+      for (let i = 0; i < cols; i++) {
+        const v = bufA[vb + i]!;
+        if (v === 0) continue;
+        normSq += v * v;
+        for (let k = 0; k < r; k++) m[j * r + k] = m[j * r + k]! + v * b[i * r + k]!;
+      }
+    }
+  });
+  const norm = Math.sqrt(normSq);
+  const cb = new Float64Array(outDim * r);
+  if (norm === 0) return { cb, norm };
+  await forEachChunk((row0, nRows) => {
+    for (let q = 0; q < nRows; q++) {
+      const j = row0 + q;
+      const vb = q * cols;
+      for (let i = 0; i < cols; i++) {
+        const v = bufA[vb + i]!;
+        if (v === 0) continue;
+        for (let k = 0; k < r; k++) cb[i * r + k] = cb[i * r + k]! + v * m[j * r + k]!;
+      }
+    }
+  });
+  for (let e = 0; e < cb.length; e++) cb[e] = cb[e]! / norm;
   return { cb, norm };
 }
 
@@ -161,7 +231,7 @@ export async function safeLoraProjection(
   let skipped = 0;
   for (const e of mapping.entries.values()) {
     if (e.kind !== "lora") continue;
-    if (e.transposed) {
+    if (e.embedding) {
       skipped++;
       continue;
     }
@@ -182,7 +252,7 @@ export async function safeLoraProjection(
     }
     const [a, b] = await Promise.all([readAllF32(adapter, e.aName), readAllF32(adapter, e.bName)]);
     const { rank: r, outDim: rows, inDim: cols } = e;
-    const { cb, norm } = await projectB(aligned, base, e.target, rows, cols, b, r);
+    const { cb, norm } = await projectB(aligned, base, e.target, rows, cols, b, r, e.transposed);
     const g = new Float64Array(r * r);
     for (let k = 0; k < r; k++) {
       for (let l = k; l < r; l++) {
@@ -200,7 +270,7 @@ export async function safeLoraProjection(
     }
     computed.push({ target: e.target, bName: e.bName, cos, norm, b, cb, rows, r });
   }
-  if (skipped > 0) warnings.push(`Safe LoRA: ${skipped} LoRA weight(s) stored [in, out] (Conv1D / embeddings) are not projected`);
+  if (skipped > 0) warnings.push(`Safe LoRA: ${skipped} embedding LoRA(s) are not projected (Safe LoRA is defined for linear layers)`);
 
   let threshold: number;
   if (select.mode === "threshold") threshold = select.threshold;

@@ -68,11 +68,11 @@ function denseCheckpoints(root: string): { alignedF32: string; denseF32: string 
   return { alignedF32, denseF32 };
 }
 
-test("fast path = explicit dense merge byte for byte at λ = 1, 0.5, 0.3 (bf16 output)", async () => {
+test("fast path = explicit dense merge byte for byte at λ = 1 and 0.3 (bf16 output)", async () => {
   const root = tmp();
   try {
     const { alignedF32, denseF32 } = denseCheckpoints(root);
-    for (const lambda of [1, 0.5, 0.3]) {
+    for (const lambda of [1, 0.3]) {
       const fast = join(root, `fast-${lambda}`);
       const dense = join(root, `dense-${lambda}`);
       await mergeLora({ aligned: ALIGNED, adapter: LORA, lambda, out: fast, writeCard: false });

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Checkpoint } from "../../src/core/tensor.ts";
 import { openCheckpoint } from "../../src/formats/hf-dir/checkpoint.ts";
 import { mapAdapter, openAdapter } from "../../src/formats/peft/adapter.ts";
 import { mergeLora, safeLoraFromFlags } from "../../src/merge/lora-merge.ts";
@@ -171,5 +172,44 @@ test("safeLoraFromFlags: default threshold 0.5, --safe-lora-layers, and the flag
   assert.deepEqual(safeLoraFromFlags({ safeLora: "b", safeLoraLayers: "10" }), { unaligned: "b", select: { mode: "number", count: 10 } });
   for (const bad of [{ safeLoraLayers: "3" }, { safeLora: "b", safeLoraLayers: "3", safeLoraThreshold: "0.5" }, { safeLora: "b", safeLoraThreshold: "2" }, { safeLora: "b", safeLoraLayers: "x" }]) {
     assert.throws(() => safeLoraFromFlags(bad), (e: unknown) => e instanceof RealignError && e.code === "safe_lora.flags" && e.exitCode === 2);
+  }
+});
+
+test("Safe LoRA on a weight stored [in, out] (Conv1D layout) gives the same cosine and C·B as the [out, in] layout", async () => {
+  const name = "model.layers.0.mlp.up_proj.weight";
+  const rawA = readRaw(join(ORG, "aligned", "model.safetensors")).get(name);
+  const rawB = readRaw(join(ORG, "base", "model.safetensors")).get(name);
+  const [out, inn] = rawA.shape as [number, number];
+  const transposedCheckpoint = (values: Float64Array, path: string): Checkpoint => {
+    const t = new Float32Array(out * inn);
+    for (let i = 0; i < out; i++) for (let j = 0; j < inn; j++) t[j * out + i] = values[i * inn + j]!;
+    const meta = { name, dtype: "BF16" as const, shape: [inn, out] };
+    return {
+      path,
+      config: { model_type: "llama" },
+      tensors: new Map([[name, meta]]),
+      carryFiles: [],
+      weightFiles: [],
+      openTensor: () => ({ ...meta, read: async (off, n, o) => void o.set(t.subarray(off, off + n)) }),
+      close: async () => {},
+    };
+  };
+  const aligned = transposedCheckpoint(rawA.values, "/conv1d-aligned");
+  const base = transposedCheckpoint(rawB.values, "/conv1d-base");
+  const adapter = await openAdapter(join(ORG, "lora"));
+  try {
+    const only = new Map([...adapter.tensors].filter(([k]) => k.includes("layers.0.mlp.up_proj.")));
+    const mapping = mapAdapter(adapter.config, only, aligned, { adapterPath: adapter.dir });
+    const e = mapping.entries.get(name);
+    assert.ok(e?.kind === "lora" && e.transposed);
+    const res = await safeLoraProjection(aligned, base, adapter, mapping, { mode: "threshold", threshold: 0.5 });
+    const ref = (await project({ mode: "threshold", threshold: 0.4 })).layers.find((l) => l.target === name)!;
+    assert.equal(res.layers[0]!.cos, ref.cos);
+    assert.equal(res.layers[0]!.projected, true);
+    const cbT = res.overrides.get("base_model.model.model.layers.0.mlp.up_proj.lora_B.weight")!;
+    const cbRef = dense("layers.0.mlp.up_proj").cb;
+    for (let i = 0; i < cbT.length; i++) assert.ok(Math.abs(cbT[i]! - cbRef[i]!) <= 1e-6 * Math.abs(cbRef[i]!) + 1e-9);
+  } finally {
+    await adapter.close();
   }
 });

@@ -300,6 +300,8 @@ export type AdapterEntry =
       readonly scale: number;
       /** Stored weight is [in, out] (fan_in_fan_out / Conv1D / embedding LoRA): Δ = (B·A)ᵀ. */
       readonly transposed: boolean;
+      /** An embedding LoRA (`lora_embedding_A/B`), not a linear layer. */
+      readonly embedding: boolean;
     }
   | {
       /** θ + s·b_lora (peft lora_bias, scaled as peft does since peft#2489). */
@@ -571,7 +573,7 @@ export function mapAdapter(
       flippedExample ||= `${p.target} is ${formatShape(w)}`;
     }
     addEntry(
-      { kind: "lora", target: p.target, module: p.module, aName: p.a.name, bName: p.b.name, rank: p.rank, inDim, outDim, scale: p.scale, transposed },
+      { kind: "lora", target: p.target, module: p.module, aName: p.a.name, bName: p.b.name, rank: p.rank, inDim, outDim, scale: p.scale, transposed, embedding: p.emb },
       p.a.name,
     );
   }
