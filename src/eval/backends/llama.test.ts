@@ -108,6 +108,12 @@ test("raw prompt on stories260K gets BOS (add_bos_token) and continues the story
     const g = await b.generateOne({ id: "s", prompt: "Once upon a time", decoding: { maxTokens: 16, temperature: 0 } });
     assert.equal(g.text, ", there was a little girl named Lily. She loved to play");
     assert.equal(g.finishReason, "length");
+    // Sampling is reproducible by seed; the text continues the prompt (SentencePiece leading space kept).
+    const sampled = { maxTokens: 20, temperature: 0.9, seed: 1 };
+    const s1 = await b.generateOne({ id: "t1", prompt: "Once upon a time", decoding: sampled });
+    const s2 = await b.generateOne({ id: "t2", prompt: "Once upon a time", decoding: sampled });
+    assert.equal(s1.text, s2.text);
+    assert.equal(s1.text, " there were sailors, she were walking through");
     assert.equal(await b.modelId(), "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
     assert.equal(await b.modelId(), await sha256File(STORIES));
     // No chat template in this GGUF: chat messages are a clear error.
