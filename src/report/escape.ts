@@ -17,3 +17,9 @@ export function escapeMarkdownCell(text: string): string {
 export function formatNumber(x: number | undefined): string {
   return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(3);
 }
+
+/** λ in its shortest decimal form (0.5, 0.25, 1), rounded to 9 decimals as the sweep grid is (sweep/grid.ts). */
+export function formatLambda(lambda: number): string {
+  const r = Number(lambda.toFixed(9));
+  return String(Object.is(r, -0) ? 0 : r);
+}

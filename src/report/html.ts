@@ -5,9 +5,8 @@
  */
 import type { SummaryPoint, SweepSummary } from "../sweep/types.ts";
 import type { ReportPlots } from "./plots.ts";
-import { escapeHtml as h, formatNumber as num } from "./escape.ts";
+import { escapeHtml as h, formatNumber as num, formatLambda } from "./escape.ts";
 import { metricColumns } from "./markdown.ts";
-import { formatLambda } from "../sweep/grid.ts";
 
 const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI","DejaVu Sans",sans-serif;color:#222;max-width:1180px;margin:24px auto;padding:0 16px}

@@ -1,7 +1,6 @@
 /** report.md and the terminal table, pure: the sweep's points, Pareto front and recommendation as tables. */
 import type { SummaryPoint, SweepSummary } from "../sweep/types.ts";
-import { escapeMarkdownCell as cell, formatNumber as num } from "./escape.ts";
-import { formatLambda } from "../sweep/grid.ts";
+import { escapeMarkdownCell as cell, formatNumber as num, formatLambda } from "./escape.ts";
 
 /** `suite.metric` columns present in any point, in first-seen order, counts (`*_n`) last. */
 export function metricColumns(points: readonly SummaryPoint[]): string[] {

@@ -7,7 +7,7 @@
 import * as vl from "vega-lite";
 import * as vega from "vega";
 import type { SweepSummary } from "../sweep/types.ts";
-import { formatLambda } from "../sweep/grid.ts";
+import { formatLambda } from "./escape.ts";
 
 /** Plot size in CSS pixels (the plotting area; axes and legend add to it). */
 const WIDTH = 420;
