@@ -79,9 +79,9 @@ export function toHtml(summary: SweepSummary, plots: ReportPlots): string {
 ${missing}
 <h2>Plots</h2>
 <div class="plots">
-<figure>${plots.asrVsLambda}<figcaption class="small">Dashed line: the rule's ASR threshold; red ring: recommended point.</figcaption></figure>
+<figure>${plots.asrVsLambda}<figcaption class="small">Dashed line: the rule's ASR threshold; black ring: recommended point.</figcaption></figure>
 <figure>${plots.utilityVsLambda}</figure>
-<figure>${plots.pareto}<figcaption class="small">Up and left is better. Circles: Pareto front (no point has both lower ASR and higher utility); triangles: dominated points; red ring: recommended. The dashed staircase joins the front.</figcaption></figure>
+<figure>${plots.pareto}<figcaption class="small">Up and left is better. Circles: Pareto front (no point has both lower ASR and higher utility); triangles: dominated points; black ring: recommended. The dashed staircase joins the front.</figcaption></figure>
 </div>
 <h2>Points</h2>
 ${pointsTable(summary)}

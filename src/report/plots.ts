@@ -12,6 +12,8 @@ import { formatLambda } from "./escape.ts";
 /** Plot size in CSS pixels (the plotting area; axes and legend add to it). */
 const WIDTH = 420;
 const HEIGHT = 260;
+/** The recommended point's ring: black, so it differs from every method colour. */
+const RING = "#111";
 const FONT = "system-ui, -apple-system, 'Segoe UI', 'DejaVu Sans', sans-serif";
 
 export interface ReportPlots {
@@ -51,8 +53,14 @@ async function render(spec: Record<string, unknown>): Promise<string> {
   }
 }
 
+/** Colour by method, in the sweep's method order (legend order = --method order). */
+function methodColor(rows: readonly Row[]): Record<string, unknown> {
+  const methods = [...new Set(rows.map((r) => r.method))];
+  return { field: "method", type: "nominal", title: "method", sort: methods, scale: { domain: methods, scheme: "tableau10" } };
+}
+
 function vsLambda(rows: Row[], field: "asr" | "utility", title: string, yTitle: string, rule: number | undefined, ruleLabel: string): Record<string, unknown> {
-  const color = { field: "method", type: "nominal", title: "method", scale: { scheme: "tableau10" } };
+  const color = methodColor(rows);
   const layers: unknown[] = [
     {
       mark: { type: "line", point: { filled: true, size: 50 }, strokeWidth: 2 },
@@ -65,7 +73,7 @@ function vsLambda(rows: Row[], field: "asr" | "utility", title: string, yTitle: 
     },
     {
       transform: [{ filter: "datum.kind === 'recommended'" }],
-      mark: { type: "point", shape: "circle", size: 260, strokeWidth: 2.5, color: "#d62728", filled: false },
+      mark: { type: "point", shape: "circle", size: 260, strokeWidth: 2.5, color: RING, filled: false },
       encoding: { x: { field: "lambda", type: "quantitative" }, y: { field, type: "quantitative" } },
     },
   ];
@@ -104,7 +112,7 @@ function paretoSpec(rows: Row[], front: Row[], utilityTitle: string): Record<str
         encoding: {
           x: { field: "asr", type: "quantitative", title: "ASR (lower is safer)", scale: { zero: true } },
           y: { field: "utility", type: "quantitative", title: utilityTitle, scale: { zero: true } },
-          color: { field: "method", type: "nominal", title: "method", scale: { scheme: "tableau10" } },
+          color: methodColor(rows),
           shape: { field: "kind", type: "nominal", legend: null, scale: { domain: ["front", "dominated", "recommended"], range: ["circle", "triangle-up", "circle"] } },
           tooltip: [{ field: "label" }, { field: "asr", format: ".3f" }, { field: "utility", format: ".3f" }],
         },
@@ -122,7 +130,7 @@ function paretoSpec(rows: Row[], front: Row[], utilityTitle: string): Record<str
       },
       {
         data: { values: rows.filter((r) => r.kind === "recommended") },
-        mark: { type: "point", shape: "circle", size: 300, strokeWidth: 2.5, color: "#d62728", filled: false },
+        mark: { type: "point", shape: "circle", size: 300, strokeWidth: 2.5, color: RING, filled: false },
         encoding: { x: { field: "asr", type: "quantitative" }, y: { field: "utility", type: "quantitative" } },
       },
     ],
@@ -130,17 +138,18 @@ function paretoSpec(rows: Row[], front: Row[], utilityTitle: string): Record<str
 }
 
 /**
- * Renders the three plots for `summary`. The recommended point is circled in red; the ASR plot draws the
+ * Renders the three plots for `summary`. The recommended point is circled in black; the ASR plot draws the
  * rule's ASR threshold as a dashed line. Points sharing (asr, utility) overlap; labels give λ.
  */
 export async function renderPlots(summary: SweepSummary): Promise<ReportPlots> {
+  const isMulti = new Set(summary.points.map((p) => p.method)).size > 1;
   const rows: Row[] = summary.points.map((p) => ({
     method: p.method,
     lambda: p.lambda,
     asr: p.asr,
     utility: p.utility,
     label: `${p.method} λ=${formatLambda(p.lambda)}`,
-    lambdaText: `λ=${formatLambda(p.lambda)}`,
+    lambdaText: isMulti ? `${p.method} λ=${formatLambda(p.lambda)}` : `λ=${formatLambda(p.lambda)}`,
     kind: p.isRecommended ? "recommended" : p.isOnFront ? "front" : "dominated",
   }));
   // λ labels on the front only (dominated points have tooltips), one per position so shared points
