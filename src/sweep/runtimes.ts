@@ -154,7 +154,7 @@ export function createOpenAIRuntime(options: OpenAIRuntimeOptions = {}): ModelRu
       if (format === "hf") return { path: hfDir, cleanup: () => {} };
       return llama.materialize(hfDir, workDir, context);
     },
-    async open(path: string): Promise<Backend> {
+    async open(path: string, context: { signal?: AbortSignal } = {}): Promise<Backend> {
       const { spawn } = await import("node:child_process");
       const { BackendError } = await import("../errors.ts");
       const { createOpenAIBackend } = await import("../eval/backends/openai.ts");
@@ -169,17 +169,21 @@ export function createOpenAIRuntime(options: OpenAIRuntimeOptions = {}): ModelRu
       child.stderr?.on("data", keep);
       let exited: number | null | undefined;
       const exit = new Promise<void>((resolve) => child.once("exit", (code) => ((exited = code), resolve())));
+      const kill = (sig: NodeJS.Signals): void => {
+        try {
+          // the shell and everything it started (its own process group)
+          if (child.pid !== undefined && process.platform !== "win32") process.kill(-child.pid, sig);
+          else child.kill(sig);
+        } catch {
+          // already gone
+        }
+      };
+      // the server is detached (Ctrl-C does not reach it): never leave it running after we exit
+      const onExit = (): void => kill("SIGKILL");
+      process.once("exit", onExit);
+      void exit.then(() => process.removeListener("exit", onExit));
       const stop = async (): Promise<void> => {
         if (exited !== undefined) return;
-        const kill = (sig: NodeJS.Signals): void => {
-          try {
-            // the shell and everything it started (process group)
-            if (child.pid !== undefined && process.platform !== "win32") process.kill(-child.pid, sig);
-            else child.kill(sig);
-          } catch {
-            // already gone
-          }
-        };
         kill("SIGTERM");
         const timer = setTimeout(() => kill("SIGKILL"), STOP_GRACE_MS);
         await exit;
@@ -188,6 +192,11 @@ export function createOpenAIRuntime(options: OpenAIRuntimeOptions = {}): ModelRu
       const base = `http://127.0.0.1:${port}/v1`;
       const deadline = Date.now() + (options.readyTimeoutMs ?? 600_000);
       for (;;) {
+        if (context.signal?.aborted) {
+          await stop();
+          const { CancelledError } = await import("../errors.ts");
+          throw new CancelledError("sweep interrupted while a model server was starting; finished points are saved");
+        }
         if (exited !== undefined) {
           throw new BackendError("sweep.server_exited", `model server for ${path}: exited with code ${exited} before answering, expected it to serve on port ${port}`, {
             details: { command, output: output.trim().split("\n").slice(-5).join("\n") },

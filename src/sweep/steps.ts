@@ -28,8 +28,8 @@ export interface ModelRuntime {
    * and a cleanup removing only what it created. Must leave nothing partial on abort.
    */
   materialize(hfDir: string, workDir: string, context: { signal?: AbortSignal; onEvent: OnEvent }): Promise<{ path: string; cleanup(): void }>;
-  /** Opens a backend on a materialised model. */
-  open(path: string): Promise<Backend>;
+  /** Opens a backend on a materialised model; `signal` cancels a slow start. */
+  open(path: string, context?: { signal?: AbortSignal }): Promise<Backend>;
 }
 
 export interface CreateStepsOptions {
@@ -119,7 +119,7 @@ export function createSweepSteps(options: CreateStepsOptions): SweepSteps {
       }
     },
     async evaluate(model: PreparedModel, _job: SweepJob, context: StepContext) {
-      const backend = await runtime.open(model.path);
+      const backend = await runtime.open(model.path, { signal: context.signal });
       try {
         const run = await runEval({
           backend,
