@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import type { MergeSummary } from "../../merge/run.ts";
 
+/** Raw commander options of `realign merge` (validated in runMergeCommand). */
 export interface MergeFlags {
   aligned?: string;
   tuned?: string;
@@ -71,7 +72,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const lambdaText = required(flags.lambda, "--lambda");
   const out = required(flags.out, "--out");
   const lambda = Number(lambdaText);
-  if (lambdaText.trim() === "" || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
+  if (!/^\s*(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?\s*$/i.test(lambdaText) || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
     throw new UsageError("cli.bad_lambda", `--lambda: got ${lambdaText}, expected a number from 0 to 1`, {
       hint: "λ is the weight on the tuned model: 0 = aligned, 1 = tuned; the paper found λ ≈ 0.5–0.6 a good trade-off; sweep λ to choose",
     });
@@ -120,6 +121,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   process.stdout.write((flags.json ? JSON.stringify(summary) : formatMergeSummary(summary)) + "\n");
 }
 
+/** Declares `realign merge` and its flags. */
 export function register(program: Command): void {
   program
     .command("merge")
