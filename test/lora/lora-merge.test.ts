@@ -9,6 +9,8 @@ import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { formatError, errorJson } from "../../src/cli/render.ts";
+import { RealignError } from "../../src/errors.ts";
 import { loraAwareOpener, mergeLora } from "../../src/merge/lora-merge.ts";
 import { recipeFromFlags } from "../../src/merge/recipe.ts";
 import { mergeRecipe } from "../../src/merge/run.ts";
@@ -133,7 +135,7 @@ function smallAdapter(dir: string, config: Record<string, unknown> | undefined, 
 
 const CONFIG = { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["q_proj", "qq_proj"], bias: "none", fan_in_fan_out: false };
 
-test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config → exit 2, one line naming the problem, no output", () => {
+test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config → exit 2, one line naming the problem, no output", async () => {
   const root = tmp();
   try {
     const cases: { name: string; build: (d: string) => void; expect: RegExp; code: string }[] = [
@@ -160,11 +162,23 @@ test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config →
         code: "adapter.no_config",
       },
     ];
-    for (const c of cases) {
+    for (const [i, c] of cases.entries()) {
       const dir = join(root, c.name);
       c.build(dir);
       const out = join(root, `out-${c.name}`);
-      const r = runCli(["merge", "--aligned", ALIGNED, "--tuned", dir, "--lambda", "0.5", "--out", out, "--json"]);
+      let r: { status: number | null; stderr: string; stdout: string };
+      if (i === 0) {
+        // the real CLI once (process exit code, stderr, --json on stdout) …
+        r = runCli(["merge", "--aligned", ALIGNED, "--tuned", dir, "--lambda", "0.5", "--out", out, "--json"]);
+      } else {
+        // … and the same boundary in-process for the rest (what src/cli/main.ts prints and exits with)
+        const e = await mergeLora({ aligned: ALIGNED, adapter: dir, lambda: 0.5, out }).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        assert.ok(e instanceof RealignError, `${c.name}: ${String(e)}`);
+        r = { status: e.exitCode, stderr: formatError(e), stdout: JSON.stringify(errorJson(e)) };
+      }
       assert.equal(r.status, 2, `${c.name}: exit ${r.status}, stderr ${r.stderr}`);
       const lines = r.stderr.trim().split("\n");
       assert.match(lines[0]!, /^realign: /);
