@@ -9,10 +9,18 @@ import type { SinkFactory } from "../merge/sink.ts";
 import { parseConvertType } from "./convert.ts";
 import { ggufSink } from "./gguf-sink.ts";
 
-/** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
-export async function openModelInput(input: { path: string }): Promise<Checkpoint> {
-  return input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : openCheckpoint(input.path);
+type Opener<I extends { path: string }> = (input: I) => Promise<Checkpoint>;
+
+/**
+ * Wraps an input opener so `.gguf` files open through the GGUF reader; everything else goes to `open`
+ * (default: a Hugging Face directory). Compose with other openers: `withGgufInputs(loraAwareOpener(…))`.
+ */
+export function withGgufInputs<I extends { path: string }>(open: Opener<I> = (i) => openCheckpoint(i.path)): Opener<I> {
+  return (input) => (input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : open(input));
 }
+
+/** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
+export const openModelInput: Opener<{ path: string }> = withGgufInputs();
 
 /**
  * Options for mergeRecipe: `openInput` (GGUF-aware) always; for outFormat "gguf" a GGUF `sink`, and
