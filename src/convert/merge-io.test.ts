@@ -26,16 +26,17 @@ test("merge --out-format gguf equals merge to safetensors then convert, byte for
   const dir = tmp();
   try {
     const recipe = recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 });
-    const summary = await mergeRecipe(recipe, { out: join(dir, "g"), writeCard: false, ...(await ggufMergeOptions({ outFormat: "gguf" })) });
+    const summary = await mergeRecipe(recipe, { out: join(dir, "g"), writeCard: false, ...(await ggufMergeOptions({ outFormat: "gguf", out: join(dir, "g") })) });
     assert.ok(summary.files.includes("model.gguf"));
     await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false });
-    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "merged" });
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "g" }); // general.name = --out's name
     assert.ok(readFileSync(join(dir, "g", "model.gguf")).equals(readFileSync(join(dir, "st.gguf"))));
     // --out x.gguf: one file, no sidecars, same bytes
     const one = join(dir, "one.gguf");
     const fileSummary = await mergeRecipe(recipe, { out: one, ...(await ggufMergeOptions({ outFormat: "gguf", out: one })) });
     assert.deepEqual(fileSummary.files, ["one.gguf"]);
-    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st.gguf"))));
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st-one.gguf"), type: "bf16", name: "one" });
+    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st-one.gguf"))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

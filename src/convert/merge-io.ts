@@ -2,6 +2,7 @@
  * GGUF hooks for the merge runner: a GGUF output sink and opening `.gguf` files as merge inputs.
  * `realign merge` spreads the result into its `mergeRecipe` options.
  */
+import { basename } from "node:path";
 import type { Checkpoint } from "../core/tensor.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
@@ -37,5 +38,6 @@ export async function ggufMergeOptions(o: {
   if (o.outFormat !== "gguf") return { openInput: openModelInput };
   const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
   const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
-  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre }), outputKind };
+  const name = o.out === undefined ? undefined : basename(o.out).replace(/\.gguf$/i, "");
+  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name }), outputKind };
 }
