@@ -13,7 +13,7 @@ import type { Dtype } from "../../core/dtype.ts";
 import type { Checkpoint, TensorMeta, TensorSource } from "../../core/tensor.ts";
 import { FormatError, InputError } from "../../errors.ts";
 import { KEYS, archKey, ggmlType, type MergeableGgmlType } from "./constants.ts";
-import { archByName, type ArchSpec } from "./arch/index.ts";
+import { archByName, templateRegex, type ArchSpec } from "./arch/index.ts";
 import { invertPermutation, qkPermutation } from "./qk-permute.ts";
 import { openGgufFile, type GgufFile } from "./read.ts";
 import { assertMergeableType, decodeGgufToF32 } from "./tensor-data.ts";
@@ -28,9 +28,6 @@ export interface GgufCheckpoint extends Checkpoint {
   readonly arch: ArchSpec;
 }
 
-function templateRegex(t: string): RegExp {
-  return new RegExp(`^${t.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace("{bid}", "(\\d+)")}$`);
-}
 
 /** GGUF tensor name → HF name via the arch table, or undefined. */
 function hfNameOf(arch: ArchSpec, ggufName: string): { hf: string; hfBase: string } | undefined {
