@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { recipeFromFlags } from "../merge/recipe.ts";
 import { mergeRecipe } from "../merge/run.ts";
 import { convertToGguf } from "./convert.ts";
-import { ggufMergeOptions } from "./merge-io.ts";
+import { ggufMergeOptions, withGgufInputs } from "./merge-io.ts";
 import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { readGgufHeader, readGgufTensorBytes } from "../formats/gguf/read.ts";
@@ -77,7 +77,7 @@ test("GGUF inputs merge to the same matrices; their F32 norms round to the HF me
   try {
     await convertToGguf({ input: join(ORGANISM, "aligned"), output: join(dir, "a.gguf"), type: "bf16" });
     await convertToGguf({ input: join(ORGANISM, "finetuned"), output: join(dir, "f.gguf"), type: "bf16" });
-    const opts = await ggufMergeOptions({ outFormat: "gguf" });
+    const opts = { ...(await ggufMergeOptions({ outFormat: "gguf" })), openInput: withGgufInputs() };
     await mergeRecipe(recipeFromFlags({ aligned: join(dir, "a.gguf"), tuned: join(dir, "f.gguf"), lambda: 0.5 }), { out: join(dir, "from-gguf"), writeCard: false, ...opts });
     await mergeRecipe(recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 }), { out: join(dir, "from-hf"), writeCard: false, ...opts });
     const a = readGgufHeader(join(dir, "from-gguf", "model.gguf"));

@@ -24,9 +24,9 @@ export function withGgufInputs<I extends { path: string }>(open: Opener<I> = (i)
 export const openModelInput: Opener<{ path: string }> = withGgufInputs();
 
 /**
- * Options for mergeRecipe: `openInput` (GGUF-aware) always; for outFormat "gguf" a GGUF `sink`, and
- * `outputKind: "file"` when `out` ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus
- * config, tokenizer files and model card.
+ * Output options for mergeRecipe: for outFormat "gguf" a GGUF `sink`, and `outputKind: "file"` when `out`
+ * ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus config, tokenizer files and model
+ * card. Nothing for "safetensors". (GGUF *inputs* are `openInput: withGgufInputs(…)`.)
  * @throws UsageError for a bad ggufType.
  */
 export async function ggufMergeOptions(o: {
@@ -34,10 +34,10 @@ export async function ggufMergeOptions(o: {
   out?: string;
   ggufType?: string;
   tokenizerPre?: string;
-}): Promise<{ openInput: typeof openModelInput; sink?: SinkFactory; outputKind?: "directory" | "file" }> {
-  if (o.outFormat !== "gguf") return { openInput: openModelInput };
+}): Promise<{ sink?: SinkFactory; outputKind?: "directory" | "file" }> {
+  if (o.outFormat !== "gguf") return {};
   const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
   const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
   const name = o.out === undefined ? undefined : basename(o.out).replace(/\.gguf$/i, "");
-  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name }), outputKind };
+  return { sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name }), outputKind };
 }

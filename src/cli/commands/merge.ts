@@ -99,9 +99,9 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.ggufType !== undefined && flags.outFormat !== "gguf") {
     throw new UsageError("cli.bad_flag", "--gguf-type needs --out-format gguf");
   }
-  // GGUF output and GGUF inputs (src/convert, src/formats/gguf)
-  const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
-  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
+  // GGUF output (sink, one-file mode) and .gguf inputs (src/convert/merge-io.ts)
+  const { ggufMergeOptions, withGgufInputs } = await import("../../convert/merge-io.ts");
+  const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { createProgress } = await import("../render.ts");
@@ -116,8 +116,9 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
+      openInput: withGgufInputs(),
       commandLine: commandLineOf(process.argv.slice(2)),
-      ...ggufOptions,
+      ...ggufOutput,
     });
   } finally {
     progress.stop();
