@@ -10,12 +10,14 @@ import { VOCAB_POLICIES, type Recipe } from "./recipe.ts";
 /** A parameter as written in a recipe. Schedules (gradients, filters) may widen this later. */
 export const paramValueSchema = z.union([z.number(), z.boolean(), z.string()]);
 
+/** Schema of RecipeInput. */
 export const recipeInputSchema = z.object({
   path: z.string().min(1),
   params: z.record(z.string(), paramValueSchema).default({}),
   label: z.string().optional(),
 });
 
+/** Schema of Recipe (fields documented on the Recipe interface). */
 export const recipeSchema = z.object({
   method: z.string().min(1),
   base: recipeInputSchema.optional(),

@@ -274,3 +274,53 @@ test("custom sink in file mode (the --out-format seam): one file written atomica
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("measure passes see every chunk in ascending order before the kernel (two-pass test method, tiny chunks)", async () => {
+  const { METHODS } = await import("./methods/registry.ts");
+  const { parseRecipe } = await import("./recipe-schema.ts");
+  const { mergeRecipe: run } = await import("./run.ts");
+  interface S {
+    max: number;
+    above: number;
+    offsets: number[][];
+  }
+  const twoPass = {
+    name: "two_pass_test",
+    summary: "test only",
+    paperUrl: "",
+    requiresBase: false,
+    minModels: 1,
+    globalParams: [],
+    modelParams: [],
+    measurePasses: () => 2,
+    initStats: (): S => ({ max: -Infinity, above: 0, offsets: [[], []] }),
+    measure: (pass: number, s: S, chunk: { models: readonly Float32Array[]; offset: number }) => {
+      s.offsets[pass]!.push(chunk.offset);
+      for (const v of chunk.models[0]!) {
+        if (pass === 0) s.max = Math.max(s.max, v);
+        else if (v > s.max / 2) s.above++;
+      }
+    },
+    endPass: () => {},
+    kernel: (chunk: { offset: number }, out: Float32Array, s: S) => {
+      assert.deepEqual(s.offsets[0], s.offsets[1]);
+      out.fill(s.above * 1000 + chunk.offset);
+    },
+  };
+  (METHODS as Record<string, unknown>).two_pass_test = twoPass;
+  const root = tmp();
+  try {
+    const a = buildHfDir(join(root, "a"), { tensors: { w: { dtype: "F32", shape: [2, 5], values: [1, 9, 2, 8, 3, 7, 4, 6, 5, 10] } } });
+    const out = join(root, "out");
+    await run(parseRecipe({ method: "two_pass_test", models: [{ path: a }] }), { out, chunkElems: 4 });
+    const f = await openSafetensors(join(out, "model.safetensors"));
+    const v = new Float32Array(10);
+    await f.tensor("w").read(0, 10, v);
+    await f.close();
+    // max 10 → values > 5: 9, 8, 7, 6, 10 → 5; chunks of 4 elements (row of 5 does not fit): offsets 0, 4, 8
+    assert.deepEqual([...v], [5000, 5000, 5000, 5000, 5004, 5004, 5004, 5004, 5008, 5008]);
+  } finally {
+    delete (METHODS as Record<string, unknown>).two_pass_test;
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -18,7 +18,7 @@ import { CancelledError, InternalError, UsageError, fsError } from "../errors.ts
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
-import { fileIdentity, type FileIdentity } from "./identity.ts";
+import { modelIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod } from "./methods/types.ts";
 import { getMethod } from "./methods/registry.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
@@ -28,6 +28,7 @@ import { DEFAULT_MAX_SHARD_BYTES, safetensorsSink, type SinkFactory } from "./si
 /** Default chunk: 4 Mi float32 elements = 16 MiB per input. */
 export const DEFAULT_CHUNK_ELEMS = 4 * 2 ** 20;
 
+/** Options of runMerge (CLI flags in kebab-case map onto these). */
 export interface RunMergeOptions {
   /** Output directory (created atomically). */
   readonly out: string;
@@ -84,9 +85,7 @@ export function chunkLength(shape: readonly number[], maxElems: number): number 
 async function identities(inputs: readonly Checkpoint[], signal?: AbortSignal): Promise<FileIdentity[][]> {
   const out: FileIdentity[][] = [];
   for (const c of inputs) {
-    const ids: FileIdentity[] = [];
-    for (const f of c.weightFiles) ids.push(await fileIdentity(f, signal));
-    out.push(ids);
+    out.push(await modelIdentity(c.weightFiles, signal));
   }
   return out;
 }
@@ -292,6 +291,7 @@ async function copyTensor(
   }
 }
 
+/** Options of mergeRecipe: runMerge's plus how to open each input. */
 export interface MergeRecipeOptions extends RunMergeOptions {
   /** Opens one recipe input. @default openCheckpoint(input.path) (HF safetensors directory) */
   readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;

@@ -10,6 +10,7 @@ import { InternalError } from "../errors.ts";
 
 export type { OutputTensorInfo };
 
+/** Receives the merged tensors' bytes in declared order and turns them into files. */
 export interface TensorSink {
   /** Data bytes of the declared tensors, in declared order, in any split. */
   write(bytes: Uint8Array): Promise<void>;
@@ -35,6 +36,7 @@ export interface SinkContext {
   readonly plan: MergePlan;
 }
 
+/** Creates a sink once the output tensors are known (called inside the atomic temp output). */
 export type SinkFactory = (ctx: SinkContext) => Promise<TensorSink> | TensorSink;
 
 /** transformers' default `max_shard_size` (decimal GB, as it counts). */

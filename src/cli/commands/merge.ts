@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import type { MergeSummary } from "../../merge/run.ts";
 
+/** Raw commander options of `realign merge` (validated in runMergeCommand). */
 export interface MergeFlags {
   aligned?: string;
   tuned?: string;
@@ -19,6 +20,10 @@ export interface MergeFlags {
   ggufType?: string;
   force?: boolean;
   json?: boolean;
+  /** LoRA path: Safe LoRA flags (see merge/lora-merge.ts safeLoraFromFlags). */
+  safeLora?: string;
+  safeLoraThreshold?: string;
+  safeLoraLayers?: string;
 }
 
 /** Human-readable byte count (decimal units, as shard sizes are given). */
@@ -104,6 +109,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
+  const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
+  const safeLora = safeLoraFromFlags(flags);
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy });
@@ -116,7 +123,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
-      openInput: withGgufInputs(),
+      // .gguf inputs through the GGUF reader; LoRA adapter dirs and HF dirs through the LoRA-aware opener
+      openInput: withGgufInputs(loraAwareOpener(recipe, progress.onEvent, { safeLora })),
       commandLine: commandLineOf(process.argv.slice(2)),
       ...ggufOutput,
     });
@@ -126,12 +134,13 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   process.stdout.write((flags.json ? JSON.stringify(summary) : formatMergeSummary(summary)) + "\n");
 }
 
+/** Declares `realign merge` and its flags. */
 export function register(program: Command): void {
   program
     .command("merge")
     .description("merge a fine-tuned model with its aligned model: θ = (1−λ)·θ_aligned + λ·θ_tuned")
     .option("--aligned <dir>", "safety-aligned model (Hugging Face directory with safetensors)")
-    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one")
+    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one (or a PEFT LoRA adapter dir trained from it)")
     .option("--lambda <x>", "weight on the tuned model, 0..1 (0 = aligned, 1 = tuned)")
     .option("--out <dir>", "output directory (written atomically)")
     .option("--method <name>", "linear | task_arithmetic (identical bytes for one tuned model)", "linear")
@@ -142,6 +151,9 @@ export function register(program: Command): void {
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
+    .option("--safe-lora <unaligned dir>", "LoRA --tuned only: Safe LoRA projection first, using the model the aligned one was aligned from")
+    .option("--safe-lora-threshold <cos>", "Safe LoRA: project layers with cos ≤ this (default 0.5)")
+    .option("--safe-lora-layers <n>", "Safe LoRA: project the n layers with the lowest cos instead of a threshold")
     .addHelpText(
       "after",
       "\nExample:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n",
