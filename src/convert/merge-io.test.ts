@@ -110,3 +110,18 @@ test("a GGUF with Q4_K tensors is refused as a merge input, naming the tensor", 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("aligned + LoRA adapter merged straight to GGUF equals the safetensors merge converted (openers compose)", async () => {
+  const { loraAwareOpener } = await import("../merge/lora-merge.ts");
+  const dir = tmp();
+  try {
+    const recipe = recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "lora"), lambda: 1 });
+    const out = join(dir, "lora.gguf");
+    await mergeRecipe(recipe, { out, ...(await ggufMergeOptions({ outFormat: "gguf", out })), openInput: withGgufInputs(loraAwareOpener(recipe)) });
+    await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false, openInput: loraAwareOpener(recipe) });
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "lora" });
+    assert.ok(readFileSync(out).equals(readFileSync(join(dir, "st.gguf"))));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
