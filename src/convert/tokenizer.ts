@@ -163,7 +163,8 @@ function gpt2Vocab(file: string, tj: Record<string, unknown>, vocabSize: number 
     added.set(t.id, t);
     reverse.set(t.id, t.content);
   }
-  const maxId = Math.max(...reverse.keys());
+  let maxId = -1; // a loop, not Math.max(...ids): vocabularies of 150k ids overflow the argument limit
+  for (const id of reverse.keys()) if (id > maxId) maxId = id;
   const n = vocabSize ?? maxId + 1;
   if (maxId >= n) {
     throw new FormatError("convert.vocab_too_large", `tokenizer in ${file}: got token id ${maxId}, expected ids below config.json vocab_size ${n}`, { details: { file, maxId, vocabSize: n } });
