@@ -18,6 +18,7 @@ export interface MergeFlags {
   vocabPolicy: string;
   outFormat: string;
   ggufType?: string;
+  tokenizerPre?: string;
   force?: boolean;
   json?: boolean;
   /** LoRA path: Safe LoRA flags (see merge/lora-merge.ts safeLoraFromFlags). */
@@ -101,12 +102,12 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
     throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
   }
-  if (flags.ggufType !== undefined && flags.outFormat !== "gguf") {
-    throw new UsageError("cli.bad_flag", "--gguf-type needs --out-format gguf");
+  if ((flags.ggufType !== undefined || flags.tokenizerPre !== undefined) && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
   }
   // GGUF output (sink, one-file mode) and .gguf inputs (src/convert/merge-io.ts)
   const { ggufMergeOptions, withGgufInputs } = await import("../../convert/merge-io.ts");
-  const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
+  const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
@@ -149,6 +150,7 @@ export function register(program: Command): void {
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
     .option("--out-format <format>", "safetensors | gguf (--out x.gguf: one file; else <out>/model.gguf + config, tokenizer, card). Inputs may be .gguf files", "safetensors")
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
+    .option("--tokenizer-pre <name>", "with --out-format gguf: llama.cpp pre-tokenizer name, if realign does not recognise the tokenizer's")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
     .option("--safe-lora <unaligned dir>", "LoRA --tuned only: Safe LoRA projection first, using the model the aligned one was aligned from")
