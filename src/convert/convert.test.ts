@@ -141,3 +141,94 @@ test("tensor bytes: norms F32, Q/K rows permuted, output refuses to overwrite", 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * Gemma 2 has no small public checkpoint here: a synthetic one (random bf16 weights, the organism's tokenizer)
+ * proves the table is complete for llama.cpp — it loads (every required key and tensor present) and decodes —
+ * and that norms are written as 1 + w.
+ */
+test("synthetic Gemma2ForCausalLM → gemma2 GGUF that llama.cpp loads and runs; norms stored as 1 + w", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-gemma2-"));
+  try {
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(ORGANISM, "aligned", f), join(dir, f));
+    const [H, NH, KV, HD, FF, V, L] = [64, 2, 1, 32, 128, 640, 2];
+    writeFileSync(
+      join(dir, "config.json"),
+      JSON.stringify({
+        architectures: ["Gemma2ForCausalLM"],
+        hidden_size: H,
+        num_attention_heads: NH,
+        num_key_value_heads: KV,
+        head_dim: HD,
+        intermediate_size: FF,
+        vocab_size: V,
+        num_hidden_layers: L,
+        max_position_embeddings: 512,
+        rms_norm_eps: 1e-6,
+        attn_logit_softcapping: 50.0,
+        final_logit_softcapping: 30.0,
+        sliding_window: 256,
+        tie_word_embeddings: true,
+        eos_token_id: 2,
+      }),
+    );
+    const infos: { name: string; dtype: "BF16"; shape: number[] }[] = [
+      { name: "model.embed_tokens.weight", dtype: "BF16", shape: [V, H] },
+      { name: "model.norm.weight", dtype: "BF16", shape: [H] },
+    ];
+    const layer: [string, number[]][] = [
+      ["input_layernorm", [H]],
+      ["self_attn.q_proj", [NH * HD, H]],
+      ["self_attn.k_proj", [KV * HD, H]],
+      ["self_attn.v_proj", [KV * HD, H]],
+      ["self_attn.o_proj", [H, NH * HD]],
+      ["post_attention_layernorm", [H]],
+      ["pre_feedforward_layernorm", [H]],
+      ["mlp.gate_proj", [FF, H]],
+      ["mlp.up_proj", [FF, H]],
+      ["mlp.down_proj", [H, FF]],
+      ["post_feedforward_layernorm", [H]],
+    ];
+    for (let i = 0; i < L; i++) for (const [n, shape] of layer) infos.push({ name: `model.layers.${i}.${n}.weight`, dtype: "BF16", shape });
+    const w = await createSafetensorsWriter(join(dir, "model.safetensors"), infos, { format: "pt" });
+    let seed = 1;
+    const bits = new Uint32Array(1);
+    const f32 = new Float32Array(bits.buffer);
+    for (const t of infos) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const bytes = new Uint8Array(n * 2);
+      const u16 = new Uint16Array(bytes.buffer);
+      // bf16 of small pseudo-random values (LCG), norms = 0.25 exactly (0x3e80)
+      for (let j = 0; j < n; j++) {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        f32[0] = (seed / 2147483648 - 0.5) * 0.2;
+        u16[j] = t.shape.length === 1 ? 0x3e80 : bits[0]! >>> 16;
+      }
+      await w.write(bytes);
+    }
+    await w.finish();
+    const out = join(dir, "g.gguf");
+    const s = await convertToGguf({ input: dir, output: out, type: "bf16" });
+    assert.deepEqual([s.arch, s.tensorCount], ["gemma2", 24]);
+    const h = readGgufHeader(out);
+    const norm = readGgufTensorBytes(h, findGgufTensor(h, "blk.1.post_ffw_norm.weight"));
+    assert.deepEqual([...new Float32Array(norm.slice().buffer)].slice(0, 3), [1.25, 1.25, 1.25]);
+    assert.equal(h.metadata.get("gemma2.attn_logit_softcapping")?.value, 50);
+    const model = await (await llama()).loadModel({ modelPath: out });
+    const context = await model.createContext({ threads: 1, contextSize: 128 });
+    try {
+      const generated: number[] = [];
+      for await (const tok of context.getSequence().evaluate(model.tokenize("hello world", true), { temperature: 0 })) {
+        generated.push(tok);
+        if (generated.length >= 4) break;
+      }
+      assert.equal(generated.length, 4);
+      assert.ok(generated.every((t) => t >= 0 && t < V));
+    } finally {
+      await context.dispose();
+      await model.dispose();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -12,7 +12,9 @@ import { openAtomicOutput } from "../core/files.ts";
 import type { OnEvent } from "../core/events.ts";
 import type { TensorSource } from "../core/tensor.ts";
 import { CancelledError, UsageError } from "../errors.ts";
-import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { openCheckpoint, type HfCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { openGgufCheckpoint, type GgufCheckpoint } from "../formats/gguf/checkpoint.ts";
+import { KEYS } from "../formats/gguf/constants.ts";
 import { GgufWriter } from "../formats/gguf/write.ts";
 import { byteLengthOf, encodeGgufFromF32 } from "../formats/gguf/tensor-data.ts";
 import type { GgufMetadata } from "../formats/gguf/types.ts";
@@ -24,7 +26,10 @@ import { tokenizerMetadata } from "./tokenizer.ts";
 export const CONVERT_CHUNK_ELEMS = 4 * 2 ** 20;
 
 export interface ConvertOptions {
-  /** Hugging Face model directory (config.json, *.safetensors, tokenizer files). */
+  /**
+   * Hugging Face model directory (config.json, *.safetensors, tokenizer files), or a `.gguf` file to re-type
+   * (F32/F16/BF16/Q8_0 tensors; its tokenizer keys are kept).
+   */
   input: string;
   /** Output .gguf path. */
   output: string;
@@ -92,14 +97,20 @@ async function writeTensor(w: GgufWriter, src: TensorSource, t: TensorConversion
 export async function convertToGguf(options: ConvertOptions): Promise<ConvertSummary> {
   const type = options.type ?? "f16";
   const onEvent = options.onEvent ?? (() => {});
-  const ckpt = await openCheckpoint(options.input);
+  const isGguf = options.input.toLowerCase().endsWith(".gguf");
+  const ckpt = isGguf ? await openGgufCheckpoint(options.input) : await openCheckpoint(options.input);
   try {
     const inventory = [...ckpt.tensors.values()].map((t) => ({ name: t.name, shape: t.shape }));
-    const name = options.name ?? basename(resolve(options.input));
-    const plan = planConversion(ckpt.config, inventory, CONVERT_TYPES[type], ckpt.configPath, name);
+    const ggufName = isGguf ? (ckpt as GgufCheckpoint).gguf.header.metadata.get(KEYS.general.name) : undefined;
+    const name = options.name ?? (ggufName?.type === "string" ? ggufName.value : basename(resolve(options.input)).replace(/\.gguf$/i, ""));
+    const label = isGguf ? ckpt.path : (ckpt as HfCheckpoint).configPath;
+    const plan = planConversion(ckpt.config, inventory, CONVERT_TYPES[type], label, name);
     const config = flattenConfig(ckpt.config);
     const vocabSize = typeof config.vocab_size === "number" ? config.vocab_size : undefined;
-    const tok = tokenizerMetadata(ckpt.path, config, { vocabSize, tokenizerPre: options.tokenizerPre, spmAddSpacePrefix: plan.arch.spmAddSpacePrefix });
+    // A GGUF input (re-typing, e.g. f16 → q8_0) keeps its tokenizer keys; an HF directory's files are converted.
+    const tok: GgufMetadata = isGguf
+      ? new Map([...(ckpt as GgufCheckpoint).gguf.header.metadata].filter(([k]) => k.startsWith("tokenizer.")))
+      : tokenizerMetadata(ckpt.path, config, { vocabSize, tokenizerPre: options.tokenizerPre, spmAddSpacePrefix: plan.arch.spmAddSpacePrefix });
     const metadata: GgufMetadata = new Map([...plan.metadata, ...tok]);
     for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
 

@@ -11,13 +11,11 @@ import { fileURLToPath } from "node:url";
 import { recipeFromFlags } from "../merge/recipe.ts";
 import { mergeRecipe } from "../merge/run.ts";
 import { convertToGguf } from "./convert.ts";
-import { ggufMergeOptions } from "./merge-io.ts";
+import { ggufMergeOptions, withGgufInputs } from "./merge-io.ts";
 import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
-import { readGgufHeader, readGgufTensorBytes } from "../formats/gguf/read.ts";
 import { writeGgufFile } from "../formats/gguf/write.ts";
 import { InputError } from "../errors.ts";
-import { bf16FromF32Bits, f32ToBits } from "../core/dtype.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 const tmp = (): string => mkdtempSync(join(tmpdir(), "realign-merge-gguf-"));
@@ -26,16 +24,17 @@ test("merge --out-format gguf equals merge to safetensors then convert, byte for
   const dir = tmp();
   try {
     const recipe = recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 });
-    const summary = await mergeRecipe(recipe, { out: join(dir, "g"), writeCard: false, ...(await ggufMergeOptions({ outFormat: "gguf" })) });
+    const summary = await mergeRecipe(recipe, { out: join(dir, "g"), writeCard: false, ...(await ggufMergeOptions({ outFormat: "gguf", out: join(dir, "g") })) });
     assert.ok(summary.files.includes("model.gguf"));
     await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false });
-    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "merged" });
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "g" }); // general.name = --out's name
     assert.ok(readFileSync(join(dir, "g", "model.gguf")).equals(readFileSync(join(dir, "st.gguf"))));
     // --out x.gguf: one file, no sidecars, same bytes
     const one = join(dir, "one.gguf");
     const fileSummary = await mergeRecipe(recipe, { out: one, ...(await ggufMergeOptions({ outFormat: "gguf", out: one })) });
     assert.deepEqual(fileSummary.files, ["one.gguf"]);
-    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st.gguf"))));
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st-one.gguf"), type: "bf16", name: "one" });
+    assert.ok(readFileSync(one).equals(readFileSync(join(dir, "st-one.gguf"))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -71,28 +70,17 @@ test("a converted GGUF read as a merge input gives back the HF tensors exactly (
   }
 });
 
-test("GGUF inputs merge to the same matrices; their F32 norms round to the HF merge's bf16 norms", async () => {
+test("GGUF inputs (bf16 files) merge to the same GGUF as their HF checkpoints, byte for byte; GGUF + HF mix too", async () => {
   const dir = tmp();
   try {
     await convertToGguf({ input: join(ORGANISM, "aligned"), output: join(dir, "a.gguf"), type: "bf16" });
     await convertToGguf({ input: join(ORGANISM, "finetuned"), output: join(dir, "f.gguf"), type: "bf16" });
-    const opts = await ggufMergeOptions({ outFormat: "gguf" });
+    const opts = { ...(await ggufMergeOptions({ outFormat: "gguf" })), openInput: withGgufInputs() };
     await mergeRecipe(recipeFromFlags({ aligned: join(dir, "a.gguf"), tuned: join(dir, "f.gguf"), lambda: 0.5 }), { out: join(dir, "from-gguf"), writeCard: false, ...opts });
     await mergeRecipe(recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 }), { out: join(dir, "from-hf"), writeCard: false, ...opts });
-    const a = readGgufHeader(join(dir, "from-gguf", "model.gguf"));
-    const b = readGgufHeader(join(dir, "from-hf", "model.gguf"));
-    assert.deepEqual(a.metadata, b.metadata);
-    for (const t of a.tensors) {
-      const u = b.tensors.find((x) => x.name === t.name)!;
-      const x = readGgufTensorBytes(a, t);
-      const y = readGgufTensorBytes(b, u);
-      if (t.type === "BF16") assert.deepEqual(x, y, t.name);
-      else {
-        const xf = new Float32Array(x.slice().buffer);
-        const yf = new Float32Array(y.slice().buffer);
-        for (let i = 0; i < xf.length; i++) assert.equal(bf16FromF32Bits(f32ToBits(xf[i]!)) << 16, f32ToBits(yf[i]!), `${t.name}[${i}]`);
-      }
-    }
+    assert.ok(readFileSync(join(dir, "from-gguf", "model.gguf")).equals(readFileSync(join(dir, "from-hf", "model.gguf"))));
+    await mergeRecipe(recipeFromFlags({ aligned: join(dir, "a.gguf"), tuned: join(ORGANISM, "finetuned"), lambda: 0.5 }), { out: join(dir, "mixed"), writeCard: false, ...opts });
+    assert.ok(readFileSync(join(dir, "mixed", "model.gguf")).equals(readFileSync(join(dir, "from-hf", "model.gguf"))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -105,6 +93,21 @@ test("a GGUF with Q4_K tensors is refused as a merge input, naming the tensor", 
     const file = join(dir, "q4.gguf");
     await writeGgufFile(file, md, [{ name: "blk.0.attn_q.weight", shape: [256, 1], type: "Q4_K" }], () => [new Uint8Array(144)]);
     await assert.rejects(openGgufCheckpoint(file), (e: unknown) => e instanceof InputError && e.code === "gguf.unsupported_tensor_type" && /blk\.0\.attn_q\.weight/.test(e.message) && /Q4_K/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("aligned + LoRA adapter merged straight to GGUF equals the safetensors merge converted (openers compose)", async () => {
+  const { loraAwareOpener } = await import("../merge/lora-merge.ts");
+  const dir = tmp();
+  try {
+    const recipe = recipeFromFlags({ aligned: join(ORGANISM, "aligned"), tuned: join(ORGANISM, "lora"), lambda: 1 });
+    const out = join(dir, "lora.gguf");
+    await mergeRecipe(recipe, { out, ...(await ggufMergeOptions({ outFormat: "gguf", out })), openInput: withGgufInputs(loraAwareOpener(recipe)) });
+    await mergeRecipe(recipe, { out: join(dir, "st"), writeCard: false, openInput: loraAwareOpener(recipe) });
+    await convertToGguf({ input: join(dir, "st"), output: join(dir, "st.gguf"), type: "bf16", name: "lora" });
+    assert.ok(readFileSync(out).equals(readFileSync(join(dir, "st.gguf"))));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

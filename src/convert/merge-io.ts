@@ -2,6 +2,7 @@
  * GGUF hooks for the merge runner: a GGUF output sink and opening `.gguf` files as merge inputs.
  * `realign merge` spreads the result into its `mergeRecipe` options.
  */
+import { basename } from "node:path";
 import type { Checkpoint } from "../core/tensor.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
@@ -9,15 +10,23 @@ import type { SinkFactory } from "../merge/sink.ts";
 import { parseConvertType } from "./convert.ts";
 import { ggufSink } from "./gguf-sink.ts";
 
-/** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
-export async function openModelInput(input: { path: string }): Promise<Checkpoint> {
-  return input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : openCheckpoint(input.path);
-}
+type Opener<I extends { path: string }> = (input: I) => Promise<Checkpoint>;
 
 /**
- * Options for mergeRecipe: `openInput` (GGUF-aware) always; for outFormat "gguf" a GGUF `sink`, and
- * `outputKind: "file"` when `out` ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus
- * config, tokenizer files and model card.
+ * Wraps an input opener so `.gguf` files open through the GGUF reader; everything else goes to `open`
+ * (default: a Hugging Face directory). Compose with other openers: `withGgufInputs(loraAwareOpener(…))`.
+ */
+export function withGgufInputs<I extends { path: string }>(open: Opener<I> = (i) => openCheckpoint(i.path)): Opener<I> {
+  return (input) => (input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : open(input));
+}
+
+/** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
+export const openModelInput: Opener<{ path: string }> = withGgufInputs();
+
+/**
+ * Output options for mergeRecipe: for outFormat "gguf" a GGUF `sink`, and `outputKind: "file"` when `out`
+ * ends in `.gguf` (one file, no sidecars) — else `<out>/model.gguf` plus config, tokenizer files and model
+ * card. Nothing for "safetensors". (GGUF *inputs* are `openInput: withGgufInputs(…)`.)
  * @throws UsageError for a bad ggufType.
  */
 export async function ggufMergeOptions(o: {
@@ -25,9 +34,10 @@ export async function ggufMergeOptions(o: {
   out?: string;
   ggufType?: string;
   tokenizerPre?: string;
-}): Promise<{ openInput: typeof openModelInput; sink?: SinkFactory; outputKind?: "directory" | "file" }> {
-  if (o.outFormat !== "gguf") return { openInput: openModelInput };
+}): Promise<{ sink?: SinkFactory; outputKind?: "directory" | "file" }> {
+  if (o.outFormat !== "gguf") return {};
   const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
   const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
-  return { openInput: openModelInput, sink: ggufSink({ type, tokenizerPre: o.tokenizerPre }), outputKind };
+  const name = o.out === undefined ? undefined : basename(o.out).replace(/\.gguf$/i, "");
+  return { sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name }), outputKind };
 }

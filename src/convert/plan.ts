@@ -6,7 +6,7 @@
  */
 import { IncompatibleModelsError, InputError } from "../errors.ts";
 import { KEYS, LLAMA_FILE_TYPE, archKey, ggmlType, type MergeableGgmlType } from "../formats/gguf/constants.ts";
-import { archForHf, ARCHS, type ArchSpec, type HparamSpec } from "../formats/gguf/arch/index.ts";
+import { archForHf, ARCHS, templateRegex, type ArchSpec, type HparamSpec } from "../formats/gguf/arch/index.ts";
 import type { GgufMetadata } from "../formats/gguf/types.ts";
 
 /** A tensor as the checkpoint stores it (PyTorch order: outermost first). */
@@ -151,10 +151,6 @@ function ropeScaling(config: Record<string, unknown>, arch: string, file: string
   });
 }
 
-/** Escapes a template and turns `{bid}` into a capture group. */
-function templateRegex(t: string): RegExp {
-  return new RegExp(`^${t.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace("{bid}", "(\\d+)")}$`);
-}
 
 /**
  * Plans the conversion of a checkpoint with `config` and `tensors` to `type`.

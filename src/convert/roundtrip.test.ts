@@ -103,3 +103,17 @@ test("tiny-llama GGUF → HF safetensors + tokenizer.model → GGUF f16 is ident
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("re-typing a GGUF (f32 → q8_0) gives the same bytes as converting the HF checkpoint to q8_0", async () => {
+  const { readFileSync } = await import("node:fs");
+  const dir = mkdtempSync(join(tmpdir(), "realign-retype-"));
+  const aligned = fileURLToPath(new URL("../../examples/organism/aligned", import.meta.url));
+  try {
+    await convertToGguf({ input: aligned, output: join(dir, "f32.gguf"), type: "f32" });
+    await convertToGguf({ input: join(dir, "f32.gguf"), output: join(dir, "requant.gguf"), type: "q8_0" });
+    await convertToGguf({ input: aligned, output: join(dir, "direct.gguf"), type: "q8_0" });
+    assert.ok(readFileSync(join(dir, "requant.gguf")).equals(readFileSync(join(dir, "direct.gguf"))));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

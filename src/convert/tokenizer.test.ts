@@ -81,3 +81,39 @@ test("SentencePiece model: pieces, scores, types and add_dummy_prefix from hand-
   assert.equal(m.addDummyPrefix, false);
   assert.throws(() => parseSentencePieceModel(Uint8Array.from([0x0a, 50, 1]), "bad.model"), (e: unknown) => e instanceof FormatError && /bad\.model/.test(e.message));
 });
+
+test("SentencePiece directory → llama vocabulary; added_tokens_decoder overrides types and scores like llama.cpp", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const piece = (text: string, score: number, type: number): number[] => {
+    const t = [...Buffer.from(text)];
+    const body = [0x0a, t.length, ...t, 0x15, ...new Uint8Array(new Float32Array([score]).buffer), 0x18, type];
+    return [0x0a, body.length, ...body];
+  };
+  const dir = mkdtempSync(join(tmpdir(), "realign-spm-"));
+  try {
+    writeFileSync(join(dir, "tokenizer.model"), Uint8Array.from([...piece("<unk>", 0, 2), ...piece("<s>", 0, 3), ...piece("</s>", 0, 3), ...piece("\u2581a", -2, 1)]));
+    writeFileSync(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({
+        bos_token: "<s>",
+        eos_token: "</s>",
+        unk_token: "<unk>",
+        add_bos_token: true,
+        added_tokens_decoder: { "0": { content: "<unk>", special: true }, "1": { content: "<s>", special: true }, "2": { content: "</s>", special: true } },
+      }),
+    );
+    const md = tokenizerMetadata(dir, {}, { vocabSize: 6 });
+    const get = (k: string): unknown => md.get(k)?.value;
+    assert.equal(get("tokenizer.ggml.model"), "llama");
+    assert.deepEqual(get("tokenizer.ggml.tokens"), ["<unk>", "<s>", "</s>", "\u2581a", "[PAD4]", "[PAD5]"]);
+    assert.deepEqual(get("tokenizer.ggml.scores"), [-1000, -1000, -1000, -2, -1000, -1000]);
+    assert.deepEqual(get("tokenizer.ggml.token_type"), [3, 3, 3, 1, 5, 5]);
+    assert.deepEqual([get("tokenizer.ggml.bos_token_id"), get("tokenizer.ggml.eos_token_id"), get("tokenizer.ggml.unknown_token_id")], [1, 2, 0]);
+    assert.equal(get("tokenizer.ggml.add_bos_token"), true);
+    assert.equal(get("tokenizer.ggml.add_space_prefix"), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -163,7 +163,8 @@ function gpt2Vocab(file: string, tj: Record<string, unknown>, vocabSize: number 
     added.set(t.id, t);
     reverse.set(t.id, t.content);
   }
-  const maxId = Math.max(...reverse.keys());
+  let maxId = -1; // a loop, not Math.max(...ids): vocabularies of 150k ids overflow the argument limit
+  for (const id of reverse.keys()) if (id > maxId) maxId = id;
   const n = vocabSize ?? maxId + 1;
   if (maxId >= n) {
     throw new FormatError("convert.vocab_too_large", `tokenizer in ${file}: got token id ${maxId}, expected ids below config.json vocab_size ${n}`, { details: { file, maxId, vocabSize: n } });
@@ -233,14 +234,19 @@ export function tokenizerMetadata(dir: string, config: Record<string, unknown>, 
         types.push(TOKEN_TYPE.UNUSED);
       }
     }
-    // added tokens listed in tokenizer.json (tokenizer_config's added_tokens_decoder mirrors them)
-    for (const t of (tj?.added_tokens as AddedToken[] | undefined) ?? []) {
-      if (t.id < 0 || t.id >= n) continue;
-      if (t.id >= spm.pieces.length || tokens[t.id] !== t.content) {
-        tokens[t.id] = t.content;
-        scores[t.id] = -1000;
-      }
-      types[t.id] = t.special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+    // Added tokens (llama.cpp _create_vocab_sentencepiece): tokenizer_config.json `added_tokens_decoder`
+    // (else tokenizer.json `added_tokens`) override text and type, with score −1000.
+    const decoder = tc?.added_tokens_decoder as Record<string, { content?: string; special?: boolean }> | undefined;
+    const addedList: AddedToken[] =
+      decoder !== undefined
+        ? Object.entries(decoder).map(([id, t]) => ({ id: Number(id), content: String(t.content), special: t.special === true }))
+        : ((tj?.added_tokens as AddedToken[] | undefined) ?? []);
+    for (const t of addedList) {
+      if (!Number.isInteger(t.id) || t.id < 0 || t.id >= n) continue;
+      const special = t.special === true || doesTokenLookSpecial(t.content);
+      tokens[t.id] = special ? t.content : t.content.replace(/\u2581/g, " ");
+      types[t.id] = special ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED;
+      scores[t.id] = -1000;
     }
     md.set(KEYS.tokenizer.model, { type: "string", value: "llama" });
     md.set(KEYS.tokenizer.pre, { type: "string", value: "default" });

@@ -53,7 +53,7 @@ export function register(program: Command): void {
   program
     .command("convert")
     .description("convert a Hugging Face model directory (llama, mistral, qwen2, gemma2) to GGUF for llama.cpp / Ollama / LM Studio")
-    .option("--in <dir>", "Hugging Face model directory (config.json, *.safetensors, tokenizer files)")
+    .option("--in <dir>", "Hugging Face model directory (config.json, *.safetensors, tokenizer files), or a .gguf to re-type")
     .option("--out <file>", "output .gguf file (written atomically)")
     .option("--type <type>", "f32 | f16 | bf16 | q8_0 for matrices (norms stay f32)", "f16")
     .option("--tokenizer-pre <name>", "llama.cpp pre-tokenizer name, when realign does not recognise the tokenizer's")

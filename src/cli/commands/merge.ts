@@ -18,6 +18,7 @@ export interface MergeFlags {
   vocabPolicy: string;
   outFormat: string;
   ggufType?: string;
+  tokenizerPre?: string;
   force?: boolean;
   json?: boolean;
   /** mergekit YAML config (issue 3): replaces --aligned/--tuned/--lambda/--method. */
@@ -161,12 +162,12 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
     throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
   }
-  if (flags.ggufType !== undefined && flags.outFormat !== "gguf") {
-    throw new UsageError("cli.bad_flag", "--gguf-type needs --out-format gguf");
+  if ((flags.ggufType !== undefined || flags.tokenizerPre !== undefined) && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
   }
-  // GGUF output and GGUF inputs (src/convert, src/formats/gguf)
-  const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
-  const ggufOptions = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType });
+  // GGUF output (sink, one-file mode) and .gguf inputs (src/convert/merge-io.ts)
+  const { ggufMergeOptions, withGgufInputs } = await import("../../convert/merge-io.ts");
+  const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
@@ -175,7 +176,6 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy, seed: parseSeed(flags.seed) });
   const progress = await createProgress({ quiet: flags.json === true });
-  const loraOpener = loraAwareOpener(recipe, progress.onEvent, { safeLora });
   let summary: MergeSummary;
   try {
     summary = await mergeRecipe(recipe, {
@@ -184,11 +184,10 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
+      // .gguf inputs through the GGUF reader; LoRA adapter dirs and HF dirs through the LoRA-aware opener
+      openInput: withGgufInputs(loraAwareOpener(recipe, progress.onEvent, { safeLora })),
       commandLine: commandLineOf(process.argv.slice(2)),
-      ...ggufOptions,
-      // integration of the gguf and lora branches (sweep helper): .gguf inputs through the GGUF reader,
-      // everything else through the LoRA-aware opener (adapter dir or HF dir)
-      openInput: (input) => (input.path.toLowerCase().endsWith(".gguf") ? ggufOptions.openInput(input) : loraOpener(input)),
+      ...ggufOutput,
     });
   } finally {
     progress.stop();
@@ -211,6 +210,7 @@ export function register(program: Command): void {
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
     .option("--out-format <format>", "safetensors | gguf (--out x.gguf: one file; else <out>/model.gguf + config, tokenizer, card). Inputs may be .gguf files", "safetensors")
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
+    .option("--tokenizer-pre <name>", "with --out-format gguf: llama.cpp pre-tokenizer name, if realign does not recognise the tokenizer's")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
     .option("--config <file>", "mergekit YAML config (any method: ties, dare_ties, slerp, model_stock, …; see docs/yaml.md)")

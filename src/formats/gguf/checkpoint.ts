@@ -13,7 +13,7 @@ import type { Dtype } from "../../core/dtype.ts";
 import type { Checkpoint, TensorMeta, TensorSource } from "../../core/tensor.ts";
 import { FormatError, InputError } from "../../errors.ts";
 import { KEYS, archKey, ggmlType, type MergeableGgmlType } from "./constants.ts";
-import { archByName, type ArchSpec } from "./arch/index.ts";
+import { archByName, templateRegex, type ArchSpec } from "./arch/index.ts";
 import { invertPermutation, qkPermutation } from "./qk-permute.ts";
 import { openGgufFile, type GgufFile } from "./read.ts";
 import { assertMergeableType, decodeGgufToF32 } from "./tensor-data.ts";
@@ -22,15 +22,20 @@ import type { GgufTensorInfo } from "./types.ts";
 /** The core dtype a GGUF tensor type is presented as (Q8_0 decodes exactly to float32). */
 const DTYPE_OF: Readonly<Record<MergeableGgmlType, Dtype>> = { F32: "F32", F16: "F16", BF16: "BF16", Q8_0: "F32" };
 
+/**
+ * `general.file_type` → the dtype every tensor of the file is presented as. A converted model keeps norms in
+ * F32 inside an F16/BF16 file; presenting them in the file's dtype (as the HF checkpoint had them) lets a GGUF
+ * merge with its HF sibling and makes GGUF → merge → GGUF match the HF route byte for byte. Values are read
+ * exactly and rounded to that dtype only on output.
+ */
+const FILE_TYPE_DTYPE: Readonly<Record<number, Dtype>> = { 0: "F32", 1: "F16", 32: "BF16" };
+
 export interface GgufCheckpoint extends Checkpoint {
   /** The opened file (header and metadata, incl. tokenizer keys). */
   readonly gguf: GgufFile;
   readonly arch: ArchSpec;
 }
 
-function templateRegex(t: string): RegExp {
-  return new RegExp(`^${t.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace("{bid}", "(\\d+)")}$`);
-}
 
 /** GGUF tensor name → HF name via the arch table, or undefined. */
 function hfNameOf(arch: ArchSpec, ggufName: string): { hf: string; hfBase: string } | undefined {
@@ -74,19 +79,18 @@ function configOf(file: GgufFile, arch: ArchSpec, tensors: ReadonlyMap<string, T
 }
 
 class GgufTensorSource implements TensorSource {
-  readonly dtype: Dtype;
   private readonly rowElems: number;
   private readonly inv: Int32Array | undefined;
   constructor(
     readonly name: string,
     readonly shape: readonly number[],
+    readonly dtype: Dtype,
     private readonly file: GgufFile,
     private readonly info: GgufTensorInfo,
     private readonly type: MergeableGgmlType,
     permuteHeads: number | undefined,
     private readonly shift: number,
   ) {
-    this.dtype = DTYPE_OF[type];
     this.rowElems = shape.length <= 1 ? 1 : shape.slice(1).reduce((a, b) => a * b, 1);
     this.inv = permuteHeads === undefined ? undefined : invertPermutation(qkPermutation(shape[0]!, permuteHeads, name));
   }
@@ -143,6 +147,8 @@ export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> 
     const nHeadKv = (file.header.metadata.get(archKey(KEYS.attention.headCountKv, arch.arch))?.value as number | undefined) ?? nHead;
     const tensors = new Map<string, TensorMeta>();
     const sources = new Map<string, () => TensorSource>();
+    const fileType = file.header.metadata.get(KEYS.general.fileType);
+    const fileDtype = fileType?.type === "u32" ? FILE_TYPE_DTYPE[fileType.value] : undefined;
     for (const info of file.header.tensors) {
       assertMergeableType(info.type, { file: abs, tensor: info.name });
       const mapped = hfNameOf(arch, info.name);
@@ -157,8 +163,9 @@ export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> 
       if (arch.permuteQK && mapped.hfBase.endsWith("self_attn.q_proj")) heads = nHead;
       if (arch.permuteQK && mapped.hfBase.endsWith("self_attn.k_proj")) heads = nHeadKv;
       const shift = arch.normShift !== 0 && mapped.hf.endsWith("norm.weight") ? arch.normShift : 0;
-      tensors.set(mapped.hf, { name: mapped.hf, dtype: DTYPE_OF[type], shape });
-      sources.set(mapped.hf, () => new GgufTensorSource(mapped.hf, shape, file, info, type, heads, shift));
+      const dtype = fileDtype ?? DTYPE_OF[type];
+      tensors.set(mapped.hf, { name: mapped.hf, dtype, shape });
+      sources.set(mapped.hf, () => new GgufTensorSource(mapped.hf, shape, dtype, file, info, type, heads, shift));
     }
     return {
       path: abs,

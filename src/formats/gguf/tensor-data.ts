@@ -44,7 +44,7 @@ export function byteLengthOf(type: MergeableGgmlType, count: number): number {
  */
 export function quantizeQ8_0(src: Float32Array, out: Uint8Array, count: number): void {
   if (count % QK8_0 !== 0) throw new RangeError(`Q8_0 needs a multiple of ${QK8_0} values, got ${count}`);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const qs = new Int8Array(out.buffer, out.byteOffset, (count / QK8_0) * Q8_0_BLOCK_BYTES);
   const fr = Math.fround;
   for (let b = 0, o = 0; b < count; b += QK8_0, o += Q8_0_BLOCK_BYTES) {
     let amax = 0;
@@ -54,12 +54,13 @@ export function quantizeQ8_0(src: Float32Array, out: Uint8Array, count: number):
     }
     const d = fr(amax / 127);
     const id = d !== 0 ? fr(1 / d) : 0;
-    view.setUint16(o, f16FromF32Bits(f32ToBits(d)), true);
+    const h = f16FromF32Bits(f32ToBits(d));
+    out[o] = h & 0xff;
+    out[o + 1] = h >>> 8;
     for (let j = 0; j < QK8_0; j++) {
       const x = fr(src[b + j]! * id);
-      // roundf: half away from zero
-      const q = x < 0 ? -Math.round(-x) : Math.round(x);
-      view.setInt8(o + 2 + j, q);
+      // roundf (half away from zero); x ± 0.5 is exact in float64 for |x| ≤ 127.5
+      qs[o + 2 + j] = Math.trunc(x < 0 ? x - 0.5 : x + 0.5);
     }
   }
 }
@@ -67,10 +68,10 @@ export function quantizeQ8_0(src: Float32Array, out: Uint8Array, count: number):
 /** Dequantizes `count` values (a multiple of 32) of Q8_0 data into `out`: x = fp16(d) · q in float32. */
 export function dequantizeQ8_0(src: Uint8Array, out: Float32Array, count: number): void {
   if (count % QK8_0 !== 0) throw new RangeError(`Q8_0 needs a multiple of ${QK8_0} values, got ${count}`);
-  const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const qs = new Int8Array(src.buffer, src.byteOffset, (count / QK8_0) * Q8_0_BLOCK_BYTES);
   for (let b = 0, o = 0; b < count; b += QK8_0, o += Q8_0_BLOCK_BYTES) {
-    const d = f16ToF32(view.getUint16(o, true));
-    for (let j = 0; j < QK8_0; j++) out[b + j] = Math.fround(d * view.getInt8(o + 2 + j));
+    const d = f16ToF32(src[o]! | (src[o + 1]! << 8));
+    for (let j = 0; j < QK8_0; j++) out[b + j] = d * qs[o + 2 + j]!;
   }
 }
 

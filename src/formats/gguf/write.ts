@@ -10,7 +10,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { InternalError, fsError } from "../../errors.ts";
-import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE_ID, GGUF_VERSION, KEYS, ggmlType } from "./constants.ts";
+import { GGML_MAX_DIMS, GGML_MAX_NAME_BYTES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE_ID, GGUF_VERSION, KEYS, ggmlType } from "./constants.ts";
 import type { GgufArray, GgufMetadata, GgufTensorDecl, GgufValue } from "./types.ts";
 
 /** Grows a byte buffer for the header. */
@@ -293,6 +293,9 @@ export class GgufWriter {
     let offset = 0;
     for (const d of decls) {
       if (seen.has(d.name)) throw new InternalError(`gguf writer for ${this.path}: duplicate tensor ${d.name}`);
+      if (Buffer.byteLength(d.name) > GGML_MAX_NAME_BYTES || d.shape.length < 1 || d.shape.length > GGML_MAX_DIMS) {
+        throw new InternalError(`gguf writer for ${this.path}: tensor ${d.name} has a name over ${GGML_MAX_NAME_BYTES} bytes or ${d.shape.length} dims (llama.cpp refuses both)`);
+      }
       seen.add(d.name);
       const len = ggufTensorByteLength(d);
       this.header.string(d.name);

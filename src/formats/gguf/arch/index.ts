@@ -16,4 +16,9 @@ export function archByName(arch: string): ArchSpec | undefined {
   return ARCHS.find((a) => a.arch === arch);
 }
 
+/** A name template as a regex: dots escaped, `{bid}` captured as the block index. */
+export function templateRegex(template: string): RegExp {
+  return new RegExp(`^${template.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace("{bid}", "(\\d+)")}$`);
+}
+
 export type { ArchSpec, HparamSpec, TensorNameRow } from "./types.ts";
