@@ -1,11 +1,13 @@
 /**
  * Model runtimes of the sweep (steps.ts ModelRuntime): how each backend gets a merged HF directory loaded.
  *
- * - llama (in-process node-llama-cpp): convert the HF directory to `<workDir>/model.gguf` (src/convert),
- *   F32 for checkpoints under 1 GiB of weights (exact for bf16/f16 sources, as model-source.ts does), else
- *   F16/BF16 by source dtype; `ggufType` overrides. The chat template of the HF directory is passed to the
- *   backend. Conversion is deterministic (general.name is fixed), so a resumed point re-creates the same GGUF,
- *   whose hash is the generation cache's model id.
+ * - llama (in-process node-llama-cpp): merged points are written straight to `<workDir>/gguf/model.gguf` by the
+ *   merge's GGUF sink (src/convert/merge-io.ts; no temporary HF directory); the inputs reused at λ=0 / λ=1 are
+ *   converted to `<workDir>/model.gguf` (src/convert). Either way the tensors are F32 for checkpoints under
+ *   1 GiB of weights (exact for bf16/f16 sources, as model-source.ts does), else F16/BF16 by source dtype;
+ *   `ggufType` overrides. The chat template of the HF directory is passed to the backend. Both paths are
+ *   deterministic (fixed names), so a resumed point re-creates the same GGUF, whose hash is the generation
+ *   cache's model id.
  */
 import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -61,6 +63,18 @@ export function createLlamaRuntime(options: LlamaRuntimeOptions = {}): ModelRunt
       for (const w of summary.warnings) context.onEvent({ kind: "warning", message: w });
       chatFormats.set(output, await readChatFormat(hfDir));
       return { path: output, cleanup: () => rmSync(output, { force: true }) };
+    },
+    async mergeStraight(recipe, workDir, context) {
+      const { mergeRecipe } = await import("../merge/run.ts");
+      const { ggufMergeOptions } = await import("../convert/merge-io.ts");
+      const { readChatFormat } = await import("../eval/chat-template.ts");
+      const outDir = join(workDir, "gguf");
+      const reference = recipe.base?.path ?? recipe.models[0]!.path;
+      const output = await ggufMergeOptions({ outFormat: "gguf", out: outDir, ggufType: options.ggufType ?? autoType(reference) });
+      await mergeRecipe(recipe, { out: outDir, force: true, writeCard: false, signal: context.signal, onEvent: context.onEvent, commandLine: context.commandLine, ...output });
+      const path = join(outDir, "model.gguf");
+      chatFormats.set(path, await readChatFormat(outDir));
+      return { path, cleanup: () => rmSync(outDir, { recursive: true, force: true }) };
     },
     async open(path: string): Promise<Backend> {
       const { openLlamaBackend } = await import("../eval/backends/llama.ts");

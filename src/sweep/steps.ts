@@ -17,6 +17,7 @@ import type { Backend, DecodingSettings, Judge, Suite } from "../eval/types.ts";
 import type { PreparedModel, StepContext, SweepSteps } from "./run.ts";
 import type { SweepJob } from "./grid.ts";
 import { jobRecipe } from "./recipe.ts";
+import type { Recipe } from "../merge/recipe.ts";
 import type { SuiteInfo, Versions } from "./types.ts";
 
 /** How a backend loads weights: what it needs on disk, and how to open it. */
@@ -28,6 +29,11 @@ export interface ModelRuntime {
    * and a cleanup removing only what it created. Must leave nothing partial on abort.
    */
   materialize(hfDir: string, workDir: string, context: { signal?: AbortSignal; onEvent: OnEvent }): Promise<{ path: string; cleanup(): void }>;
+  /**
+   * Optional: merge straight into what `open` loads (e.g. a GGUF through the merge's GGUF sink), skipping the
+   * temporary HF directory. Used for merged points when present.
+   */
+  mergeStraight?(recipe: Recipe, workDir: string, context: { signal?: AbortSignal; onEvent: OnEvent; commandLine: string }): Promise<{ path: string; cleanup(): void }>;
   /** Opens a backend on a materialised model; `signal` cancels a slow start. */
   open(path: string, context?: { signal?: AbortSignal }): Promise<Backend>;
 }
@@ -99,8 +105,12 @@ export function createSweepSteps(options: CreateStepsOptions): SweepSteps {
         const m = await runtime.materialize(job.reuse === "aligned" ? options.aligned : options.tuned, context.workDir, ctx);
         return { path: m.path, seconds: (performance.now() - t0) / 1000, cleanup: m.cleanup };
       }
-      const hfDir = join(context.workDir, "hf");
       const recipe = jobRecipe(job, { aligned: options.aligned, tuned: options.tuned, density: options.density, seed: options.seed, outDtype: options.outDtype });
+      if (runtime.mergeStraight) {
+        const m = await runtime.mergeStraight(recipe, context.workDir, { ...ctx, commandLine: `realign sweep (${job.id})` });
+        return { path: m.path, seconds: (performance.now() - t0) / 1000, cleanup: m.cleanup };
+      }
+      const hfDir = join(context.workDir, "hf");
       await mergeRecipe(recipe, { out: hfDir, force: true, signal: context.signal, onEvent: context.onEvent, commandLine: `realign sweep (${job.id})` });
       try {
         const m = await runtime.materialize(hfDir, context.workDir, ctx);
