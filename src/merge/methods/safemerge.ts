@@ -6,7 +6,8 @@
  *   V  = W_aligned − W_unaligned                 (the alignment direction)
  *   C  = V·Vᵀ / ‖V‖_F                              (out × out; C = 0 when ‖V‖_F < 1e-9, as the reference)
  *   ΔW = W_tuned − W_aligned                      (what fine-tuning changed)
- *   ρ  = cos(vec(C·ΔW), vec(ΔW)), rounded to 5 decimals (torch cosine_similarity: 0 for a zero vector)
+ *   ρ  = cos(vec(C·ΔW), vec(ΔW)), rounded to 5 decimals (torch cosine_similarity: 0 for a zero vector);
+ *        0 ≤ ρ ≤ 1 since C is positive semi-definite, so τ ≤ 0 gates nothing and τ > 1 everything (no passes)
  *   ρ < τ (`threshold`, 0.35 as the reference CLI):  θ = (1 − w)·θ_tuned + w·θ_aligned   (w = `safe_weight`, 0.2,
  *          i.e. the reference's weights [0.8, 0.2]);  otherwise θ = θ_tuned.
  * Tensors that are not targeted (norms, biases, and by default embeddings and lm_head) stay θ_tuned.
@@ -32,7 +33,7 @@
 import { ConfigError } from "../../errors.ts";
 import { weightedSum } from "./linear.ts";
 import { checkRoles, roleIndices, ROLE_PARAM } from "./safety-roles.ts";
-import type { MergeMethod, ResolvedParams, TensorContext } from "./types.ts";
+import type { MergeMethod, ResolvedParams, TensorContext, TensorReport } from "./types.ts";
 
 /** Reference CLI defaults (aladinD/SafeMERGE): cos_threshold 0.35, weighting [0.8, 0.2]. */
 export const SAFEMERGE_DEFAULT_THRESHOLD = 0.35;
@@ -87,6 +88,17 @@ export function safemergeRho(vSq: number, dSq: number, mSq: number, vmSq: number
   return Number.isFinite(rho) ? Math.round(rho * 1e5) / 1e5 : 0;
 }
 
+/**
+ * ρ is never negative (C = V·Vᵀ/‖V‖ is positive semi-definite: ⟨C·ΔW, ΔW⟩ = ‖VᵀΔW‖²/‖V‖ ≥ 0) and at most 1,
+ * so τ ≤ 0 gates nothing and τ > 1 gates everything without measuring: returns that decision, else undefined.
+ */
+function decidedByThreshold(params: ResolvedParams): boolean | undefined {
+  const tau = Number(params.global.threshold);
+  if (tau <= 0) return false;
+  if (tau > 1) return true;
+  return undefined;
+}
+
 function rolesOrThrow(ctx: TensorContext, params: ResolvedParams): { tuned: number; unaligned: number } {
   const problems = checkRoles(params);
   if (problems.length > 0) {
@@ -129,6 +141,16 @@ function forEachRow(st: SafemergeStats, a: Float32Array, t: Float32Array, u: Flo
   }
 }
 
+/** m[at .. at+c) += s·x[0 .. c) (one row of the outer product vᵀ·d). */
+function accumulateRow(m: Float64Array, at: number, s: number, x: Float64Array, c: number): void {
+  for (let k = 0; k < c; k++) m[at + k] += s * x[k]!;
+}
+
+/** y[0 .. c) += s·m[at .. at+c) (one term of the row-vector product v·M). */
+function addScaledRow(y: Float64Array, m: Float64Array, at: number, s: number, c: number): void {
+  for (let k = 0; k < c; k++) y[k] += s * m[at + k]!;
+}
+
 /** v = a − u, d = t − a in float64 (exact for float32 inputs); non-finite entries count as 0. */
 function fill(v: Float64Array, d: Float64Array, a: Float32Array, t: Float32Array, u: Float32Array, from: number, at: number, len: number): void {
   for (let q = 0; q < len; q++) {
@@ -164,7 +186,7 @@ export const safemerge: MergeMethod<SafemergeStats> = {
     return problems;
   },
   measurePasses(ctx, params) {
-    return isTargeted(ctx, String(params.global.targets)) ? 2 : 0;
+    return isTargeted(ctx, String(params.global.targets)) && decidedByThreshold(params) === undefined ? 2 : 0;
   },
   initStats(ctx, params) {
     const { tuned, unaligned } = rolesOrThrow(ctx, params);
@@ -186,7 +208,7 @@ export const safemerge: MergeMethod<SafemergeStats> = {
       rowD: new Float64Array(cols),
       rowFill: 0,
       rho: Number.NaN,
-      gated: false,
+      gated: targeted && decidedByThreshold(params) === true,
     };
   },
   measure(pass, st, chunk) {
@@ -199,14 +221,17 @@ export const safemerge: MergeMethod<SafemergeStats> = {
     const u = chunk.models[st.unaligned]!;
     if (pass === 0) {
       forEachRow(st, a, t, u, chunk.offset, (v, d) => {
+        let vSq = 0;
+        let dSq = 0;
         for (let i = 0; i < c; i++) {
           const vi = v[i]!;
-          st.vSq += vi * vi;
-          st.dSq += d[i]! * d[i]!;
-          if (vi === 0) continue;
-          const at = i * c;
-          for (let k = 0; k < c; k++) m[at + k] = m[at + k]! + vi * d[k]!;
+          const di = d[i]!;
+          vSq += vi * vi;
+          dSq += di * di;
+          if (vi !== 0) accumulateRow(m, i * c, vi, d, c);
         }
+        st.vSq += vSq;
+        st.dSq += dSq;
       });
     } else {
       const y = new Float64Array(c);
@@ -214,9 +239,7 @@ export const safemerge: MergeMethod<SafemergeStats> = {
         y.fill(0);
         for (let i = 0; i < c; i++) {
           const vi = v[i]!;
-          if (vi === 0) continue;
-          const at = i * c;
-          for (let k = 0; k < c; k++) y[k] = y[k]! + vi * m[at + k]!;
+          if (vi !== 0) addScaledRow(y, m, i * c, vi, c);
         }
         let s = 0;
         for (let k = 0; k < c; k++) s += y[k]! * y[k]!;
@@ -243,8 +266,9 @@ export const safemerge: MergeMethod<SafemergeStats> = {
     const w = Number(params.global.safe_weight);
     weightedSum([chunk.base!, t], [w, 1 - w], out);
   },
-  report(st) {
+  report(st): TensorReport | undefined {
     if (!st.targeted) return undefined;
+    if (Number.isNaN(st.rho)) return { rho: "not computed (threshold outside (0, 1])", gated: st.gated };
     const sig = (x: number): number => Number(x.toPrecision(5));
     return { rho: st.rho, gated: st.gated, alignment_norm: sig(Math.sqrt(st.vSq)), update_norm: sig(Math.sqrt(st.dSq)) };
   },
