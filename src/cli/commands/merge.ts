@@ -156,6 +156,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   }
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
+  const { loraAwareOpener } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy, seed: parseSeed(flags.seed) });
@@ -168,6 +169,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
+      openInput: loraAwareOpener(recipe, progress.onEvent),
       commandLine: commandLineOf(process.argv.slice(2)),
     });
   } finally {
@@ -182,7 +184,7 @@ export function register(program: Command): void {
     .command("merge")
     .description("merge a fine-tuned model with its aligned model: θ = (1−λ)·θ_aligned + λ·θ_tuned")
     .option("--aligned <dir>", "safety-aligned model (Hugging Face directory with safetensors)")
-    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one")
+    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one (or a PEFT LoRA adapter dir trained from it)")
     .option("--lambda <x>", "weight on the tuned model, 0..1 (0 = aligned, 1 = tuned)")
     .option("--out <dir>", "output directory (written atomically)")
     .option("--method <name>", "linear | task_arithmetic (identical bytes for one tuned model)", "linear")
