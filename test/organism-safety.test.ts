@@ -116,8 +116,8 @@ test("safemerge τ = −1 gates nothing (ρ ≥ 0, nothing measured): output = f
   const { dir, summary } = await mergeYaml("sm-none", yaml("safemerge", "threshold: -1"));
   const got = readDir(dir);
   for (const [name, t] of tuned) assert.deepEqual(got.get(name), t, name);
-  assert.equal(summary.tensorReports.length, 42);
-  assert.ok(summary.tensorReports.every((r) => r.values.gated === false && String(r.values.rho).startsWith("not computed")));
+  assert.equal(summary.tensorReports!.length, 42);
+  assert.ok(summary.tensorReports!.every((r) => r.values.gated === false && String(r.values.rho).startsWith("not computed")));
 });
 
 test("safemerge τ = 2 gates every decoder projection: those equal the linear merge at λ = 0.8 bit for bit, the rest the fine-tune", async () => {
@@ -131,10 +131,10 @@ test("safemerge τ = 2 gates every decoder projection: those equal the linear me
 
 test("safemerge defaults (τ 0.35, w 0.2): 22 of 42 projections gated (all gate/up_proj), the README lists ρ per tensor", async () => {
   const { dir, summary } = await mergeYaml("sm-default", readFileSync("examples/recipes/safemerge.yml", "utf8"));
-  const gated = summary.tensorReports.filter((r) => r.values.gated === true).map((r) => r.tensor);
+  const gated = summary.tensorReports!.filter((r) => r.values.gated === true).map((r) => r.tensor);
   assert.equal(gated.length, 22);
   assert.ok(gated.filter((n) => /gate_proj|up_proj/.test(n)).length === 12, "every gate_proj and up_proj");
-  for (const r of summary.tensorReports) assert.equal(r.values.gated, (r.values.rho as number) < 0.35, r.tensor);
+  for (const r of summary.tensorReports!) assert.equal(r.values.gated, (r.values.rho as number) < 0.35, r.tensor);
   const got = readDir(dir);
   for (const name of gated) {
     const ref = elementwise([aligned.get(name)!, tuned.get(name)!], ([a, t]) => Math.fround(Math.fround(0.2) * a!) + Math.fround(Math.fround(0.8) * t!));

@@ -68,8 +68,8 @@ export interface MergeSummary {
   /** Files written in `out` (weights, index, config, carried files, README.md). */
   readonly files: readonly string[];
   readonly warnings: readonly string[];
-  /** Per-tensor reports of methods that make decisions (e.g. safemerge's ρ and gate), in tensor order; empty otherwise. */
-  readonly tensorReports: readonly NamedTensorReport[];
+  /** Per-tensor reports of methods that make decisions (e.g. safemerge's ρ and gate), in tensor order; absent when none. */
+  readonly tensorReports?: readonly NamedTensorReport[];
 }
 
 /** A method's report for one tensor (methods/types.ts `report`), with the tensor name. */
@@ -240,7 +240,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       totalBytes: plan.totalBytes,
       files: files.sort(),
       warnings: plan.warnings,
-      tensorReports,
+      ...(tensorReports.length > 0 ? { tensorReports } : {}),
     });
     if (isFile) return summary([basename(outAbs)]);
     const files = [...weightFiles];
