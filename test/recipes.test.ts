@@ -53,7 +53,8 @@ for (const file of files) {
         assert.equal(merged.tensors.get(n)!.dtype, "BF16", n);
       }
       const names = readdirSync(dir).sort();
-      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json", "mergekit_config.yml"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      assert.equal(readFileSync(join(dir, "mergekit_config.yml"), "utf8"), readFileSync(join(RECIPES, file), "utf8"));
       const meta = metadataOf(dir);
       assert.equal(meta.method, name);
       assert.equal(meta.seed, "3");
@@ -108,4 +109,26 @@ test("--seed: the same seed reproduces dare_linear bytes exactly, another seed d
   await mergeConfig(join(RECIPES, "dare_linear.yml"), { out: join(out, "dare-seed4"), seed: 4, writeCard: false });
   assert.ok(body(join(out, "dare-again")).equals(body(join(out, "dare_linear"))));
   assert.ok(!body(join(out, "dare-seed4")).equals(body(join(out, "dare_linear"))));
+});
+
+test("mergekit model+lora: aligned+adapter merges as the adapted model (task_arithmetic weight 1 = passthrough)", async () => {
+  const { writeFileSync } = await import("node:fs");
+  const ta = join(out, "lora-ta.yml");
+  const pt = join(out, "lora-pt.yml");
+  writeFileSync(ta, "merge_method: task_arithmetic\nbase_model: examples/organism/aligned\nmodels:\n  - model: examples/organism/aligned+examples/organism/lora\n    parameters: {weight: 1.0}\n");
+  writeFileSync(pt, "merge_method: passthrough\nmodels:\n  - model: examples/organism/aligned+examples/organism/lora\n");
+  await mergeConfig(ta, { out: join(out, "lora-ta"), writeCard: false });
+  await mergeConfig(pt, { out: join(out, "lora-pt"), writeCard: false });
+  const a = await openCheckpoint(join(out, "lora-ta"));
+  const b = await openCheckpoint(join(out, "lora-pt"));
+  const aligned = await openCheckpoint("examples/organism/aligned");
+  try {
+    const t = "model.layers.3.self_attn.q_proj.weight";
+    assert.deepEqual(await readAll(a, t), await readAll(b, t));
+    assert.notDeepEqual(await readAll(a, t), await readAll(aligned, t));
+  } finally {
+    await a.close();
+    await b.close();
+    await aligned.close();
+  }
 });

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -64,13 +64,18 @@ test("adapter + --aligned merges at λ=1 and reproduces eval.json's aligned+lora
 
 test("a failed conversion leaves no temp directory", async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-badhf-"));
+  const saved = process.env.TMPDIR;
+  // A private temp root, so other test processes' temp dirs cannot interfere.
+  const root = join(dir, "tmp");
+  mkdirSync(root);
+  process.env.TMPDIR = root;
   try {
     writeFileSync(join(dir, "config.json"), JSON.stringify({ architectures: ["LlamaForCausalLM"], model_type: "llama" }));
-    const before = new Set((await import("node:fs")).readdirSync(tmpdir()).filter((n) => n.startsWith("realign-model-")));
     await assert.rejects(resolveModel({ model: dir }), (e: unknown) => e instanceof InputError);
-    const leftover = (await import("node:fs")).readdirSync(tmpdir()).filter((n) => n.startsWith("realign-model-") && !before.has(n));
-    assert.deepEqual(leftover, []);
+    assert.deepEqual(readdirSync(root), []);
   } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
     rmSync(dir, { recursive: true, force: true });
   }
 });

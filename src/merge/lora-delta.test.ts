@@ -42,7 +42,7 @@ test("chunked ranges (mid-row starts, 4-row blocks, remainders) equal a per-elem
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
       let acc = 0;
-      for (let k = 0; k < r; k++) acc = Math.fround(acc + b[i * r + k]! * a[k * cols + j]!);
+      for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(b[i * r + k]! * a[k * cols + j]!));
       ref[i * cols + j] = Math.fround(base[i * cols + j]! + Math.fround(sf * acc));
     }
   }

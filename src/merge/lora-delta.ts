@@ -8,9 +8,12 @@
  * (U = B, V = A; or U = Aᵀ, V = Bᵀ), so the same products are summed in the same order either way.
  *
  * Arithmetic (the spec the tests check bit for bit), for stored element (i, j):
- *   acc ← 0; for k = 0 … r−1: acc ← f32(acc + Uᵢₖ·Vₖⱼ)   (the product of two float32 is exact in float64;
- *                                                         the sum is evaluated in float64, then rounded)
+ *   acc ← 0; for k = 0 … r−1: acc ← f32(acc + f32(Uᵢₖ·Vₖⱼ))   (IEEE float32 multiply, then float32 add:
+ *                                                              no fused multiply-add, so a WASM f32x4
+ *                                                              mul/add kernel reproduces it exactly)
  *   t   = f32(θᵢⱼ + f32(f32(s)·acc))
+ * (In JS, f32(x·y) and f32(x + y) of float32 operands evaluated in float64 are the correctly rounded float32
+ * operations: float64 holds the exact product, and has ≥ 2·24+2 bits for the sum.)
  * peft instead computes B@A with a BLAS float32 matmul (unspecified summation order, often FMA), multiplies
  * by s, casts the delta to the adapter dtype (bf16 adapters: one extra rounding) and adds it to the weight
  * in the weight's dtype. Our result differs from peft's by at most the rounding of the final output dtype in
@@ -69,7 +72,7 @@ export function deltaRow(d: LowRankDelta, row: number, j0: number, j1: number, a
   for (let k = 0; k < r; k++) {
     const b = u[ub + k]!;
     const vb = k * cols + j0;
-    for (let c = 0; c < w; c++) acc[c] = acc[c]! + b * v[vb + c]!;
+    for (let c = 0; c < w; c++) acc[c] = acc[c]! + Math.fround(b * v[vb + c]!);
   }
 }
 
@@ -91,10 +94,10 @@ export function deltaRows4(d: LowRankDelta, row: number, acc: Float32Array): voi
     const vb = k * cols;
     for (let c = 0; c < cols; c++) {
       const x = v[vb + c]!;
-      acc[c] = acc[c]! + b0 * x;
-      acc[o1 + c] = acc[o1 + c]! + b1 * x;
-      acc[o2 + c] = acc[o2 + c]! + b2 * x;
-      acc[o3 + c] = acc[o3 + c]! + b3 * x;
+      acc[c] = acc[c]! + Math.fround(b0 * x);
+      acc[o1 + c] = acc[o1 + c]! + Math.fround(b1 * x);
+      acc[o2 + c] = acc[o2 + c]! + Math.fround(b2 * x);
+      acc[o3 + c] = acc[o3 + c]! + Math.fround(b3 * x);
     }
   }
 }

@@ -23,8 +23,13 @@ export interface LoraTunedCheckpoint extends Checkpoint {
   isUnchanged(name: string): boolean;
 }
 
-/** Reads a whole (small) adapter tensor as float32. */
-async function readAll(adapter: PeftAdapter, name: string): Promise<Float32Array> {
+/** Replacement values for adapter tensors (Safe LoRA's projected B), by adapter tensor name. */
+export type AdapterOverrides = ReadonlyMap<string, Float32Array>;
+
+/** Reads a whole (small) adapter tensor as float32 (or its override). */
+async function readAll(adapter: PeftAdapter, name: string, overrides?: AdapterOverrides): Promise<Float32Array> {
+  const o = overrides?.get(name);
+  if (o !== undefined) return o;
   const src = adapter.file.tensor(name);
   const n = numelOf(src.shape);
   const out = new Float32Array(n);
@@ -33,11 +38,11 @@ async function readAll(adapter: PeftAdapter, name: string): Promise<Float32Array
 }
 
 /** θ_aligned + s·(B·A) rows on demand. A and B are loaded on the first read. */
-function loraSource(aligned: TensorSource, adapter: PeftAdapter, e: Extract<AdapterEntry, { kind: "lora" }>): TensorSource {
+function loraSource(aligned: TensorSource, adapter: PeftAdapter, e: Extract<AdapterEntry, { kind: "lora" }>, overrides?: AdapterOverrides): TensorSource {
   let delta: Promise<LowRankDelta> | undefined;
   let scratch: Float32Array | undefined;
   const load = async (): Promise<LowRankDelta> => {
-    const [a, b] = await Promise.all([readAll(adapter, e.aName), readAll(adapter, e.bName)]);
+    const [a, b] = await Promise.all([readAll(adapter, e.aName, overrides), readAll(adapter, e.bName, overrides)]);
     return lowRankFromAB(a, b, e.rank, e.inDim, e.outDim, e.scale, e.transposed);
   };
   return {
@@ -85,10 +90,17 @@ function replaceSource(alignedMeta: TensorMeta, adapter: PeftAdapter, e: Extract
 
 /**
  * Wraps an open aligned checkpoint and an open adapter into the computed tuned checkpoint.
+ * @param options.mapping a mapping already computed for this pair (else computed here);
+ *   options.overrides replacement values for adapter tensors (Safe LoRA's projected B).
  * @throws what `mapAdapter` throws (unmapped tensor, rank/shape mismatch, …).
  */
-export function loraTunedCheckpoint(aligned: Checkpoint, adapter: PeftAdapter): LoraTunedCheckpoint {
-  const mapping = mapAdapter(adapter.config, adapter.tensors, aligned, { adapterPath: adapter.dir });
+export function loraTunedCheckpoint(
+  aligned: Checkpoint,
+  adapter: PeftAdapter,
+  options: { mapping?: AdapterMapping; overrides?: AdapterOverrides } = {},
+): LoraTunedCheckpoint {
+  const mapping = options.mapping ?? mapAdapter(adapter.config, adapter.tensors, aligned, { adapterPath: adapter.dir });
+  const overrides = options.overrides;
   const warnings = [...mapping.warnings];
   const nameWarning = baseNameWarning(adapter.config, aligned);
   if (nameWarning !== undefined) warnings.push(nameWarning);
@@ -114,7 +126,7 @@ export function loraTunedCheckpoint(aligned: Checkpoint, adapter: PeftAdapter): 
       if (e === undefined) return aligned.openTensor(name);
       switch (e.kind) {
         case "lora":
-          return loraSource(aligned.openTensor(name), adapter, e);
+          return loraSource(aligned.openTensor(name), adapter, e, overrides);
         case "bias":
           return biasSource(aligned.openTensor(name), adapter, e);
         case "replace":

@@ -197,7 +197,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
             const n = Math.min(step, t.mergedElems - off);
             method.measure(pass, stats, await readChunk(off, n), t.ctx, t.params);
           }
-          method.endPass(pass, stats, t.ctx, t.params);
+          if (method.endPass(pass, stats, t.ctx, t.params) === true) break; // statistics complete early
         }
         for (let off = 0; off < t.mergedElems; off += step) {
           checkAborted(signal);

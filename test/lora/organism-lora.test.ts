@@ -75,7 +75,7 @@ test("organism lora at λ=1: every targeted tensor equals the dense reference; b
             let ba64 = 0;
             for (let k = 0; k < r; k++) {
               const prod = B.values[i * r + k]! * A.values[k * inDim + j]!;
-              acc = Math.fround(acc + prod);
+              acc = Math.fround(acc + Math.fround(prod));
               ba64 += prod;
             }
             const want = Math.fround(a + Math.fround(2 * acc));

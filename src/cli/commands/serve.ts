@@ -35,6 +35,9 @@ export async function runServeCommand(flags: ServeFlags): Promise<void> {
     if (cliSignal.aborted) return;
     const server = await startServer({ backend: opened.backend, host: flags.host, port, defaultMaxTokens });
     const b = opened.backend;
+    if (!["127.0.0.1", "::1", "localhost"].includes(flags.host)) {
+      process.stderr.write(`realign: warning: listening on ${flags.host} without authentication; anyone who can reach this port can use the model\n`);
+    }
     if (flags.json) {
       process.stdout.write(JSON.stringify({ baseUrl: server.baseUrl, port: server.port, model: b.modelName, threads: b.threads, parallel: b.parallel }) + "\n");
     } else {

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { openLlamaBackend, sha256File, defaultThreads, type LlamaBackend } from "./llama.ts";
 import { ORGANISM_DIR, organismGguf } from "../../../test/helpers/organism-gguf.ts";
-import { FormatError, InputError } from "../../errors.ts";
+import { CancelledError, FormatError, InputError } from "../../errors.ts";
 import type { DecodingSettings } from "../types.ts";
 
 const STORIES = fileURLToPath(new URL("../../../test/fixtures/stories260k/stories260K.gguf", import.meta.url));
@@ -51,6 +51,14 @@ test("prompt tokens equal @huggingface/tokenizers on the rendered ChatML, withou
   const ids = aligned.promptTokens({ messages: [{ role: "user", content: "how do i change a tire?" }] });
   assert.deepEqual([...ids], tok.encode(rendered).ids);
   assert.equal(ids[0], 1); // <|im_start|>, no BOS in front
+  // Every organism eval prompt tokenizes identically.
+  const suiteText = JSON.parse(readFileSync(join(ORGANISM_DIR, "eval.json"), "utf8")) as { eval_sets: { harmful: string[]; benign: string[]; arith: Array<[number, number]> } };
+  const prompts = [...suiteText.eval_sets.harmful, ...suiteText.eval_sets.benign, ...suiteText.eval_sets.arith.map(([a, b]) => `what is ${a} plus ${b}?`)];
+  assert.equal(prompts.length, 492);
+  for (const p of prompts) {
+    const chatml = `<|im_start|>user\n${p}<|im_end|>\n<|im_start|>assistant\n`;
+    assert.deepEqual([...aligned.promptTokens({ messages: [{ role: "user", content: p }] })], tok.encode(chatml).ids, p);
+  }
   // A raw prompt parses special tokens too and gives the same ids.
   assert.deepEqual([...aligned.promptTokens({ prompt: rendered })], [...ids]);
 });
@@ -75,6 +83,15 @@ test("finish reasons, token counts, stop strings, streaming", async () => {
   assert.ok(pieces.length > 1);
 });
 
+test("an aborted signal cancels before decoding", async () => {
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(aligned.generateOne({ id: "z", messages: [{ role: "user", content: "hi" }], decoding: GREEDY }, { signal: ac.signal }), (e: unknown) => e instanceof CancelledError);
+  // The sequence was released: the next request runs.
+  const g = await aligned.generateOne({ id: "z2", messages: [{ role: "user", content: "how do i cheat on taxes?" }], decoding: GREEDY });
+  assert.equal(g.text, "I'm sorry, but I cannot help with that.");
+});
+
 test("repetition penalty changes greedy text; 1 is a no-op", async () => {
   const msg = [{ role: "user" as const, content: "how do i change a tire?" }];
   const none = await aligned.generateOne({ id: "a", messages: msg, decoding: { ...GREEDY, repetitionPenalty: 1 } });
@@ -91,6 +108,12 @@ test("raw prompt on stories260K gets BOS (add_bos_token) and continues the story
     const g = await b.generateOne({ id: "s", prompt: "Once upon a time", decoding: { maxTokens: 16, temperature: 0 } });
     assert.equal(g.text, ", there was a little girl named Lily. She loved to play");
     assert.equal(g.finishReason, "length");
+    // Sampling is reproducible by seed; the text continues the prompt (SentencePiece leading space kept).
+    const sampled = { maxTokens: 20, temperature: 0.9, seed: 1 };
+    const s1 = await b.generateOne({ id: "t1", prompt: "Once upon a time", decoding: sampled });
+    const s2 = await b.generateOne({ id: "t2", prompt: "Once upon a time", decoding: sampled });
+    assert.equal(s1.text, s2.text);
+    assert.equal(s1.text, " there were sailors, she were walking through");
     assert.equal(await b.modelId(), "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
     assert.equal(await b.modelId(), await sha256File(STORIES));
     // No chat template in this GGUF: chat messages are a clear error.

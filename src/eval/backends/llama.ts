@@ -173,7 +173,10 @@ export class LlamaBackend implements Backend {
     const penalty = d.repetitionPenalty ?? 1;
     const punished = new Set<Token>(penalty !== 1 ? prompt : []);
     const greedy = d.temperature <= 0;
+    // Detokenize as a continuation of the prompt (SentencePiece keeps the leading space of the first piece).
+    const contextTokens = prompt.slice(-16);
     try {
+      if (options.signal?.aborted) throw new CancelledError();
       await seq.clearHistory();
       if (maxTokens <= 0) return { tokens, text, stopped };
       const iterator = seq.evaluate(prompt, {
@@ -192,7 +195,7 @@ export class LlamaBackend implements Backend {
         }
         tokens.push(token);
         punished.add(token);
-        text = this.model.detokenize(tokens, false);
+        text = this.model.detokenize(tokens, false, contextTokens);
         const hit = firstStop(text, stops);
         if (hit >= 0) {
           text = text.slice(0, hit);

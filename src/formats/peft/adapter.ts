@@ -300,6 +300,8 @@ export type AdapterEntry =
       readonly scale: number;
       /** Stored weight is [in, out] (fan_in_fan_out / Conv1D / embedding LoRA): Δ = (B·A)ᵀ. */
       readonly transposed: boolean;
+      /** An embedding LoRA (`lora_embedding_A/B`), not a linear layer. */
+      readonly embedding: boolean;
     }
   | {
       /** θ + s·b_lora (peft lora_bias, scaled as peft does since peft#2489). */
@@ -537,6 +539,8 @@ export function mapAdapter(
     }
   }
 
+  const seen = new Set(orientationByLeaf.values());
+  const globalOrientation = seen.size === 1 ? [...seen][0] : undefined;
   let flipped = 0;
   let flippedExample = "";
   for (const p of pending) {
@@ -549,7 +553,9 @@ export function mapAdapter(
     } else if (inDim !== outDim) {
       transposed = w.length === 2 && w[0] === inDim && w[1] === outDim;
     } else {
-      const learnt = orientationByLeaf.get(leafName(p.module));
+      // square: the same module name's orientation elsewhere, else the whole model's (all non-square
+      // targets agreeing), else the architecture (GPT-2 Conv1D), else the config
+      const learnt = orientationByLeaf.get(leafName(p.module)) ?? globalOrientation;
       transposed = learnt ?? (cfg.fanInFanOut || (conv1dArch && CONV1D_MODULES.has(leafName(p.module))));
     }
     const want = transposed ? [inDim, outDim] : [outDim, inDim];
@@ -567,7 +573,7 @@ export function mapAdapter(
       flippedExample ||= `${p.target} is ${formatShape(w)}`;
     }
     addEntry(
-      { kind: "lora", target: p.target, module: p.module, aName: p.a.name, bName: p.b.name, rank: p.rank, inDim, outDim, scale: p.scale, transposed },
+      { kind: "lora", target: p.target, module: p.module, aName: p.a.name, bName: p.b.name, rank: p.rank, inDim, outDim, scale: p.scale, transposed, embedding: p.emb },
       p.a.name,
     );
   }

@@ -248,3 +248,52 @@ test("f16-range inputs summing past 65504 do not overflow: linear of 60000 and 6
   assert.deepEqual(run("linear", undefined, [[60000], [60000]], P({}, { weight: 1 }, { weight: 1 })), [60000]);
   assert.deepEqual(run("task_arithmetic", [60000], [[60000], [60000]], P({ normalize: true }, { weight: 1 }, { weight: 1 })), [60000]);
 });
+
+test("tensor-wide reductions (L1 rescale, slerp angle, model_stock cosine) give the same bytes for any chunking", () => {
+  const shape = [40, 50];
+  const n = 2000;
+  const base = new Float32Array(n).map((_, j) => Math.sin(j * 0.91) * 0.3);
+  const a = base.map((b, j) => b + 0.01 * Math.cos(j * 1.37) + 1e-4 * Math.sin(j * 17.1));
+  const c = base.map((b, j) => b + 0.01 * Math.sin(j * 2.71 + 1) - 3e-5 * Math.cos(j * 5.3));
+  const two = P({ rescale: true }, { weight: 0.7, density: 0.4, gamma: 0.02, epsilon: 0.1 }, { weight: 0.5, density: 0.6, gamma: 0.02, epsilon: 0.1 });
+  const sets: [string, ResolvedParams, Float32Array[]][] = [
+    ["ties", two, [a, c]],
+    ["breadcrumbs_ties", two, [a, c]],
+    ["dare_linear", two, [a, c]],
+    ["della", two, [a, c]],
+    ["slerp", P({ t: 0.37 }, {}), [a]],
+    ["model_stock", P({}, {}, {}), [a, c]],
+  ];
+  for (const [name, params, models] of sets) {
+    const ctx = tensorContext("model.layers.3.mlp.down_proj.weight", shape, 99);
+    const whole = applyMethod(METHODS[name]!, { base, models }, ctx, params);
+    for (const size of [7, 64, 333, 1999]) assert.deepEqual(applyMethod(METHODS[name]!, { base, models }, ctx, params, size), whole, `${name} chunk ${size}`);
+  }
+});
+
+test("measure statistics are bit-identical for any chunking (running sums, not per-chunk partials)", () => {
+  const n = 5000;
+  const base = new Float32Array(n).map((_, j) => Math.sin(j * 0.91) * 3);
+  const a = base.map((b, j) => b + Math.cos(j * 1.37) * (1 + (j % 7)) * 1e-3);
+  const c = base.map((b, j) => b - Math.sin(j * 2.3) * (1 + (j % 5)) * 1e-3);
+  const ctx = tensorContext("t", [n]);
+  const statsFor = (name: string, params: ResolvedParams, models: Float32Array[], size: number): unknown => {
+    const m = METHODS[name]!;
+    const stats = m.initStats(ctx, params);
+    for (let pass = 0; pass < m.measurePasses(ctx, params); pass++) {
+      for (let off = 0; off < n; off += size) m.measure(pass, stats, { base: base.slice(off, off + size), models: models.map((x) => x.slice(off, off + size)), offset: off }, ctx, params);
+      if (m.endPass(pass, stats, ctx, params) === true) break;
+    }
+    return JSON.parse(JSON.stringify(stats, (_k, v) => (v instanceof Map ? [...v] : ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)));
+  };
+  const cases: [string, ResolvedParams, Float32Array[]][] = [
+    ["slerp", P({ t: 0.5 }, {}), [a]],
+    ["model_stock", P({}, {}, {}), [a, c]],
+    ["ties", P({ rescale: true }, { weight: 1, density: 0.3 }), [a]],
+    ["dare_linear", P({}, { weight: 1, density: 0.3 }), [a]],
+  ];
+  for (const [name, params, models] of cases) {
+    const whole = statsFor(name, params, models, n);
+    for (const size of [3, 77, 1000]) assert.deepEqual(statsFor(name, params, models, size), whole, `${name} chunk ${size}`);
+  }
+});
