@@ -22,12 +22,13 @@
  * Cost, without ever forming C: C·ΔW = V·(Vᵀ·ΔW)/‖V‖. Pass 0 streams rows r (v_r, d_r) and accumulates
  * M = Vᵀ·ΔW = Σ_r v_rᵀ·d_r (in × in, float64), ‖V‖² and ‖ΔW‖²; then ⟨C·ΔW, ΔW⟩ = ‖M‖²_F / ‖V‖. Pass 1
  * accumulates ‖C·ΔW‖² = Σ_r ‖v_r·M‖² / ‖V‖². Memory 8·in² bytes per tensor; time 2·out·in² multiply-adds.
- * Fine for small models (the organism: < 0.1 s per tensor). An 8B Llama's attention (4096 × 4096) needs
+ * Fine for small models (the organism: 1.3·10⁹ multiply-adds in all, seconds). An 8B Llama's attention (4096 × 4096) needs
  * 128 MiB and ~1.4·10¹¹ multiply-adds per tensor (minutes each in JavaScript), and its down_proj (in =
  * 14336) 1.6 GiB: `max_inner` (default 8192) refuses such tensors up front with an error naming them;
  * narrow `targets` (e.g. q_proj,v_proj) or raise `max_inner` knowingly.
  *
- * Rows split across chunks are buffered (one pending row), so results do not depend on chunking.
+ * Rows are processed in fixed blocks of 4 (a row split across chunks is completed by the next chunk), so
+ * results do not depend on chunking.
  * The per-tensor ρ and decision are reported through `report` (model card, --json summary).
  */
 import { ConfigError } from "../../errors.ts";
@@ -56,10 +57,13 @@ interface SafemergeStats {
   dSq: number;
   mSq: number;
   vmSq: number;
-  /** Pending partial row (chunks that split a row). */
-  readonly rowV: Float64Array;
-  readonly rowD: Float64Array;
-  rowFill: number;
+  /** A block of up to BLOCK consecutive rows (v = a − u, d = t − a), filled across chunks in row order. */
+  readonly blockV: Float64Array;
+  readonly blockD: Float64Array;
+  /** Complete rows in the block. */
+  blockRows: number;
+  /** Scratch for pass 1: v_r·M of each row in the block. */
+  readonly blockY: Float64Array;
   rho: number;
   gated: boolean;
 }
@@ -118,37 +122,118 @@ function sizeProblem(ctx: TensorContext, params: ResolvedParams): string | undef
   return `inner dimension ${cols} > max_inner ${max}: the data-free SafeMERGE cosine needs a ${cols}×${cols} float64 accumulator (${mib} MiB) and ${(2 * ctx.shape[0]! * cols * cols).toExponential(1)} multiply-adds; narrow targets (e.g. targets: q_proj,v_proj) or raise max_inner`;
 }
 
-/** Feeds the rows of one chunk (whole rows directly, split rows through the pending buffer) to `fn(v, d)`. */
-function forEachRow(st: SafemergeStats, a: Float32Array, t: Float32Array, u: Float32Array, offset: number, fn: (v: Float64Array, d: Float64Array) => void): void {
+/** Rows per block: M is read once per block instead of once per row (the loops are memory-bound). */
+const BLOCK = 4;
+
+/**
+ * Copies the rows of one chunk into the row block (a row split across chunks is completed by the next chunk)
+ * and calls `flush` whenever BLOCK rows are complete. Blocks always hold rows [BLOCK·q, BLOCK·q + BLOCK), so the
+ * floating-point order, and therefore ρ, does not depend on chunking; the last partial block is flushed in endPass.
+ */
+function feedRows(st: SafemergeStats, a: Float32Array, t: Float32Array, u: Float32Array, offset: number, flush: (st: SafemergeStats) => void): void {
   const c = st.cols;
   const n = a.length;
   let j = 0;
   while (j < n) {
     const col = (offset + j) % c;
     const take = Math.min(c - col, n - j);
-    if (col === 0 && take === c) {
-      const v = new Float64Array(c);
-      const d = new Float64Array(c);
-      fill(v, d, a, t, u, j, 0, c);
-      fn(v, d);
-    } else {
-      if (col === 0) st.rowFill = 0;
-      fill(st.rowV, st.rowD, a, t, u, j, col, take);
-      st.rowFill += take;
-      if (col + take === c) fn(st.rowV, st.rowD);
-    }
+    fill(st.blockV, st.blockD, a, t, u, j, st.blockRows * c + col, take);
     j += take;
+    if (col + take === c && ++st.blockRows === BLOCK) {
+      flush(st);
+      st.blockRows = 0;
+    }
   }
 }
 
-/** m[at .. at+c) += s·x[0 .. c) (one row of the outer product vᵀ·d). */
-function accumulateRow(m: Float64Array, at: number, s: number, x: Float64Array, c: number): void {
-  for (let k = 0; k < c; k++) m[at + k] += s * x[k]!;
+/** Pass 0 on the block: ‖V‖², ‖ΔW‖² (row by row, in row order) and M += Σ_b v_bᵀ·d_b. */
+function flushMeasure(st: SafemergeStats): void {
+  const c = st.cols;
+  const nb = st.blockRows;
+  const V = st.blockV;
+  const D = st.blockD;
+  const m = st.m!;
+  for (let b = 0; b < nb; b++) {
+    let vSq = 0;
+    let dSq = 0;
+    for (let k = b * c; k < (b + 1) * c; k++) {
+      vSq += V[k]! * V[k]!;
+      dSq += D[k]! * D[k]!;
+    }
+    st.vSq += vSq;
+    st.dSq += dSq;
+  }
+  if (nb === BLOCK) {
+    const d0 = D.subarray(0, c);
+    const d1 = D.subarray(c, 2 * c);
+    const d2 = D.subarray(2 * c, 3 * c);
+    const d3 = D.subarray(3 * c, 4 * c);
+    for (let i = 0; i < c; i++) {
+      const s0 = V[i]!;
+      const s1 = V[c + i]!;
+      const s2 = V[2 * c + i]!;
+      const s3 = V[3 * c + i]!;
+      if (s0 === 0 && s1 === 0 && s2 === 0 && s3 === 0) continue;
+      const at = i * c;
+      for (let k = 0; k < c; k++) m[at + k] += s0 * d0[k]! + s1 * d1[k]! + s2 * d2[k]! + s3 * d3[k]!;
+    }
+    return;
+  }
+  for (let b = 0; b < nb; b++) {
+    const d = D.subarray(b * c, (b + 1) * c);
+    for (let i = 0; i < c; i++) {
+      const s = V[b * c + i]!;
+      if (s === 0) continue;
+      const at = i * c;
+      for (let k = 0; k < c; k++) m[at + k] += s * d[k]!;
+    }
+  }
 }
 
-/** y[0 .. c) += s·m[at .. at+c) (one term of the row-vector product v·M). */
-function addScaledRow(y: Float64Array, m: Float64Array, at: number, s: number, c: number): void {
-  for (let k = 0; k < c; k++) y[k] += s * m[at + k]!;
+/** Pass 1 on the block: ‖C·ΔW‖²·‖V‖² += Σ_b ‖v_b·M‖² (row order). */
+function flushProject(st: SafemergeStats): void {
+  const c = st.cols;
+  const nb = st.blockRows;
+  const V = st.blockV;
+  const Y = st.blockY;
+  const m = st.m!;
+  Y.fill(0);
+  if (nb === BLOCK) {
+    const y0 = Y.subarray(0, c);
+    const y1 = Y.subarray(c, 2 * c);
+    const y2 = Y.subarray(2 * c, 3 * c);
+    const y3 = Y.subarray(3 * c, 4 * c);
+    for (let i = 0; i < c; i++) {
+      const s0 = V[i]!;
+      const s1 = V[c + i]!;
+      const s2 = V[2 * c + i]!;
+      const s3 = V[3 * c + i]!;
+      if (s0 === 0 && s1 === 0 && s2 === 0 && s3 === 0) continue;
+      const at = i * c;
+      for (let k = 0; k < c; k++) {
+        const x = m[at + k]!;
+        y0[k] += s0 * x;
+        y1[k] += s1 * x;
+        y2[k] += s2 * x;
+        y3[k] += s3 * x;
+      }
+    }
+  } else {
+    for (let b = 0; b < nb; b++) {
+      const y = Y.subarray(b * c, (b + 1) * c);
+      for (let i = 0; i < c; i++) {
+        const s = V[b * c + i]!;
+        if (s === 0) continue;
+        const at = i * c;
+        for (let k = 0; k < c; k++) y[k] += s * m[at + k]!;
+      }
+    }
+  }
+  for (let b = 0; b < nb; b++) {
+    let sq = 0;
+    for (let k = b * c; k < (b + 1) * c; k++) sq += Y[k]! * Y[k]!;
+    st.vmSq += sq;
+  }
 }
 
 /** v = a − u, d = t − a in float64 (exact for float32 inputs); non-finite entries count as 0. */
@@ -204,51 +289,22 @@ export const safemerge: MergeMethod<SafemergeStats> = {
       dSq: 0,
       mSq: 0,
       vmSq: 0,
-      rowV: new Float64Array(cols),
-      rowD: new Float64Array(cols),
-      rowFill: 0,
+      blockV: new Float64Array(targeted ? BLOCK * cols : 0),
+      blockD: new Float64Array(targeted ? BLOCK * cols : 0),
+      blockRows: 0,
+      blockY: new Float64Array(targeted ? BLOCK * cols : 0),
       rho: Number.NaN,
       gated: targeted && decidedByThreshold(params) === true,
     };
   },
   measure(pass, st, chunk) {
-    if (!st.targeted || st.cols === 0) return;
-    const m = st.m;
-    if (m === undefined) return; // pass 1 after ‖V‖ = 0: nothing to add
-    const c = st.cols;
-    const a = chunk.base!;
-    const t = chunk.models[st.tuned]!;
-    const u = chunk.models[st.unaligned]!;
-    if (pass === 0) {
-      forEachRow(st, a, t, u, chunk.offset, (v, d) => {
-        let vSq = 0;
-        let dSq = 0;
-        for (let i = 0; i < c; i++) {
-          const vi = v[i]!;
-          const di = d[i]!;
-          vSq += vi * vi;
-          dSq += di * di;
-          if (vi !== 0) accumulateRow(m, i * c, vi, d, c);
-        }
-        st.vSq += vSq;
-        st.dSq += dSq;
-      });
-    } else {
-      const y = new Float64Array(c);
-      forEachRow(st, a, t, u, chunk.offset, (v) => {
-        y.fill(0);
-        for (let i = 0; i < c; i++) {
-          const vi = v[i]!;
-          if (vi !== 0) addScaledRow(y, m, i * c, vi, c);
-        }
-        let s = 0;
-        for (let k = 0; k < c; k++) s += y[k]! * y[k]!;
-        st.vmSq += s;
-      });
-    }
+    if (!st.targeted || st.cols === 0 || st.m === undefined) return; // m is dropped after pass 0 when ‖V‖ = 0
+    feedRows(st, chunk.base!, chunk.models[st.tuned]!, chunk.models[st.unaligned]!, chunk.offset, pass === 0 ? flushMeasure : flushProject);
   },
   endPass(pass, st, _ctx, params) {
     if (!st.targeted) return;
+    if (st.blockRows > 0 && st.m !== undefined) (pass === 0 ? flushMeasure : flushProject)(st);
+    st.blockRows = 0;
     if (pass === 0) {
       let s = 0;
       for (const x of st.m!) s += x * x;
