@@ -140,6 +140,30 @@ test("safemerge defaults (τ 0.35, w 0.2): 22 of 42 projections gated (all gate/
     const ref = elementwise([aligned.get(name)!, tuned.get(name)!], ([a, t]) => Math.fround(Math.fround(0.2) * a!) + Math.fround(Math.fround(0.8) * t!));
     assert.deepEqual(got.get(name), ref, name);
   }
+  // ρ of two real tensors against a brute-force float64 computation that forms C = V·Vᵀ/‖V‖ explicitly
+  for (const [name, rows, cols] of [["model.layers.0.self_attn.q_proj.weight", 192, 192], ["model.layers.3.self_attn.k_proj.weight", 64, 192]] as const) {
+    const f = (m: Map<string, Uint8Array>): Float64Array => Float64Array.from({ length: rows * cols }, (_, i) => bf16(m.get(name)!, i));
+    const [a, t, u] = [f(aligned), f(tuned), f(base)];
+    const V = a.map((x, i) => x - u[i]!);
+    const D = t.map((x, i) => x - a[i]!);
+    const vn = Math.sqrt(V.reduce((s, x) => s + x * x, 0));
+    const C = new Float64Array(rows * rows);
+    for (let r = 0; r < rows; r++) for (let q = 0; q < rows; q++) {
+      let g = 0;
+      for (let k = 0; k < cols; k++) g += V[r * cols + k]! * V[q * cols + k]!;
+      C[r * rows + q] = g / vn;
+    }
+    let dot = 0, n1 = 0, n2 = 0;
+    for (let r = 0; r < rows; r++) for (let k = 0; k < cols; k++) {
+      let cd = 0;
+      for (let q = 0; q < rows; q++) cd += C[r * rows + q]! * D[q * cols + k]!;
+      dot += cd * D[r * cols + k]!;
+      n1 += cd * cd;
+      n2 += D[r * cols + k]! ** 2;
+    }
+    const rho = summary.tensorReports!.find((r) => r.tensor === name)!.values.rho as number;
+    assert.ok(Math.abs(rho - dot / Math.sqrt(n1 * n2)) <= 5e-6, `${name}: ${rho} vs ${dot / Math.sqrt(n1 * n2)}`);
+  }
   const card = readFileSync(join(dir, "README.md"), "utf8");
   assert.match(card, /## Per-tensor decisions/);
   assert.match(card, /\| `model\.layers\.0\.mlp\.gate_proj\.weight` \| 0\.15243 \| true \|/);
