@@ -3,6 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { applyMethod, tensorContext } from "./apply.ts";
 import { resta } from "./resta.ts";
+import { METHODS } from "./registry.ts";
 import type { ResolvedParams } from "./types.ts";
 
 const f32 = (xs: number[]): Float32Array => new Float32Array(xs);
@@ -50,4 +51,21 @@ test("resta checkParams: roles must be one tuned and one unaligned; density in (
   assert.match(resta.checkParams!(ctx, P({}, T, { role: "base" })).join(";"), /role: got "base", expected one of tuned, unaligned/);
   assert.match(resta.checkParams!(ctx, P({ density: 0 }, T, U)).join(";"), /density: got 0, expected 0 < density ≤ 1/);
   assert.throws(() => run([1], [[1], [1]], P({}, U, U)), { code: "recipe.bad_param" });
+});
+
+test("resta drift fix with β = 0 equals dare_linear (weight 1, inverse_density) bit for bit, whatever the role order", () => {
+  const n = 300;
+  const a = Array.from({ length: n }, (_, j) => Math.fround(Math.sin(j * 0.7)));
+  const t = a.map((x, j) => Math.fround(x + 0.01 * Math.cos(j * 1.9)));
+  const u = a.map((x, j) => Math.fround(x - 0.02 * Math.sin(j * 0.3)));
+  const ctx = tensorContext("model.layers.1.mlp.up_proj.weight", [10, 30], 7, 1);
+  const dare = applyMethod(METHODS.dare_linear!, { base: f32(a), models: [f32(t)] }, ctx, {
+    global: { lambda: 1, normalize: false, rescale: true, rescale_mode: "inverse_density" },
+    perModel: [{ weight: 1, density: 0.7 }],
+  });
+  const r1 = applyMethod(resta, { base: f32(a), models: [f32(t), f32(u)] }, ctx, P({ beta: 0, density: 0.7 }, T, U), 17);
+  const r2 = applyMethod(resta, { base: f32(a), models: [f32(u), f32(t)] }, ctx, P({ beta: 0, density: 0.7 }, U, T));
+  assert.deepEqual(r1, dare);
+  assert.deepEqual(r2, dare);
+  assert.ok(dare.some((x, j) => x === a[j]) && dare.some((x, j) => x !== a[j]), "some entries dropped, some kept");
 });

@@ -10,8 +10,9 @@
  *
  * Optional drift fix (`density` < 1): the paper applies DARE to the SFT delta before adding the safety
  * vector. Here δ_sft = f32(θ_tuned − θ_aligned), each entry kept with probability `density` (seeded by
- * --seed and the tensor name, the same counter-based stream as dare_linear, sparsify.ts) and divided by it
- * (the DARE paper's 1/p), then θ = θ_aligned + δ′_sft + β·δ_safe.
+ * --seed and the tensor name, the same counter-based stream as dare_linear, sparsify.ts) and multiplied by
+ * 1/density (the DARE paper's 1/p), then θ = θ_aligned + δ′_sft + β·δ_safe. With β = 0 this is exactly
+ * dare_linear (weight 1, rescale_mode inverse_density) on the fine-tune with the same seed.
  *
  * Where realign differs, honestly:
  * - β default 0.5: the original's default is unknown (paper.md §2.3); 0.5 is the default of the
@@ -74,9 +75,11 @@ export const resta: MergeMethod<undefined> = {
     const density = Number(params.global.density);
     const n = out.length;
     if (density < 1) {
-      const key = streamKey(ctx.seed, ctx.name, ti);
+      // stream of model 0 whatever the role order: the same mask as dare_linear on this fine-tune and seed
+      const key = streamKey(ctx.seed, ctx.name, 0);
+      const f = 1 / density;
       for (let j = 0; j < n; j++) {
-        const sft = keptAt(key, chunk.offset + j, density) ? Math.fround(t[j]! - a[j]!) / density : 0;
+        const sft = keptAt(key, chunk.offset + j, density) ? Math.fround(t[j]! - a[j]!) * f : 0;
         out[j] = a[j]! + sft + beta * Math.fround(a[j]! - u[j]!);
       }
       return;
