@@ -103,3 +103,23 @@ test("without rsLoRA the same adapter scales by α/r = 2: q = [[1.5,2],[3,5]], b
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("embedding LoRA (lora_embedding_A [r, vocab], lora_embedding_B [dim, r]) adds (B·A)ᵀ to the [vocab, dim] table", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-lora-emb-"));
+  try {
+    const { aligned } = build(root, false);
+    const adapter = join(root, "emb-adapter");
+    mkdirSync(adapter);
+    writeFileSync(join(adapter, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 1, lora_alpha: 1, target_modules: ["embed_tokens"] }));
+    // B·A = [[1,2,3,4],[0.5,1,1.5,2]] ([dim, vocab]); s = 1; the table gets its transpose
+    writeRaw(join(adapter, "adapter_model.safetensors"), [
+      { name: "base_model.model.model.embed_tokens.lora_embedding_A", dtype: "F32", shape: [1, 4], data: f32([1, 2, 3, 4]) },
+      { name: "base_model.model.model.embed_tokens.lora_embedding_B", dtype: "F32", shape: [2, 1], data: f32([1, 0.5]) },
+    ]);
+    const one = await merged(root, aligned, adapter, 1);
+    assert.deepEqual(one["model.embed_tokens.weight"], [1, 0.5, 2, 1, 3, 1.5, 4, 2]);
+    assert.deepEqual(one["model.layers.0.self_attn.q_proj.weight"], [1, 2, 3, 4]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

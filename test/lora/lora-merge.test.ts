@@ -9,6 +9,8 @@ import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { formatError, errorJson } from "../../src/cli/render.ts";
+import { RealignError } from "../../src/errors.ts";
 import { loraAwareOpener, mergeLora } from "../../src/merge/lora-merge.ts";
 import { recipeFromFlags } from "../../src/merge/recipe.ts";
 import { mergeRecipe } from "../../src/merge/run.ts";
@@ -51,12 +53,13 @@ function denseCheckpoints(root: string): { alignedF32: string; denseF32: string 
     const B = rawL.get(`base_model.model.model.${m[1]}.lora_B.weight`);
     const [out, inDim] = W.shape as [number, number];
     const r = A.shape[0]!;
+    const [av, bv, wv] = [A.values, B.values, W.values];
     const t = new Float32Array(out * inDim);
     for (let i = 0; i < out; i++) {
       for (let j = 0; j < inDim; j++) {
         let acc = 0;
-        for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(B.values[i * r + k]! * A.values[k * inDim + j]!));
-        t[i * inDim + j] = Math.fround(W.values[i * inDim + j]! + Math.fround(2 * acc));
+        for (let k = 0; k < r; k++) acc = Math.fround(acc + Math.fround(bv[i * r + k]! * av[k * inDim + j]!));
+        t[i * inDim + j] = Math.fround(wv[i * inDim + j]! + Math.fround(2 * acc));
       }
     }
     denseT.push({ name, dtype: "F32", shape: W.shape, data: t });
@@ -68,11 +71,11 @@ function denseCheckpoints(root: string): { alignedF32: string; denseF32: string 
   return { alignedF32, denseF32 };
 }
 
-test("fast path = explicit dense merge byte for byte at λ = 1 and 0.3 (bf16 output)", async () => {
+test("fast path = explicit dense merge byte for byte at λ = 0.3 (bf16 output; λ = 1 is checked against the reference in organism-lora.test.ts)", async () => {
   const root = tmp();
   try {
     const { alignedF32, denseF32 } = denseCheckpoints(root);
-    for (const lambda of [1, 0.3]) {
+    for (const lambda of [0.3]) {
       const fast = join(root, `fast-${lambda}`);
       const dense = join(root, `dense-${lambda}`);
       await mergeLora({ aligned: ALIGNED, adapter: LORA, lambda, out: fast, writeCard: false });
@@ -132,7 +135,7 @@ function smallAdapter(dir: string, config: Record<string, unknown> | undefined, 
 
 const CONFIG = { peft_type: "LORA", r: 8, lora_alpha: 16, target_modules: ["q_proj", "qq_proj"], bias: "none", fan_in_fan_out: false };
 
-test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config → exit 2, one line naming the problem, no output", () => {
+test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config → exit 2, one line naming the problem, no output", async () => {
   const root = tmp();
   try {
     const cases: { name: string; build: (d: string) => void; expect: RegExp; code: string }[] = [
@@ -159,11 +162,23 @@ test("errors: unmapped adapter tensor, rank mismatch, missing adapter_config →
         code: "adapter.no_config",
       },
     ];
-    for (const c of cases) {
+    for (const [i, c] of cases.entries()) {
       const dir = join(root, c.name);
       c.build(dir);
       const out = join(root, `out-${c.name}`);
-      const r = runCli(["merge", "--aligned", ALIGNED, "--tuned", dir, "--lambda", "0.5", "--out", out, "--json"]);
+      let r: { status: number | null; stderr: string; stdout: string };
+      if (i === 0) {
+        // the real CLI once (process exit code, stderr, --json on stdout) …
+        r = runCli(["merge", "--aligned", ALIGNED, "--tuned", dir, "--lambda", "0.5", "--out", out, "--json"]);
+      } else {
+        // … and the same boundary in-process for the rest (what src/cli/main.ts prints and exits with)
+        const e = await mergeLora({ aligned: ALIGNED, adapter: dir, lambda: 0.5, out }).then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        assert.ok(e instanceof RealignError, `${c.name}: ${String(e)}`);
+        r = { status: e.exitCode, stderr: formatError(e), stdout: JSON.stringify(errorJson(e)) };
+      }
       assert.equal(r.status, 2, `${c.name}: exit ${r.status}, stderr ${r.stderr}`);
       const lines = r.stderr.trim().split("\n");
       assert.match(lines[0]!, /^realign: /);

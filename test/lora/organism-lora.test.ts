@@ -67,14 +67,15 @@ test("organism lora at λ=1: every targeted tensor equals the dense reference; b
           await src.read(off, n, buf);
           got.set(buf, off);
         }
+        const [av, bv, wv] = [A.values, B.values, W.values];
         for (let i = 0; i < out; i++) {
           for (let j = 0; j < inDim; j++) {
-            const a = W.values[i * inDim + j]!;
+            const a = wv[i * inDim + j]!;
             // documented arithmetic: f32 accumulation in k order, then f32(a + f32(s·acc))
             let acc = 0;
             let ba64 = 0;
             for (let k = 0; k < r; k++) {
-              const prod = B.values[i * r + k]! * A.values[k * inDim + j]!;
+              const prod = bv[i * r + k]! * av[k * inDim + j]!;
               acc = Math.fround(acc + Math.fround(prod));
               ba64 += prod;
             }

@@ -29,8 +29,9 @@ function dense(layer: string): { cos: number; cb: Float64Array } {
   const r = 8;
   const V = new Float64Array(out * inn);
   let nsq = 0;
+  const [wav, wbv] = [Wa.values, Wb.values];
   for (let e = 0; e < V.length; e++) {
-    V[e] = Wa.values[e]! - Wb.values[e]!;
+    V[e] = wav[e]! - wbv[e]!;
     nsq += V[e]! ** 2;
   }
   const norm = Math.sqrt(nsq);

@@ -54,6 +54,9 @@ export function formatMergeSummary(s: MergeSummary): string {
     `  ${s.tensorCount} tensors, ${formatBytes(s.totalBytes)} in ${weights.length} weight file${weights.length === 1 ? "" : "s"}`,
     `  wrote ${s.out}`,
   ];
+  const reports = s.tensorReports ?? [];
+  const gated = reports.filter((r) => r.values.gated === true).length;
+  if (reports.length > 0) lines.splice(3, 0, `  ${reports.length} tensors measured${reports.some((r) => "gated" in r.values) ? `, ${gated} gated toward the aligned model` : ""} (per-tensor table in README.md)`);
   return lines.join("\n");
 }
 

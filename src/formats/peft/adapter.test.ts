@@ -139,3 +139,18 @@ test("mapAdapter: pairs outside layers_to_transform are ignored with a warning, 
   assert.deepEqual([...m.entries.keys()], ["model.layers.0.self_attn.q_proj.weight"]);
   assert.match(m.warnings.join("\n"), /1 LoRA pair\(s\) .* model\.layers\.1\.self_attn\.q_proj\); ignored/);
 });
+
+test("square weights: fan_in_fan_out=true on a Linear model (llama) is overridden as peft does; kept when nothing else tells", () => {
+  const cfg = parseAdapterConfig({ r: 2, lora_alpha: 4, target_modules: ["q_proj"], fan_in_fan_out: true }, F);
+  const only = inv([
+    [`${P}model.layers.0.self_attn.q_proj.lora_A.weight`, [2, 8]],
+    [`${P}model.layers.0.self_attn.q_proj.lora_B.weight`, [8, 2]],
+  ]);
+  const m = mapAdapter(cfg, only, BASE, { adapterPath: "/adapter" });
+  const e = m.entries.get("model.layers.0.self_attn.q_proj.weight");
+  assert.ok(e?.kind === "lora" && e.transposed === false);
+  assert.match(m.warnings.join("\n"), /fan_in_fan_out=true but 1 targeted weight/);
+  const unknownArch = mapAdapter(cfg, only, { ...BASE, config: {} }, { adapterPath: "/adapter" });
+  const u = unknownArch.entries.get("model.layers.0.self_attn.q_proj.weight");
+  assert.ok(u?.kind === "lora" && u.transposed === true);
+});

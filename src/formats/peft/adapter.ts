@@ -554,9 +554,11 @@ export function mapAdapter(
       transposed = w.length === 2 && w[0] === inDim && w[1] === outDim;
     } else {
       // square: the same module name's orientation elsewhere, else the whole model's (all non-square
-      // targets agreeing), else the architecture (GPT-2 Conv1D), else the config
+      // targets agreeing), else the architecture (GPT-2 Conv1D modules are [in, out]; in any other known
+      // architecture the layer is nn.Linear, for which peft turns fan_in_fan_out off), else the config
       const learnt = orientationByLeaf.get(leafName(p.module)) ?? globalOrientation;
-      transposed = learnt ?? (cfg.fanInFanOut || (conv1dArch && CONV1D_MODULES.has(leafName(p.module))));
+      const byArch = conv1dArch ? CONV1D_MODULES.has(leafName(p.module)) : modelType !== "" ? false : undefined;
+      transposed = learnt ?? byArch ?? cfg.fanInFanOut;
     }
     const want = transposed ? [inDim, outDim] : [outDim, inDim];
     if (w.length !== 2 || w[0] !== want[0] || w[1] !== want[1]) {
