@@ -74,26 +74,3 @@ test("merge --out-format gguf --out x.gguf writes one file; --gguf-type without 
     rmSync(root, { recursive: true, force: true });
   }
 });
-
-test("merge --config (mergekit YAML, ties) with .gguf inputs and --out-format gguf equals the same merge of the HF checkpoints", async () => {
-  const { readFileSync } = await import("node:fs");
-  const root = mkdtempSync(join(tmpdir(), "realign-e2e-convert-"));
-  try {
-    for (const m of ["aligned", "finetuned"]) {
-      const r = await runCli(["convert", "--in", `examples/organism/${m}`, "--out", join(root, `${m}.gguf`), "--type", "bf16"]);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    const yaml = (base: string, model: string): string =>
-      `merge_method: ties\nbase_model: ${base}\nmodels:\n  - model: ${model}\n    parameters:\n      weight: 0.5\n      density: 0.5\nout_dtype: bfloat16\n`;
-    writeFileSync(join(root, "g.yml"), yaml(join(root, "aligned.gguf"), join(root, "finetuned.gguf")));
-    writeFileSync(join(root, "h.yml"), yaml("examples/organism/aligned", "examples/organism/finetuned"));
-    // same file name in two directories: general.name comes from --out
-    for (const [cfg, out] of [["g.yml", "g/m.gguf"], ["h.yml", "h/m.gguf"]]) {
-      const r = await runCli(["merge", "--config", join(root, cfg!), "--out", join(root, out!), "--out-format", "gguf"]);
-      assert.equal(r.code, 0, r.stderr);
-    }
-    assert.ok(readFileSync(join(root, "g/m.gguf")).equals(readFileSync(join(root, "h/m.gguf"))));
-  } finally {
-    rmSync(root, { recursive: true, force: true });
-  }
-});
