@@ -75,11 +75,16 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
     // File mode (`--out x.gguf`): the runner's temp file; directory mode: <out>/model.gguf beside config and tokenizer.
     const fileName = options.fileName ?? "model.gguf";
     const writer = GgufWriter.create(ctx.file ?? join(ctx.dir, fileName));
-    writer.writeHeader(plan.tensors.length, metadata.size);
-    writer.writeKv(metadata);
-    writer.writeTensorInfos(plan.tensors.map((t) => ({ name: t.ggufName, shape: t.shape, type: t.type })));
-    // Generated tensors (llama3 rope_freqs) come first in the plan: write them now.
-    for (const t of plan.tensors) if (t.data !== undefined) writer.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    try {
+      writer.writeHeader(plan.tensors.length, metadata.size);
+      writer.writeKv(metadata);
+      writer.writeTensorInfos(plan.tensors.map((t) => ({ name: t.ggufName, shape: t.shape, type: t.type })));
+      // Generated tensors (llama3 rope_freqs) come first in the plan: write them now.
+      for (const t of plan.tensors) if (t.data !== undefined) writer.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    } catch (e) {
+      writer.abort();
+      throw e;
+    }
 
     let index = 0; // current declared tensor
     let consumed = 0; // bytes of it received

@@ -112,3 +112,26 @@ test("aligned + LoRA adapter merged straight to GGUF equals the safetensors merg
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("mergekit YAML (ties) over .gguf inputs with a GGUF sink equals the same merge of the HF checkpoints", async () => {
+  const { writeFileSync, mkdirSync } = await import("node:fs");
+  const { mergeConfig } = await import("../merge/merge-config.ts");
+  const dir = tmp();
+  try {
+    await convertToGguf({ input: join(ORGANISM, "aligned"), output: join(dir, "a.gguf"), type: "bf16" });
+    await convertToGguf({ input: join(ORGANISM, "finetuned"), output: join(dir, "f.gguf"), type: "bf16" });
+    const yaml = (base: string, model: string): string =>
+      `merge_method: ties\nbase_model: ${base}\nmodels:\n  - model: ${model}\n    parameters:\n      weight: 0.5\n      density: 0.5\nout_dtype: bfloat16\n`;
+    writeFileSync(join(dir, "g.yml"), yaml(join(dir, "a.gguf"), join(dir, "f.gguf")));
+    writeFileSync(join(dir, "h.yml"), yaml(join(ORGANISM, "aligned"), join(ORGANISM, "finetuned")));
+    for (const side of ["g", "h"]) {
+      mkdirSync(join(dir, side));
+      const out = join(dir, side, "m.gguf"); // same name: general.name comes from --out
+      const r = await mergeConfig(join(dir, `${side}.yml`), { out, ...(await ggufMergeOptions({ outFormat: "gguf", out })) });
+      assert.equal(r.kind, "merged");
+    }
+    assert.ok(readFileSync(join(dir, "g", "m.gguf")).equals(readFileSync(join(dir, "h", "m.gguf"))));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

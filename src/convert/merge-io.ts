@@ -4,24 +4,16 @@
  */
 import { basename } from "node:path";
 import type { Checkpoint } from "../core/tensor.ts";
-import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
-import { openGgufCheckpoint } from "../formats/gguf/checkpoint.ts";
+import { withGgufInputs } from "../formats/gguf/checkpoint.ts";
 import type { SinkFactory } from "../merge/sink.ts";
 import { parseConvertType } from "./convert.ts";
 import { ggufSink } from "./gguf-sink.ts";
 
-type Opener<I extends { path: string }> = (input: I) => Promise<Checkpoint>;
-
-/**
- * Wraps an input opener so `.gguf` files open through the GGUF reader; everything else goes to `open`
- * (default: a Hugging Face directory). Compose with other openers: `withGgufInputs(loraAwareOpener(…))`.
- */
-export function withGgufInputs<I extends { path: string }>(open: Opener<I> = (i) => openCheckpoint(i.path)): Opener<I> {
-  return (input) => (input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : open(input));
-}
+/** Re-exported: wraps an input opener so `.gguf` files open through the GGUF reader (formats/gguf/checkpoint.ts). */
+export { withGgufInputs };
 
 /** Opens an input: a `.gguf` file through the GGUF reader, anything else as a Hugging Face directory. */
-export const openModelInput: Opener<{ path: string }> = withGgufInputs();
+export const openModelInput: (input: { path: string }) => Promise<Checkpoint> = withGgufInputs();
 
 /**
  * Output options for mergeRecipe: for outFormat "gguf" a GGUF `sink`, and `outputKind: "file"` when `out`

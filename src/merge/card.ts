@@ -20,6 +20,8 @@ export interface CardInput {
   readonly commandLine?: string;
   /** Output weight files. */
   readonly files: readonly string[];
+  /** Per-tensor method reports (e.g. safemerge's ρ and gate decisions); a table when non-empty. */
+  readonly tensorReports?: readonly { readonly tensor: string; readonly values: Readonly<Record<string, unknown>> }[];
 }
 
 /** Renders README.md (YAML front matter for the Hub, then Markdown). */
@@ -68,6 +70,12 @@ export function renderModelCard(c: CardInput): string {
   if (plan.recipe.vocabPolicy !== "error") lines.push(`- vocabulary policy: ${plan.recipe.vocabPolicy}`);
   for (const w of plan.warnings) lines.push(`- note: ${w}`);
   lines.push(`- tool: ${c.tool} ${c.version}`);
+  const reports = c.tensorReports ?? [];
+  if (reports.length > 0) {
+    const keys = [...new Set(reports.flatMap((r) => Object.keys(r.values)))];
+    lines.push("", "## Per-tensor decisions", "", `| tensor | ${keys.join(" | ")} |`, `|---|${keys.map(() => "---").join("|")}|`);
+    for (const r of reports) lines.push(`| \`${r.tensor}\` | ${keys.map((k) => String(r.values[k] ?? "")).join(" | ")} |`);
+  }
   if (c.commandLine !== undefined) lines.push("", "## Command", "", "```", c.commandLine, "```");
   lines.push("");
   return lines.join("\n");

@@ -10,6 +10,7 @@ import type { Checkpoint } from "../core/tensor.ts";
 import { ConfigError, UsageError, fsError } from "../errors.ts";
 import { checkPlanParams, explainPlan, type Explanation } from "./explain.ts";
 import { loraAwareOpener } from "./lora-merge.ts";
+import { withGgufInputs } from "../formats/gguf/checkpoint.ts";
 import { checkLayerRange, parseMergekitYaml } from "./mergekit-yaml.ts";
 import { planMerge } from "./plan.ts";
 import { recipeInputs, type RecipeInput } from "./recipe.ts";
@@ -24,7 +25,7 @@ export interface MergeConfigOptions extends Omit<RunMergeOptions, "out"> {
   readonly outDtype?: OutDtype;
   /** Only plan and explain; read no tensor data, write nothing. */
   readonly explain?: boolean;
-  /** Opens one input. @default loraAwareOpener(recipe): HF directories, `model+lora`, adapter directories */
+  /** Opens one input. @default withGgufInputs(loraAwareOpener(recipe)): HF directories, `.gguf` files, `model+lora`, adapter directories */
   readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;
 }
 
@@ -45,7 +46,7 @@ export async function mergeConfig(configPath: string, options: MergeConfigOption
   let recipe = parsed.recipe;
   if (options.outDtype !== undefined) recipe = { ...recipe, outDtype: options.outDtype };
   // HF directories open as usual; `model+lora` and adapter directories open as "model + adapter" (lora-merge.ts)
-  const open = options.openInput ?? loraAwareOpener(recipe, options.onEvent);
+  const open = options.openInput ?? withGgufInputs(loraAwareOpener(recipe, options.onEvent)); // .gguf inputs: formats/gguf
   const opened: Checkpoint[] = [];
   try {
     for (const input of recipeInputs(recipe)) opened.push(await open(input));

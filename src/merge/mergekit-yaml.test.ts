@@ -107,7 +107,7 @@ models:
 `);
   assert.deepEqual(got, [
     "modles: unknown key modles: expected one of merge_method, models, slices, base_model, parameters, dtype, out_dtype, tokenizer_source, tokenizer, chat_template, modules, name | did you mean models?",
-    "merge_method: unknown merge method dare-ties: expected one of linear, task_arithmetic, slerp, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock, passthrough | did you mean dare_ties?",
+    "merge_method: unknown merge method dare-ties: expected one of linear, task_arithmetic, slerp, ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, model_stock, passthrough, resta, safemerge | did you mean dare_ties?",
   ]);
   const got2 = problems(`
 merge_method: slerp

@@ -410,7 +410,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     {
       method: method.name,
       ...(baseInput === undefined ? {} : { base: baseInput }),
-      models: models.map((m) => input(m.e, m.params)),
+      models: models.map((m) => input(m.e, m.params, typeof m.params.role === "string" ? m.params.role : undefined)), // safety roles (resta, safemerge) label the inputs
       params: globalParams,
       outDtype,
       seed: options.seed ?? 0,

@@ -10,6 +10,7 @@
 import { isFloatDtype, OUT_DTYPES, DTYPE_BYTES, type Dtype, type OutDtype } from "../core/dtype.ts";
 import { formatShape, numelOf, type Checkpoint, type TensorMeta } from "../core/tensor.ts";
 import { ConfigError, IncompatibleModelsError, InternalError } from "../errors.ts";
+import { TOKENIZER_FILE_NAMES } from "../formats/hf-dir/checkpoint.ts";
 import type { MergeMethod, ResolvedParams, TensorContext } from "./methods/types.ts";
 import { METHODS, getMethod } from "./methods/registry.ts";
 import { assertParams, didYouMean, resolveParams } from "./params.ts";
@@ -102,19 +103,7 @@ export interface PlanIssue {
 }
 
 /** Tokenizer-ish files that follow the vocabulary donor under `vocabPolicy: tuned`. */
-const TOKENIZER_FILES = new Set([
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "tokenizer.model",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "vocab.json",
-  "vocab.txt",
-  "merges.txt",
-  "spiece.model",
-  "chat_template.jinja",
-  "chat_template.json",
-]);
+const TOKENIZER_FILES: ReadonlySet<string> = new Set(TOKENIZER_FILE_NAMES);
 
 /** torch dtype names for config.json. */
 const TORCH_DTYPE: Readonly<Record<OutDtype, string>> = { BF16: "bfloat16", F16: "float16", F32: "float32" };

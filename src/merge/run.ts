@@ -19,7 +19,7 @@ import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
 import { modelIdentity, type FileIdentity } from "./identity.ts";
-import type { Chunk, MergeMethod } from "./methods/types.ts";
+import type { Chunk, MergeMethod, TensorReport } from "./methods/types.ts";
 import { getMethod } from "./methods/registry.ts";
 import { findUnexplainedNonFinite } from "./methods/finite.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
@@ -68,6 +68,14 @@ export interface MergeSummary {
   /** Files written in `out` (weights, index, config, carried files, README.md). */
   readonly files: readonly string[];
   readonly warnings: readonly string[];
+  /** Per-tensor reports of methods that make decisions (e.g. safemerge's ρ and gate), in tensor order; absent when none. */
+  readonly tensorReports?: readonly NamedTensorReport[];
+}
+
+/** A method's report for one tensor (methods/types.ts `report`), with the tensor name. */
+export interface NamedTensorReport {
+  readonly tensor: string;
+  readonly values: TensorReport;
 }
 
 function checkAborted(signal: AbortSignal | undefined): void {
@@ -133,6 +141,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       plan,
     });
     let weightFiles: string[];
+    const tensorReports: NamedTensorReport[] = [];
     try {
       const largest = plan.tensors.reduce((m, t) => Math.max(m, t.numel), 0);
       const bufElems = Math.max(1, Math.min(maxChunk, largest));
@@ -199,6 +208,8 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
           await emit(dtype, n);
           onEvent({ kind: "progress", done, total: plan.totalBytes, label: t.name });
         }
+        const report = method.report?.(stats, t.ctx, t.params);
+        if (report !== undefined) tensorReports.push({ tensor: t.name, values: report });
         if (t.tail !== undefined) {
           const tailSrc = source(t.tail);
           const tailStep = chunkLength(t.shape, bufElems);
@@ -229,6 +240,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       totalBytes: plan.totalBytes,
       files: files.sort(),
       warnings: plan.warnings,
+      ...(tensorReports.length > 0 ? { tensorReports } : {}),
     });
     if (isFile) return summary([basename(outAbs)]);
     const files = [...weightFiles];
@@ -256,6 +268,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
         version: VERSION,
         commandLine: options.commandLine,
         files,
+        tensorReports,
       });
       try {
         await writeFile(join(dir, "README.md"), card);

@@ -5,6 +5,7 @@
 import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import type { MergeSummary } from "../../merge/run.ts";
+import type { SinkFactory } from "../../merge/sink.ts";
 
 /** Raw commander options of `realign merge` (validated in runMergeCommand). */
 export interface MergeFlags {
@@ -53,6 +54,9 @@ export function formatMergeSummary(s: MergeSummary): string {
     `  ${s.tensorCount} tensors, ${formatBytes(s.totalBytes)} in ${weights.length} weight file${weights.length === 1 ? "" : "s"}`,
     `  wrote ${s.out}`,
   ];
+  const reports = s.tensorReports ?? [];
+  const gated = reports.filter((r) => r.values.gated === true).length;
+  if (reports.length > 0) lines.splice(3, 0, `  ${reports.length} tensors measured${reports.some((r) => "gated" in r.values) ? `, ${gated} gated toward the aligned model` : ""} (per-tensor table in README.md)`);
   return lines.join("\n");
 }
 
@@ -80,6 +84,18 @@ function parseSeed(text: string | undefined): number {
   return n;
 }
 
+/** --out-format / --gguf-type / --tokenizer-pre → mergeRecipe/mergeConfig options (GGUF sink, one-file mode). */
+async function ggufOutputOptions(flags: MergeFlags): Promise<{ sink?: SinkFactory; outputKind?: "directory" | "file" }> {
+  if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
+  }
+  if ((flags.ggufType !== undefined || flags.tokenizerPre !== undefined) && flags.outFormat !== "gguf") {
+    throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
+  }
+  const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
+  return ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
+}
+
 /** `realign merge --config merge.yml [--explain] [--seed N] --out DIR` (mergekit YAML; see docs/yaml.md). */
 async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise<void> {
   for (const [flag, v] of [["--aligned", flags.aligned], ["--tuned", flags.tuned], ["--lambda", flags.lambda], ["--safe-lora", flags.safeLora]] as const) {
@@ -96,6 +112,7 @@ async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise
   if (flags.outDtype !== undefined && outDtype === undefined) throw new UsageError("cli.bad_dtype", `--out-dtype: got ${flags.outDtype}, expected bf16, f16 or f32`);
   const maxShardBytes = parseByteSize(flags.maxShardSize);
   if (maxShardBytes === undefined) throw new UsageError("cli.bad_size", `--max-shard-size: got ${flags.maxShardSize}, expected a size such as 5GB, 500MB or a number of bytes`);
+  const ggufOutput = await ggufOutputOptions(flags);
   const { mergeConfig } = await import("../../merge/merge-config.ts");
   const { formatExplanation } = await import("../../merge/explain.ts");
   const { createProgress } = await import("../render.ts");
@@ -113,6 +130,7 @@ async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise
       signal: cliSignal,
       onEvent: progress.onEvent,
       commandLine: commandLineOf(process.argv.slice(2)),
+      ...ggufOutput,
     });
   } finally {
     progress.stop();
@@ -159,15 +177,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.vocabPolicy !== "error" && flags.vocabPolicy !== "tuned") {
     throw new UsageError("cli.bad_vocab_policy", `--vocab-policy: got ${flags.vocabPolicy}, expected error or tuned`);
   }
-  if (flags.outFormat !== "safetensors" && flags.outFormat !== "gguf") {
-    throw new UsageError("cli.bad_out_format", `--out-format: got ${flags.outFormat}, expected safetensors or gguf`);
-  }
-  if ((flags.ggufType !== undefined || flags.tokenizerPre !== undefined) && flags.outFormat !== "gguf") {
-    throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
-  }
-  // GGUF output (sink, one-file mode) and .gguf inputs (src/convert/merge-io.ts)
-  const { ggufMergeOptions, withGgufInputs } = await import("../../convert/merge-io.ts");
-  const ggufOutput = await ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
+  const ggufOutput = await ggufOutputOptions(flags);
+  const { withGgufInputs } = await import("../../convert/merge-io.ts");
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir

@@ -9,6 +9,7 @@
  * any other ggml type is refused when the file is opened, naming the tensor.
  */
 import { resolve } from "node:path";
+import { openCheckpoint } from "../hf-dir/checkpoint.ts";
 import type { Dtype } from "../../core/dtype.ts";
 import type { Checkpoint, TensorMeta, TensorSource } from "../../core/tensor.ts";
 import { FormatError, InputError } from "../../errors.ts";
@@ -188,4 +189,12 @@ export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> 
     file.close();
     throw e;
   }
+}
+
+/**
+ * Wraps an input opener so `.gguf` files open as GGUF checkpoints; everything else goes to `open`
+ * (default: a Hugging Face directory). Compose: `withGgufInputs(loraAwareOpener(…))`.
+ */
+export function withGgufInputs<I extends { path: string }>(open: (input: I) => Promise<Checkpoint> = (i) => openCheckpoint(i.path)): (input: I) => Promise<Checkpoint> {
+  return (input) => (input.path.toLowerCase().endsWith(".gguf") ? openGgufCheckpoint(input.path) : open(input));
 }

@@ -13,8 +13,8 @@ import { FormatError, InputError, InternalError, fsError } from "../../errors.ts
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME, parseIndexJson } from "../safetensors/index-json.ts";
 import { openSafetensors, type SafetensorsFile } from "../safetensors/read.ts";
 
-/** Files copied from a donor checkpoint into a merged output (mergekit's list plus common vocab files). */
-export const CARRY_FILE_NAMES = [
+/** Tokenizer and chat-template files: they follow the vocabulary donor (`--vocab-policy tuned`). */
+export const TOKENIZER_FILE_NAMES = [
   "tokenizer.json",
   "tokenizer_config.json",
   "tokenizer.model",
@@ -26,6 +26,11 @@ export const CARRY_FILE_NAMES = [
   "spiece.model",
   "chat_template.jinja",
   "chat_template.json",
+] as const;
+
+/** Files copied from a donor checkpoint into a merged output (mergekit's list plus common vocab files). */
+export const CARRY_FILE_NAMES = [
+  ...TOKENIZER_FILE_NAMES,
   "generation_config.json",
   "preprocessor_config.json",
   "processor_config.json",

@@ -196,6 +196,8 @@ const EVERY: Record<string, ResolvedParams> = {
   della_linear: P({}, { weight: 0.6, density: 0.4, epsilon: 0.1 }, { weight: 0.4, density: 0.5, epsilon: 0.2 }),
   model_stock: P({ filter_wise: true }, {}, {}),
   passthrough: P({}, {}),
+  resta: P({ beta: 0.7, density: 0.6 }, { role: "tuned" }, { role: "unaligned" }),
+  safemerge: P({ threshold: 0.99, safe_weight: 0.3, targets: "all", max_inner: 8192 }, { role: "tuned" }, { role: "unaligned" }),
 };
 
 test("every registered method gives the same bytes in one chunk or many (sizes 1, 5, 16, 37)", () => {

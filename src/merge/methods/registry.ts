@@ -12,6 +12,8 @@ import { della } from "./della.ts";
 import { dellaLinear } from "./della-linear.ts";
 import { modelStock } from "./model-stock.ts";
 import { passthrough } from "./passthrough.ts";
+import { resta } from "./resta.ts";
+import { safemerge } from "./safemerge.ts";
 
 export const METHODS: Readonly<Record<string, MergeMethod<any>>> = {
   linear,
@@ -26,6 +28,8 @@ export const METHODS: Readonly<Record<string, MergeMethod<any>>> = {
   della_linear: dellaLinear,
   model_stock: modelStock,
   passthrough,
+  resta,
+  safemerge,
 };
 
 export function getMethod(name: string): MergeMethod<any> | undefined {

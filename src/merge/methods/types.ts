@@ -95,4 +95,13 @@ export interface MergeMethod<S = unknown> {
   endPass(pass: number, stats: S, ctx: TensorContext, params: ResolvedParams): void | boolean;
   /** Writes the merged values of this chunk into `out` (same length as the inputs). */
   kernel(chunk: Chunk, out: Float32Array, stats: S, ctx: TensorContext, params: ResolvedParams): void;
+  /**
+   * Optional: what the method decided for one tensor (e.g. safemerge's cosine ρ and whether it gated the
+   * tensor), called once after the tensor's kernel. runMerge lists the reports in the model card and the
+   * merge summary (`tensorReports`). undefined ⇒ nothing to report for this tensor.
+   */
+  report?(stats: S, ctx: TensorContext, params: ResolvedParams): TensorReport | undefined;
 }
+
+/** Per-tensor facts a method reports (values printed as they are). */
+export type TensorReport = Readonly<Record<string, ParamValue>>;
