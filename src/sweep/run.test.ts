@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,8 +43,15 @@ function fakeSteps(log: { prepared: string[]; evaluated: string[] }, options: { 
   };
 }
 
+const made: string[] = [];
+after(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), "realign-sweep-test-"));
+  const d = mkdtempSync(join(tmpdir(), "realign-sweep-test-"));
+  made.push(d);
+  return d;
 }
 
 test("runSweep: every distinct model evaluated once, points saved, weights deleted, report built", async () => {
