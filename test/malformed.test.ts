@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildHfDir, buildRaw, buildSafetensors, llamaConfig, type BuildTensor } from "./builders/safetensors.ts";
+import { buildHfDir, buildRaw, buildSafetensors, concat, llamaConfig, type BuildTensor } from "./builders/safetensors.ts";
 import { runCli } from "./builders/cli.ts";
 
 const W: Record<string, BuildTensor> = {
@@ -17,6 +17,14 @@ const W: Record<string, BuildTensor> = {
 };
 const good = (): Uint8Array => buildSafetensors(W, { format: "pt" });
 const data16 = new Uint8Array(16);
+
+/** good() with its header followed by 4 spaces of padding, but the length prefix not counting them: the
+ * header length was shortened into the padding, so the JSON still parses and every tensor would shift. */
+function shortHeaderLength(): Uint8Array {
+  const g = good();
+  const n = Number(new DataView(g.buffer, g.byteOffset).getBigUint64(0, true));
+  return concat([g.subarray(0, 8 + n), new TextEncoder().encode("    "), g.subarray(8 + n)]);
+}
 
 /** Each row writes a broken tuned model into `dir`. */
 const ROWS: { name: string; code: string; build: (dir: string) => void }[] = [
@@ -43,6 +51,24 @@ const ROWS: { name: string; code: string; build: (dir: string) => void }[] = [
         files: {
           "model.safetensors": buildRaw(
             { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } },
+            data16,
+          ),
+        },
+      }),
+  },
+  {
+    name: "header length shortened into the header's padding (tensors would read shifted)",
+    code: "safetensors.data_gap",
+    build: (d) => buildHfDir(d, { files: { "model.safetensors": shortHeaderLength() } }),
+  },
+  {
+    name: "gap between tensors",
+    code: "safetensors.data_gap",
+    build: (d) =>
+      buildHfDir(d, {
+        files: {
+          "model.safetensors": buildRaw(
+            { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [1], data_offsets: [12, 16] } },
             data16,
           ),
         },

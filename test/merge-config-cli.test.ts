@@ -39,3 +39,11 @@ test("config problems: exit 2, every problem listed, no output directory", async
   });
   assert.equal(existsSync(out), false);
 });
+
+test("--vocab-policy with --config is refused (exit 2) and points to tokenizer_source, instead of being ignored", () => {
+  const out = join(dir, "out-vocab");
+  const r = cli("--config", "examples/recipes/ties.yml", "--out", out, "--vocab-policy", "tuned");
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^realign: --vocab-policy cannot be combined with --config\n  hint: set tokenizer_source: <the model that added tokens> in the config file\n$/);
+  assert.equal(existsSync(out), false);
+});

@@ -82,12 +82,18 @@ async function merge(
 ): Promise<{ dir: string; cleanup: () => void }> {
   const root = mkdtempSync(join(tmpdir(), "realign-org-"));
   const dir = join(root, "out");
-  await mergeRecipe(recipeFromFlags({ aligned: ALIGNED, tuned: o.tuned ?? TUNED, lambda, method: o.method, vocabPolicy: o.vocabPolicy }), {
-    out: dir,
-    chunkElems: o.chunkElems,
-    maxShardBytes: o.maxShardBytes,
-  });
-  return { dir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+  const cleanup = (): void => rmSync(root, { recursive: true, force: true });
+  try {
+    await mergeRecipe(recipeFromFlags({ aligned: ALIGNED, tuned: o.tuned ?? TUNED, lambda, method: o.method, vocabPolicy: o.vocabPolicy }), {
+      out: dir,
+      chunkElems: o.chunkElems,
+      maxShardBytes: o.maxShardBytes,
+    });
+  } catch (e) {
+    cleanup(); // a refused merge (the vocabulary test) must not leave its temp root behind
+    throw e;
+  }
+  return { dir, cleanup };
 }
 
 const aligned = readDir(ALIGNED);

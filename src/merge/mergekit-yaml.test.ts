@@ -211,3 +211,13 @@ dtype: float16
 `);
   assert.deepEqual(ties.recipe.models.map((m) => m.params.weight), [1, [0, 0.3, 0.7, 1], [{ filter: "mlp", value: 0.5 }, { value: 0 }]]);
 });
+
+test("an empty or comment-only config is config.empty, not an internal error", () => {
+  for (const text of ["", "\n", "# just a comment\n"]) {
+    assert.throws(
+      () => parseMergekitYaml(text, { file: "m.yml" }),
+      (e: unknown) => e instanceof ConfigError && e.code === "config.empty" && e.message === "merge config m.yml is empty",
+      JSON.stringify(text),
+    );
+  }
+});

@@ -201,7 +201,13 @@ export function throwIssues(issues: readonly ConfigIssue[], file: string): void 
 export function parseMergekitYaml(text: string, options: ParseMergekitOptions = {}): MergekitConfig {
   const file = options.file ?? "config";
   const docs = parseAllDocuments(text);
-  if (!Array.isArray(docs)) throw new ConfigError("config.empty", `merge config ${file} is empty`, { details: { file } });
+  // an empty or comment-only file parses to zero documents
+  if (!Array.isArray(docs) || docs.length === 0 || docs.every((d) => d.contents === null && d.errors.length === 0)) {
+    throw new ConfigError("config.empty", `merge config ${file} is empty`, {
+      details: { file },
+      hint: "write merge_method, base_model and models (see docs/yaml.md and examples/recipes/)",
+    });
+  }
   if (docs.length > 1) {
     throw new ConfigError("config.multi_document", `merge config ${file}: got ${docs.length} YAML documents, expected one`, {
       details: { file },

@@ -273,7 +273,7 @@ export function planMerge(recipe: Recipe, inputs: readonly CheckpointInventory[]
           code: "merge.vocab_mismatch",
           tensor: name,
           message: `tensor ${name}: vocabulary grew, shape ${shapeText}`,
-          hint: "a model added tokens; pass --vocab-policy tuned to merge the shared rows, copy the new rows and use that model's tokenizer",
+          hint: "a model added tokens; pass --vocab-policy tuned (in a merge config: tokenizer_source: <that model>) to merge the shared rows, copy the new rows and use that model's tokenizer",
         });
         continue;
       }

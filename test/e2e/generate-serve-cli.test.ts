@@ -37,6 +37,12 @@ test("realign generate: usage errors exit 2 with one line", async () => {
   assert.match(bad.stderr, /--temperature/);
 });
 
+test("realign serve --port out of range: exit 2 with one line, not an internal error", async () => {
+  const r = await runCli(["serve", "--model", STORIES, "--port", "99999"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr.trim(), 'realign: --port: got "99999", expected an integer from 0 to 65535');
+});
+
 test("realign serve --port 0 answers /v1/completions and stops cleanly on SIGINT", async () => {
   const child = spawn(process.execPath, [BIN, "serve", "--model", STORIES, "--port", "0", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";

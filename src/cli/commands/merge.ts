@@ -102,6 +102,9 @@ async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise
     if (v !== undefined) throw new UsageError("cli.conflicting_flags", `${flag} cannot be combined with --config`, { hint: "put the models and parameters in the config file" });
   }
   if (flags.method !== "linear") throw new UsageError("cli.conflicting_flags", "--method cannot be combined with --config", { hint: "set merge_method in the config file" });
+  if (flags.vocabPolicy !== "error") {
+    throw new UsageError("cli.conflicting_flags", "--vocab-policy cannot be combined with --config", { hint: "set tokenizer_source: <the model that added tokens> in the config file" });
+  }
   const seed = parseSeed(flags.seed);
   if (flags.explain !== true && (flags.out === undefined || flags.out === "")) {
     throw new UsageError("cli.missing_flag", "missing required flag --out", { hint: "usage: realign merge --config merge.yml --out <dir>  (or --explain to print the plan)" });

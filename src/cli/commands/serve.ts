@@ -4,6 +4,7 @@
  * in-flight ones, unloads the model and removes temp files. Declares flags and lazily imports src/eval.
  */
 import type { Command } from "commander";
+import { UsageError } from "../../errors.ts";
 import { addModelFlags, intFlag, modelOptionsOf, type ModelFlags } from "../model-flags.ts";
 
 const USAGE = "realign serve --model <gguf|HF dir> [--port 8080] [--host 127.0.0.1]";
@@ -19,6 +20,7 @@ export interface ServeFlags extends ModelFlags {
 export async function runServeCommand(flags: ServeFlags): Promise<void> {
   const modelOptions = modelOptionsOf(flags, USAGE);
   const port = intFlag("port", flags.port, 0) ?? 8080;
+  if (port > 65535) throw new UsageError("cli.bad_flag", `--port: got ${JSON.stringify(flags.port)}, expected an integer from 0 to 65535`);
   const defaultMaxTokens = intFlag("max-tokens", flags.maxTokens, 1);
   const { openModel } = await import("../../eval/model-source.ts");
   const { startServer } = await import("../../eval/serve.ts");

@@ -5,8 +5,11 @@
  * JSON `{name: {dtype, shape, data_offsets: [begin, end)}, "__metadata__"?: {string: string}}`, then the
  * data section. Offsets are relative to the start of the data section. Everything is validated before any
  * tensor byte is read: dtype known, shape product × dtype size == end − begin (BigInt, no 32-bit
- * arithmetic), offsets inside the file and non-overlapping, metadata string→string. Gaps between tensors and
- * an unaligned data start (header lengths that are not multiples of 8) are accepted, as readers must.
+ * arithmetic), offsets inside the file and non-overlapping, metadata string→string. As in the reference
+ * implementation (safetensors `Metadata::validate`: InvalidOffset, MetadataIncompleteBuffer), the tensors must
+ * cover the data section exactly: no gap between tensors and no bytes after the last one. This catches a
+ * corrupted header length that still parses (shortened into the header's space padding), which would
+ * otherwise shift every tensor. An unaligned data start (header length not a multiple of 8) is accepted.
  */
 import { DTYPE_BYTES, isDtype, type Dtype } from "../../core/dtype.ts";
 import { FormatError } from "../../errors.ts";
@@ -88,7 +91,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * @param fileSize total file size in bytes (offsets must fit in fileSize − 8 − N).
  * @throws FormatError with codes `safetensors.bad_json`, `safetensors.bad_metadata`, `safetensors.bad_entry`,
  *   `safetensors.bad_dtype`, `safetensors.bad_shape`, `safetensors.bad_offsets`, `safetensors.size_mismatch`,
- *   `safetensors.offset_out_of_range`, `safetensors.offsets_overlap`, `safetensors.too_many_tensors`.
+ *   `safetensors.offset_out_of_range`, `safetensors.offsets_overlap`, `safetensors.data_gap`, `safetensors.too_many_tensors`.
  */
 export function parseHeaderJson(json: Uint8Array, headerByteLength: number, fileSize: number, file: string): SafetensorsHeader {
   let parsed: unknown;
@@ -177,6 +180,7 @@ export function parseHeaderJson(json: Uint8Array, headerByteLength: number, file
   }
   const ordered = [...tensors].sort((a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1]);
   let prev: SafetensorsTensorInfo | undefined;
+  let covered = 0;
   for (const t of ordered) {
     if (t.byteLength === 0) continue;
     if (prev !== undefined && t.dataOffsets[0] < prev.dataOffsets[1]) {
@@ -187,7 +191,24 @@ export function parseHeaderJson(json: Uint8Array, headerByteLength: number, file
         { tensor: t.name, other: prev.name },
       );
     }
+    if (t.dataOffsets[0] > covered) {
+      fail(
+        "safetensors.data_gap",
+        file,
+        `tensor ${t.name}: data_offsets start at ${t.dataOffsets[0]}, expected ${covered} (the end of the previous tensor); the tensors must cover the data section without gaps`,
+        { tensor: t.name, got: t.dataOffsets[0], expected: covered },
+      );
+    }
+    covered = t.dataOffsets[1];
     prev = t;
+  }
+  if (covered !== dataSize) {
+    fail(
+      "safetensors.data_gap",
+      file,
+      `data section is ${dataSize} bytes but the tensors end at byte ${covered}; the header length or the offsets are wrong`,
+      { got: dataSize, expected: covered },
+    );
   }
   return { headerByteLength, dataStart, metadata, tensors: ordered };
 }
