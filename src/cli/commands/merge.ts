@@ -1,13 +1,137 @@
+/**
+ * `realign merge`: θ = (1−λ)·θ_aligned + λ·θ_tuned over two Hugging Face checkpoints (flags form).
+ * Declares flags, normalises them into a Recipe, and lazily imports the merge library.
+ */
 import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
+import type { MergeSummary } from "../../merge/run.ts";
 
-/** `realign merge`: not implemented yet (placeholder registered so --help lists it). */
+export interface MergeFlags {
+  aligned?: string;
+  tuned?: string;
+  lambda?: string;
+  out?: string;
+  method: string;
+  outDtype?: string;
+  maxShardSize: string;
+  vocabPolicy: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+/** Human-readable byte count (decimal units, as shard sizes are given). */
+export function formatBytes(n: number): string {
+  if (n < 1e3) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n / 1e3;
+  let i = 0;
+  while (v >= 1e3 && i < units.length - 1) {
+    v /= 1e3;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/** The summary a person reads after a merge. */
+export function formatMergeSummary(s: MergeSummary): string {
+  const weights = s.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf"));
+  const lines = [
+    `merged ${s.inputs.map((i) => `${i.label} ${i.path}`).join(" + ")}`,
+    `  method ${s.method}${s.lambda === undefined ? "" : `, λ = ${s.lambda}`}, dtype ${s.outDtype ?? "mixed"}`,
+    `  ${s.tensorCount} tensors, ${formatBytes(s.totalBytes)} in ${weights.length} weight file${weights.length === 1 ? "" : "s"}`,
+    `  wrote ${s.out}`,
+  ];
+  return lines.join("\n");
+}
+
+/** Shell-quotes argv for the model card's command line. */
+export function commandLineOf(argv: readonly string[]): string {
+  return ["realign", ...argv].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}
+
+function required(value: string | undefined, flag: string): string {
+  if (value === undefined || value === "") {
+    throw new UsageError("cli.missing_flag", `missing required flag ${flag}`, {
+      hint: "usage: realign merge --aligned <dir> --tuned <dir> --lambda <0..1> --out <dir>",
+    });
+  }
+  return value;
+}
+
+/** Validates flags and runs the merge. */
+export async function runMergeCommand(flags: MergeFlags): Promise<void> {
+  const { parseOutDtype } = await import("../../core/dtype.ts");
+  const { parseByteSize } = await import("../../core/size.ts");
+  const aligned = required(flags.aligned, "--aligned");
+  const tuned = required(flags.tuned, "--tuned");
+  const lambdaText = required(flags.lambda, "--lambda");
+  const out = required(flags.out, "--out");
+  const lambda = Number(lambdaText);
+  if (lambdaText.trim() === "" || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
+    throw new UsageError("cli.bad_lambda", `--lambda: got ${lambdaText}, expected a number from 0 to 1`, {
+      hint: "λ is the weight on the tuned model: 0 = aligned, 1 = tuned; the paper found λ ≈ 0.5–0.6 a good trade-off; sweep λ to choose",
+    });
+  }
+  if (flags.method !== "linear" && flags.method !== "task_arithmetic") {
+    throw new UsageError("cli.bad_method", `--method: got ${flags.method}, expected linear or task_arithmetic`, {
+      hint: "both give identical bytes for one tuned model; other methods take a recipe file",
+    });
+  }
+  let outDtype;
+  if (flags.outDtype !== undefined) {
+    outDtype = parseOutDtype(flags.outDtype);
+    if (outDtype === undefined) {
+      throw new UsageError("cli.bad_dtype", `--out-dtype: got ${flags.outDtype}, expected bf16, f16 or f32`);
+    }
+  }
+  const maxShardBytes = parseByteSize(flags.maxShardSize);
+  if (maxShardBytes === undefined) {
+    throw new UsageError("cli.bad_size", `--max-shard-size: got ${flags.maxShardSize}, expected a size such as 5GB, 500MB or a number of bytes`);
+  }
+  if (flags.vocabPolicy !== "error" && flags.vocabPolicy !== "tuned") {
+    throw new UsageError("cli.bad_vocab_policy", `--vocab-policy: got ${flags.vocabPolicy}, expected error or tuned`);
+  }
+  const { recipeFromFlags } = await import("../../merge/recipe.ts");
+  const { mergeRecipe } = await import("../../merge/run.ts");
+  const { createProgress } = await import("../render.ts");
+  const { cliSignal } = await import("../signal.ts");
+  const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy });
+  const progress = await createProgress({ quiet: flags.json === true });
+  let summary: MergeSummary;
+  try {
+    summary = await mergeRecipe(recipe, {
+      out,
+      force: flags.force === true,
+      maxShardBytes,
+      signal: cliSignal,
+      onEvent: progress.onEvent,
+      commandLine: commandLineOf(process.argv.slice(2)),
+    });
+  } finally {
+    progress.stop();
+  }
+  process.stdout.write((flags.json ? JSON.stringify(summary) : formatMergeSummary(summary)) + "\n");
+}
+
 export function register(program: Command): void {
   program
     .command("merge")
-    .description("(not implemented yet)")
-    .allowUnknownOption()
-    .action(() => {
-      throw new UsageError("cli.not_implemented", "realign merge is not implemented yet");
+    .description("merge a fine-tuned model with its aligned model: θ = (1−λ)·θ_aligned + λ·θ_tuned")
+    .option("--aligned <dir>", "safety-aligned model (Hugging Face directory with safetensors)")
+    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one")
+    .option("--lambda <x>", "weight on the tuned model, 0..1 (0 = aligned, 1 = tuned)")
+    .option("--out <dir>", "output directory (written atomically)")
+    .option("--method <name>", "linear | task_arithmetic (identical bytes for one tuned model)", "linear")
+    .option("--out-dtype <dtype>", "bf16 | f16 | f32 (default: the aligned model's)")
+    .option("--max-shard-size <size>", "largest output shard, e.g. 5GB, 500MB or bytes", "5GB")
+    .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
+    .option("--force", "replace --out if it exists")
+    .option("--json", "print a machine-readable summary")
+    .addHelpText(
+      "after",
+      "\nExample:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n",
+    )
+    .action(async (flags: MergeFlags) => {
+      await runMergeCommand(flags);
     });
 }

@@ -1,0 +1,228 @@
+/**
+ * Writing safetensors: one file streamed tensor by tensor (header first, computed from the declared
+ * tensors), and a sharded writer that splits tensors into HF-named shards up to a byte budget and writes
+ * `model.safetensors.index.json`. Data must arrive in the declared order; sizes are checked as it arrives.
+ */
+import { open, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { DTYPE_BYTES, type Dtype } from "../../core/dtype.ts";
+import { numelOf } from "../../core/tensor.ts";
+import { InternalError, fsError } from "../../errors.ts";
+import { INDEX_FILE_NAME, SINGLE_FILE_NAME, shardFileName, toIndexJson } from "./index-json.ts";
+
+/** A tensor to be written: its header entry. `byteLength` = numel × dtype size. */
+export interface OutputTensorInfo {
+  readonly name: string;
+  readonly dtype: Dtype;
+  readonly shape: readonly number[];
+}
+
+/** Bytes of a tensor's data (safe beyond 4 GiB: plain Number arithmetic, no 32-bit ops). */
+export function tensorByteLength(t: OutputTensorInfo): number {
+  return numelOf(t.shape) * DTYPE_BYTES[t.dtype];
+}
+
+/**
+ * Header bytes for `tensors` laid out contiguously in the given order, `__metadata__` first, JSON padded
+ * with spaces so the data section starts 8-byte aligned (as the reference writer does).
+ * @returns the complete prefix (8-byte length + JSON) and the total data length.
+ */
+export function buildHeader(
+  tensors: readonly OutputTensorInfo[],
+  metadata: Readonly<Record<string, string>> | undefined,
+): { prefix: Uint8Array; dataByteLength: number } {
+  const obj: Record<string, unknown> = {};
+  if (metadata !== undefined) obj.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === "__metadata__" || Object.prototype.hasOwnProperty.call(obj, t.name)) {
+      throw new InternalError(`duplicate or reserved tensor name ${t.name} in safetensors writer`);
+    }
+    const n = tensorByteLength(t);
+    obj[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let json = JSON.stringify(obj);
+  const jsonBytes = new TextEncoder().encode(json).length;
+  const pad = (8 - (jsonBytes % 8)) % 8;
+  json += " ".repeat(pad);
+  const body = new TextEncoder().encode(json);
+  const prefix = new Uint8Array(8 + body.length);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(body.length), true);
+  prefix.set(body, 8);
+  return { prefix, dataByteLength: offset };
+}
+
+/** Streams the data of declared tensors, in order, into one file. */
+export interface SafetensorsFileWriter {
+  readonly path: string;
+  /** Appends data bytes (any split; must follow declared order and sizes). */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Checks every declared byte arrived, fsyncs and closes. */
+  finish(): Promise<void>;
+  /** Closes without checks (the caller removes the temp output). */
+  abort(): Promise<void>;
+}
+
+/**
+ * Creates `path` and writes its header for `tensors`.
+ * @throws IoError/InputError (via fsError) if the file cannot be written.
+ */
+export async function createSafetensorsWriter(
+  path: string,
+  tensors: readonly OutputTensorInfo[],
+  metadata: Readonly<Record<string, string>> | undefined,
+): Promise<SafetensorsFileWriter> {
+  const { prefix, dataByteLength } = buildHeader(tensors, metadata);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, "w");
+    await fh.write(prefix, 0, prefix.length, null);
+  } catch (e) {
+    throw fsError(e, path, "writing safetensors file");
+  }
+  let written = 0;
+  let closed = false;
+  return {
+    path,
+    async write(bytes) {
+      if (written + bytes.length > dataByteLength) {
+        throw new InternalError(`safetensors writer for ${path}: got more data than declared (${written + bytes.length} > ${dataByteLength})`);
+      }
+      let done = 0;
+      try {
+        while (done < bytes.length) {
+          const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, null);
+          done += bytesWritten;
+        }
+      } catch (e) {
+        throw fsError(e, path, "writing safetensors file");
+      }
+      written += bytes.length;
+    },
+    async finish() {
+      if (written !== dataByteLength) {
+        throw new InternalError(`safetensors writer for ${path}: wrote ${written} data bytes, declared ${dataByteLength}`);
+      }
+      try {
+        await fh.sync();
+        await fh.close();
+      } catch (e) {
+        throw fsError(e, path, "writing safetensors file");
+      }
+      closed = true;
+    },
+    async abort() {
+      if (closed) return;
+      closed = true;
+      await fh.close().catch(() => {});
+    },
+  };
+}
+
+/** One planned shard: its HF file name and tensors (in write order). */
+export interface ShardPlan {
+  readonly fileName: string;
+  readonly tensors: readonly OutputTensorInfo[];
+  readonly dataByteLength: number;
+}
+
+/**
+ * Splits `tensors` (kept in order) into shards of at most `maxShardBytes` data bytes; a tensor larger than
+ * the budget gets a shard of its own (as transformers does). One shard → `model.safetensors`; otherwise
+ * `model-0000i-of-0000N.safetensors`. Zero tensors → one empty `model.safetensors`.
+ */
+export function planShards(tensors: readonly OutputTensorInfo[], maxShardBytes: number): ShardPlan[] {
+  const groups: { tensors: OutputTensorInfo[]; bytes: number }[] = [];
+  let cur: { tensors: OutputTensorInfo[]; bytes: number } | undefined;
+  for (const t of tensors) {
+    const n = tensorByteLength(t);
+    if (cur === undefined || (cur.tensors.length > 0 && cur.bytes + n > maxShardBytes)) {
+      cur = { tensors: [], bytes: 0 };
+      groups.push(cur);
+    }
+    cur.tensors.push(t);
+    cur.bytes += n;
+  }
+  if (groups.length === 0) groups.push({ tensors: [], bytes: 0 });
+  const total = groups.length;
+  return groups.map((g, i) => ({
+    fileName: total === 1 ? SINGLE_FILE_NAME : shardFileName(i + 1, total),
+    tensors: g.tensors,
+    dataByteLength: g.bytes,
+  }));
+}
+
+/** Writes a whole checkpoint's weights as shards + index, data arriving tensor by tensor in declared order. */
+export interface ShardedWriter {
+  readonly shards: readonly ShardPlan[];
+  /** Appends data for the current tensor (declared order across all shards); opens the next shard as needed. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Finishes the last shard and writes the index (when more than one shard). Returns the file names. */
+  finish(): Promise<{ files: string[]; totalSize: number }>;
+  abort(): Promise<void>;
+}
+
+export interface ShardedWriterOptions {
+  /** Largest data size of one shard, bytes. */
+  readonly maxShardBytes: number;
+  /** `__metadata__` of every shard (e.g. {format: "pt", …provenance}). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Extra `metadata` entries of the index json besides total_size. */
+  readonly indexMetadata?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Creates a sharded writer into directory `dir` (which must exist).
+ * Shard files are created lazily, so a failure leaves at most the current shard (the caller's temp dir).
+ */
+export function createShardedWriter(dir: string, tensors: readonly OutputTensorInfo[], options: ShardedWriterOptions): ShardedWriter {
+  const shards = planShards(tensors, options.maxShardBytes);
+  let shardIndex = -1;
+  let current: SafetensorsFileWriter | undefined;
+  let remaining = 0;
+  const totalSize = shards.reduce((s, p) => s + p.dataByteLength, 0);
+  const nextShard = async (): Promise<void> => {
+    if (current !== undefined) await current.finish();
+    shardIndex++;
+    const plan = shards[shardIndex];
+    if (plan === undefined) throw new InternalError("sharded writer: more data than declared");
+    current = await createSafetensorsWriter(join(dir, plan.fileName), plan.tensors, options.metadata);
+    remaining = plan.dataByteLength;
+  };
+  return {
+    shards,
+    async write(bytes) {
+      let off = 0;
+      while (off < bytes.length) {
+        while (current === undefined || remaining === 0) await nextShard();
+        const n = Math.min(remaining, bytes.length - off);
+        await current.write(off === 0 && n === bytes.length ? bytes : bytes.subarray(off, off + n));
+        remaining -= n;
+        off += n;
+      }
+    },
+    async finish() {
+      while (shardIndex < shards.length - 1) await nextShard();
+      if (current !== undefined) await current.finish();
+      current = undefined;
+      const files = shards.map((s) => s.fileName);
+      if (shards.length > 1) {
+        const weightMap: Record<string, string> = {};
+        for (const s of shards) for (const t of s.tensors) weightMap[t.name] = s.fileName;
+        const indexPath = join(dir, INDEX_FILE_NAME);
+        try {
+          await writeFile(indexPath, toIndexJson(weightMap, totalSize, options.indexMetadata));
+        } catch (e) {
+          throw fsError(e, indexPath, "writing index");
+        }
+        files.push(INDEX_FILE_NAME);
+      }
+      return { files, totalSize };
+    },
+    async abort() {
+      await current?.abort();
+      current = undefined;
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * The model card (README.md) written next to a merged checkpoint: what was merged (paths and file identities),
+ * how (method, λ, parameters, dtype), with which tool version and command line. Pure string builder.
+ */
+import { shortDtypeName } from "../core/dtype.ts";
+import { getMethod } from "./methods/registry.ts";
+import type { FileIdentity } from "./identity.ts";
+import type { MergePlan } from "./plan.ts";
+
+export interface CardInput {
+  readonly plan: MergePlan;
+  /** Identities of each input's weight files, in plan.inputs order. */
+  readonly identities: readonly (readonly FileIdentity[])[];
+  /** Tool name and version. */
+  readonly tool: string;
+  readonly version: string;
+  /** The command line that produced the merge, if run from the CLI. */
+  readonly commandLine?: string;
+  /** Output weight files. */
+  readonly files: readonly string[];
+}
+
+/** Renders README.md (YAML front matter for the Hub, then Markdown). */
+export function renderModelCard(c: CardInput): string {
+  const { plan } = c;
+  const method = getMethod(plan.method);
+  const lambda = plan.recipe.lambda;
+  const dtype = plan.outDtype === undefined ? "mixed (per tensor)" : shortDtypeName(plan.outDtype);
+  const lines: string[] = [];
+  lines.push("---", "library_name: transformers", "tags:", "  - merge", "  - realign", "  - safety", "---", "");
+  lines.push(`# Merged checkpoint (${c.tool} ${c.version})`, "");
+  if (lambda !== undefined) {
+    lines.push(
+      `θ = (1 − λ)·θ_aligned + λ·θ_tuned with λ = ${lambda} (weight on the fine-tuned model; 0 = aligned, 1 = tuned),`,
+      "the safety-restoring merge of Farn et al., *Safeguard Fine-Tuned LLMs Through Pre- and Post-Tuning Model Merging*",
+      "(arXiv [2412.19512](https://arxiv.org/abs/2412.19512)). Arithmetic in float32, rounded to the output dtype",
+      "with round-to-nearest-even.",
+      "",
+    );
+  }
+  lines.push("## Inputs", "", "| role | path | weight files (identity) |", "|---|---|---|");
+  plan.inputs.forEach((inp, i) => {
+    const ids = (c.identities[i] ?? []).map((f) => `\`${f.file}\` ${f.byteLength} B ${f.kind}:\`${f.hex}\``).join("<br>");
+    lines.push(`| ${inp.label} | \`${inp.path}\` | ${ids} |`);
+  });
+  lines.push(
+    "",
+    "`sha256` is the SHA-256 of the whole file (as `sha256sum` and the Hub's LFS oid). Files over 256 MiB get",
+    "`header-sha256`: the SHA-256 of the safetensors length prefix and JSON header only, which fixes every tensor's",
+    "name, dtype, shape and offsets but not the weight values.",
+    "",
+    "## Merge",
+    "",
+    `- method: \`${plan.method}\`${method ? ` (${method.paperUrl})` : ""}`,
+  );
+  if (lambda !== undefined) lines.push(`- λ (lambda): ${lambda}`);
+  const g = plan.recipe.params;
+  if (Object.keys(g).length > 0) lines.push(`- parameters: ${Object.entries(g).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  plan.recipe.models.forEach((m, i) => {
+    if (Object.keys(m.params).length > 0) {
+      lines.push(`- ${m.label ?? `model ${i}`}: ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+    }
+  });
+  lines.push(`- output dtype: ${dtype}`, `- seed: ${plan.recipe.seed}`, `- tensors: ${plan.tensors.length}, ${plan.totalBytes} bytes in ${c.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf")).length} file(s)`);
+  if (plan.recipe.vocabPolicy !== "error") lines.push(`- vocabulary policy: ${plan.recipe.vocabPolicy}`);
+  for (const w of plan.warnings) lines.push(`- note: ${w}`);
+  lines.push(`- tool: ${c.tool} ${c.version}`);
+  if (c.commandLine !== undefined) lines.push("", "## Command", "", "```", c.commandLine, "```");
+  lines.push("");
+  return lines.join("\n");
+}

@@ -1,0 +1,110 @@
+/**
+ * Resolving a method's parameters for one tensor: the method's declared defaults, overridden by the
+ * recipe's global and per-model values, checked against the method's ParamSpec lists. Pure.
+ *
+ * Today every value is a scalar, so resolution does not depend on the tensor; schedules (mergekit gradients
+ * and filters) plug in here by resolving a value against the TensorContext.
+ */
+import { ConfigError } from "../errors.ts";
+import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams, TensorContext } from "./methods/types.ts";
+import type { Recipe } from "./recipe.ts";
+
+/** A problem found while checking parameters (collected, not thrown one by one). */
+export interface ParamIssue {
+  readonly message: string;
+  readonly hint?: string;
+}
+
+function closest(name: string, options: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const o of options) {
+    const d = editDistance(name, o);
+    if (d < bestD) {
+      bestD = d;
+      best = o;
+    }
+  }
+  return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/** Levenshtein distance (small strings: parameter and method names). */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** "did you mean x?" for an unknown name, or undefined. */
+export function didYouMean(name: string, options: readonly string[]): string | undefined {
+  const c = closest(name, options);
+  return c === undefined ? undefined : `did you mean ${c}?`;
+}
+
+function checkGroup(
+  where: string,
+  given: Readonly<Record<string, ParamValue>>,
+  specs: readonly ParamSpec[],
+  issues: ParamIssue[],
+): void {
+  const names = specs.map((s) => s.name);
+  for (const [k, v] of Object.entries(given)) {
+    const spec = specs.find((s) => s.name === k);
+    if (spec === undefined) {
+      issues.push({
+        message: `unknown parameter ${k} in ${where}: expected one of ${names.join(", ") || "(none)"}`,
+        hint: didYouMean(k, names),
+      });
+    } else if (typeof v !== spec.kind) {
+      issues.push({ message: `parameter ${k} in ${where}: got ${JSON.stringify(v)}, expected a ${spec.kind}` });
+    }
+  }
+  for (const s of specs) {
+    if (s.default === undefined && !(s.name in given)) {
+      issues.push({ message: `missing parameter ${s.name} in ${where} (${s.doc})` });
+    }
+  }
+}
+
+/** Checks the recipe's parameters against the method's declarations; returns every issue. */
+export function checkParams(method: MergeMethod<unknown>, recipe: Recipe): ParamIssue[] {
+  const issues: ParamIssue[] = [];
+  checkGroup(`the ${method.name} method parameters`, recipe.params, method.globalParams, issues);
+  recipe.models.forEach((m, i) => checkGroup(`model ${m.label ?? i} (${m.path})`, m.params, method.modelParams, issues));
+  return issues;
+}
+
+/** Throws one ConfigError listing every parameter issue (no-op when there are none). */
+export function assertParams(method: MergeMethod<unknown>, recipe: Recipe): void {
+  const issues = checkParams(method, recipe);
+  if (issues.length === 0) return;
+  const first = issues[0]!;
+  throw new ConfigError("recipe.bad_param", issues.length === 1 ? first.message : `${first.message} (and ${issues.length - 1} more: ${issues.slice(1).map((i) => i.message).join("; ")})`, {
+    details: { issues },
+    hint: first.hint,
+  });
+}
+
+/**
+ * Parameters of `method` for one tensor: defaults ⊕ recipe values. Per-model records follow `recipe.models`.
+ * Assumes `assertParams` passed.
+ */
+export function resolveParams(method: MergeMethod<unknown>, recipe: Recipe, _ctx: TensorContext): ResolvedParams {
+  const global: Record<string, ParamValue> = {};
+  for (const s of method.globalParams) if (s.default !== undefined) global[s.name] = s.default;
+  Object.assign(global, recipe.params);
+  const perModel = recipe.models.map((m) => {
+    const p: Record<string, ParamValue> = {};
+    for (const s of method.modelParams) if (s.default !== undefined) p[s.name] = s.default;
+    return Object.assign(p, m.params);
+  });
+  return { global, perModel };
+}

@@ -1,0 +1,52 @@
+/**
+ * Where merged tensors go. `runMerge` declares every output tensor up front, then streams their bytes in
+ * that order; a sink turns them into files inside the (temporary) output directory. The default sink writes
+ * HF safetensors shards + index; a GGUF sink can implement the same interface.
+ */
+import type { OutputTensorInfo } from "../formats/safetensors/write.ts";
+import { createShardedWriter } from "../formats/safetensors/write.ts";
+import type { MergePlan } from "./plan.ts";
+
+export type { OutputTensorInfo };
+
+export interface TensorSink {
+  /** Data bytes of the declared tensors, in declared order, in any split. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** Completes the files; returns the names written (relative to the output directory). */
+  finish(): Promise<string[]>;
+  /** Releases handles after a failure (the caller removes the directory). */
+  abort(): Promise<void>;
+}
+
+/** Everything a sink may need to lay out its files. */
+export interface SinkContext {
+  /** Output directory (temporary, renamed into place by the caller). */
+  readonly dir: string;
+  /** Output tensors in write order. */
+  readonly tensors: readonly OutputTensorInfo[];
+  /** Provenance strings (format, tool, version, method, lambda, seed). */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly plan: MergePlan;
+}
+
+export type SinkFactory = (ctx: SinkContext) => Promise<TensorSink> | TensorSink;
+
+/** transformers' default `max_shard_size` (decimal GB, as it counts). */
+export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
+
+/** The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`. */
+export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES): SinkFactory {
+  return (ctx) => {
+    const numel = ctx.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+    const writer = createShardedWriter(ctx.dir, ctx.tensors, {
+      maxShardBytes,
+      metadata: ctx.metadata,
+      indexMetadata: { total_parameters: numel },
+    });
+    return {
+      write: (bytes) => writer.write(bytes),
+      finish: async () => (await writer.finish()).files,
+      abort: () => writer.abort(),
+    };
+  };
+}
