@@ -109,9 +109,17 @@ export class KernelPool {
       if (calls.length === 0) return;
       const id = this.nextId++;
       jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
-      this.workers[w % this.workers.length]!.postMessage({ id, calls });
+      const worker = this.workers[w % this.workers.length]!;
+      worker.ref(); // keep the process alive while a reply is due (idle workers are unref'd)
+      worker.postMessage({ id, calls });
     });
-    return Promise.all(jobs).then(() => undefined);
+    const unref = (): void => {
+      if (this.pending.size === 0) for (const w of this.workers) w.unref();
+    };
+    return Promise.all(jobs).then(unref, (err: unknown) => {
+      unref();
+      throw err;
+    });
   }
 
   /** Stops the workers. Idempotent. */
