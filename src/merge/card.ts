@@ -6,6 +6,7 @@ import { shortDtypeName } from "../core/dtype.ts";
 import { getMethod } from "./methods/registry.ts";
 import type { FileIdentity } from "./identity.ts";
 import type { MergePlan } from "./plan.ts";
+import { formatSchedule } from "./schedule.ts";
 
 export interface CardInput {
   readonly plan: MergePlan;
@@ -55,10 +56,10 @@ export function renderModelCard(c: CardInput): string {
   );
   if (lambda !== undefined) lines.push(`- λ (lambda): ${lambda}`);
   const g = plan.recipe.params;
-  if (Object.keys(g).length > 0) lines.push(`- parameters: ${Object.entries(g).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+  if (Object.keys(g).length > 0) lines.push(`- parameters: ${Object.entries(g).map(([k, v]) => `${k}=${formatSchedule(v)}`).join(", ")}`);
   plan.recipe.models.forEach((m, i) => {
     if (Object.keys(m.params).length > 0) {
-      lines.push(`- ${m.label ?? `model ${i}`}: ${Object.entries(m.params).map(([k, v]) => `${k}=${v}`).join(", ")}`);
+      lines.push(`- ${m.label ?? `model ${i}`}: ${Object.entries(m.params).map(([k, v]) => `${k}=${formatSchedule(v)}`).join(", ")}`);
     }
   });
   lines.push(`- output dtype: ${dtype}`, `- seed: ${plan.recipe.seed}`, `- tensors: ${plan.tensors.length}, ${plan.totalBytes} bytes in ${c.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf")).length} file(s)`);

@@ -8,6 +8,7 @@
 import { ConfigError } from "../errors.ts";
 import type { MergeMethod, ParamSpec, ParamValue, ResolvedParams, TensorContext } from "./methods/types.ts";
 import type { Recipe } from "./recipe.ts";
+import { resolveForTensor, scheduleLeaves, type ScheduleValue } from "./schedule.ts";
 
 /** A problem found while checking parameters (collected, not thrown one by one). */
 export interface ParamIssue {
@@ -28,19 +29,18 @@ function closest(name: string, options: readonly string[]): string | undefined {
   return bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
-/** Levenshtein distance (small strings: parameter and method names). */
+/** Edit distance with adjacent transpositions counting 1 (optimal string alignment): "modles" → "models" is 1. */
 export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /** "did you mean x?" for an unknown name, or undefined. */
@@ -51,7 +51,7 @@ export function didYouMean(name: string, options: readonly string[]): string | u
 
 function checkGroup(
   where: string,
-  given: Readonly<Record<string, ParamValue>>,
+  given: Readonly<Record<string, ScheduleValue>>,
   specs: readonly ParamSpec[],
   issues: ParamIssue[],
 ): void {
@@ -63,7 +63,7 @@ function checkGroup(
         message: `unknown parameter ${k} in ${where}: expected one of ${names.join(", ") || "(none)"}`,
         hint: didYouMean(k, names),
       });
-    } else if (typeof v !== spec.kind) {
+    } else if (scheduleLeaves(v).some((leaf) => typeof leaf !== spec.kind)) {
       issues.push({ message: `parameter ${k} in ${where}: got ${JSON.stringify(v)}, expected a ${spec.kind}` });
     }
   }
@@ -97,14 +97,23 @@ export function assertParams(method: MergeMethod<unknown>, recipe: Recipe): void
  * Parameters of `method` for one tensor: defaults ⊕ recipe values. Per-model records follow `recipe.models`.
  * Assumes `assertParams` passed.
  */
-export function resolveParams(method: MergeMethod<unknown>, recipe: Recipe, _ctx: TensorContext): ResolvedParams {
+/** Schedules (gradients, filter lists) resolved for this tensor; a filter list with no match leaves the default. */
+function assignResolved(into: Record<string, ParamValue>, given: Readonly<Record<string, ScheduleValue>>, ctx: TensorContext): Record<string, ParamValue> {
+  for (const [k, v] of Object.entries(given)) {
+    const r = resolveForTensor(v, ctx);
+    if (r !== undefined) into[k] = r;
+  }
+  return into;
+}
+
+export function resolveParams(method: MergeMethod<unknown>, recipe: Recipe, ctx: TensorContext): ResolvedParams {
   const global: Record<string, ParamValue> = {};
   for (const s of method.globalParams) if (s.default !== undefined) global[s.name] = s.default;
-  Object.assign(global, recipe.params);
+  assignResolved(global, recipe.params, ctx);
   const perModel = recipe.models.map((m) => {
     const p: Record<string, ParamValue> = {};
     for (const s of method.modelParams) if (s.default !== undefined) p[s.name] = s.default;
-    return Object.assign(p, m.params);
+    return assignResolved(p, m.params, ctx);
   });
   return { global, perModel };
 }

@@ -32,7 +32,7 @@ test("flags form: linear is [aligned 1−λ, tuned λ] without normalisation; ta
   assert.equal(lin.outDtype, "BF16");
   const ta = planMerge(recipeFromFlags({ aligned: "/a", tuned: "/t", lambda: 0.25, method: "task_arithmetic", outDtype: "F32" }), [inv("/a", t), inv("/t", t)]);
   assert.deepEqual(ta.tensors[0]!.base, { input: 0, name: "model.layers.0.w" });
-  assert.deepEqual(ta.tensors[0]!.params, { global: { lambda: 1, normalize: false }, perModel: [{ weight: 0.25 }] });
+  assert.deepEqual(ta.tensors[0]!.params, { global: { lambda: 1, normalize: false, int8_mask: false }, perModel: [{ weight: 0.25 }] });
   assert.equal(ta.tensors[0]!.dtype, "F32");
   assert.equal(ta.config.dtype, "float32");
   assert.equal(ta.totalBytes, 24);

@@ -14,6 +14,7 @@ import type { MergeMethod, ResolvedParams, TensorContext } from "./methods/types
 import { METHODS, getMethod } from "./methods/registry.ts";
 import { assertParams, didYouMean, resolveParams } from "./params.ts";
 import { recipeInputs, type Recipe } from "./recipe.ts";
+import { layerCountOf } from "./schedule.ts";
 
 /** The inventory part of a Checkpoint that planning reads. */
 export type CheckpointInventory = Pick<Checkpoint, "path" | "config" | "tensors" | "carryFiles">;
@@ -208,6 +209,7 @@ export function planMerge(recipe: Recipe, inputs: readonly CheckpointInventory[]
   const allNames = new Set<string>();
   for (const c of inputs) for (const n of c.tensors.keys()) allNames.add(n);
   const names = [...allNames].sort(compareTensorNames);
+  const layerCount = layerCountOf(ref.config, names.map(layerIndexOf));
 
   // Vocabulary donor (vocabPolicy tuned): the single input holding the largest embedding.
   let vocabDonor: number | undefined;
@@ -310,6 +312,7 @@ export function planMerge(recipe: Recipe, inputs: readonly CheckpointInventory[]
       shape: mergedRows === undefined ? outShape : [mergedRows, ...outShape.slice(1)],
       numel: mergedElems,
       layerIndex: layerIndexOf(name),
+      layerCount,
       seed: tensorSeed(recipe.seed, name),
     };
     const params = resolveParams(method as MergeMethod<unknown>, recipe, ctx);

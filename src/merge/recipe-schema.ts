@@ -6,14 +6,16 @@ import { z } from "zod";
 import { OUT_DTYPES } from "../core/dtype.ts";
 import { ConfigError } from "../errors.ts";
 import { VOCAB_POLICIES, type Recipe } from "./recipe.ts";
+import { scheduleValueSchema } from "./schedule-schema.ts";
 
-/** A parameter as written in a recipe. Schedules (gradients, filters) may widen this later. */
-export const paramValueSchema = z.union([z.number(), z.boolean(), z.string()]);
+/** A parameter as written in a recipe: a scalar, a per-layer gradient or a filter list (schedule.ts). */
+export const paramValueSchema = scheduleValueSchema;
 
 export const recipeInputSchema = z.object({
   path: z.string().min(1),
   params: z.record(z.string(), paramValueSchema).default({}),
   label: z.string().optional(),
+  lora: z.string().min(1).optional(),
 });
 
 export const recipeSchema = z.object({

@@ -10,15 +10,18 @@
  */
 import type { OutDtype } from "../core/dtype.ts";
 import type { ParamValue } from "./methods/types.ts";
+import type { ScheduleValue } from "./schedule.ts";
 
 /** One input model: where it is, its per-model parameters, and an optional display label. */
 export interface RecipeInput {
   /** Path of the model (HF directory; other kinds of input may be added by their loaders). */
   path: string;
-  /** Per-model parameters (e.g. weight, density). */
-  params: Record<string, ParamValue>;
+  /** Per-model parameters (e.g. weight, density): scalars, per-layer gradients or filter lists (schedule.ts). */
+  params: Record<string, ScheduleValue>;
   /** Paper role for messages and the model card: "aligned", "tuned", or free text. */
   label?: string;
+  /** PEFT LoRA adapter applied to this model before merging (mergekit's `model+lora` syntax). */
+  lora?: string;
 }
 
 /** How to treat embedding matrices with more rows in one model (vocabulary growth). */
@@ -36,8 +39,8 @@ export interface Recipe {
   base?: RecipeInput;
   /** Contributing models, in order (at least one). */
   models: RecipeInput[];
-  /** Method-level (global) parameters. */
-  params: Record<string, ParamValue>;
+  /** Method-level (global) parameters: scalars, gradients or filter lists (schedule.ts). */
+  params: Record<string, ScheduleValue>;
   /** Output float dtype; default: the reference model's dtype per tensor. */
   outDtype?: OutDtype;
   /** Seed for random methods (DARE, DELLA). @default 0 */

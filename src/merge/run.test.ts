@@ -80,12 +80,15 @@ test("f16 by hand at λ=0.5: ties to even, max finite, subnormals, −2·½ + 2�
   }
 });
 
-test("f32 → f16 output: overflow to ±Inf at 65520, 65519 rounds to 65504; f32 → bf16 tie to even", async () => {
+test("f32 → f16 output: 65519 rounds to 65504; values that would overflow to ±Inf (≥ 65520) are refused; f32 → bf16 tie to even", async () => {
   const root = tmp();
   try {
-    const a = { w: { dtype: "F32" as const, shape: [4], values: [70000, 65519, 65520, -1e6] } };
+    const a = { w: { dtype: "F32" as const, shape: [2], values: [65519, -65519] } };
     const { raw, out } = await mergeBuilt(root, a, a, 0, { outDtype: "F16" });
-    assert.deepEqual(u16(raw.get("w")!.bytes), [0x7c00, 0x7bff, 0x7c00, 0xfc00]);
+    assert.deepEqual(u16(raw.get("w")!.bytes), [0x7bff, 0xfbff]);
+    // issue 3: an output that would hold ±Inf where every input is finite is a merge defect (methods/finite.ts)
+    const big = { w: { dtype: "F32" as const, shape: [4], values: [70000, 65519, 65520, -1e6] } };
+    await assert.rejects(mergeBuilt(root, big, big, 0, { outDtype: "F16" }), /tensor w: merged value 70000 at element 0 is not finite in f16/);
     assert.equal(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).dtype, "float16");
     const c = { w: { dtype: "F32" as const, shape: [2], values: [1 + 2 ** -8, 1 + 3 * 2 ** -8] } };
     const r2 = await mergeBuilt(root, c, c, 1, { outDtype: "BF16" });

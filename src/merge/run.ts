@@ -14,13 +14,14 @@ import { DTYPE_BYTES, encodeFromF32, type OutDtype } from "../core/dtype.ts";
 import type { OnEvent } from "../core/events.ts";
 import { withAtomicOutput } from "../core/files.ts";
 import type { Checkpoint, TensorSource } from "../core/tensor.ts";
-import { CancelledError, InternalError, UsageError, fsError } from "../errors.ts";
+import { CancelledError, ConfigError, InternalError, UsageError, fsError } from "../errors.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
 import { fileIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod } from "./methods/types.ts";
 import { getMethod } from "./methods/registry.ts";
+import { findUnexplainedNonFinite } from "./methods/finite.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
 import { recipeInputs, type Recipe, type RecipeInput } from "./recipe.ts";
 import { DEFAULT_MAX_SHARD_BYTES, safetensorsSink, type SinkFactory } from "./sink.ts";
@@ -207,6 +208,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
           const n = Math.min(step, t.mergedElems - off);
           const chunk = await readChunk(off, n);
           method.kernel(chunk, outBuf.subarray(0, n), stats, t.ctx, t.params);
+          assertFiniteChunk(t, plan.method, chunk, outBuf.subarray(0, n), dtype);
           await emit(dtype, n);
           onEvent({ kind: "progress", done, total: plan.totalBytes, label: t.name });
         }
@@ -281,6 +283,20 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   }).catch((e: unknown) => {
     if (e instanceof Error && e.name === "AbortError") throw new CancelledError("merge cancelled; no output was written", { cause: e });
     throw e;
+  });
+}
+
+/**
+ * Refuses NaN/±Inf (or f16 overflow) in a merged chunk where every input was finite (methods/finite.ts).
+ * @throws ConfigError `merge.non_finite` naming the tensor and element.
+ */
+function assertFiniteChunk(t: TensorPlan, method: string, chunk: Chunk, out: Float32Array, dtype: OutDtype): void {
+  const j = findUnexplainedNonFinite(chunk, out, dtype === "F16");
+  if (j < 0) return;
+  const index = chunk.offset + j;
+  throw new ConfigError("merge.non_finite", `tensor ${t.name}: merged value ${out[j]} at element ${index} is not finite${dtype === "F16" ? " in f16" : ""} although every input is finite there`, {
+    details: { tensor: t.name, index, value: String(out[j]), method, params: t.params },
+    hint: dtype === "F16" ? "use --out-dtype bf16 or f32, or smaller weights" : "check the method parameters (e.g. weights summing to 0 with normalize, or extreme lambda)",
   });
 }
 

@@ -17,6 +17,10 @@ export interface MergeFlags {
   vocabPolicy: string;
   force?: boolean;
   json?: boolean;
+  /** mergekit YAML config (issue 3): replaces --aligned/--tuned/--lambda/--method. */
+  config?: string;
+  explain?: boolean;
+  seed?: string;
 }
 
 /** Human-readable byte count (decimal units, as shard sizes are given). */
@@ -58,8 +62,64 @@ function required(value: string | undefined, flag: string): string {
   return value;
 }
 
+/** Parses --seed: a non-negative safe integer (default 0). */
+function parseSeed(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected a non-negative integer`);
+  }
+  return n;
+}
+
+/** `realign merge --config merge.yml [--explain] [--seed N] --out DIR` (mergekit YAML; see docs/yaml.md). */
+async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise<void> {
+  for (const [flag, v] of [["--aligned", flags.aligned], ["--tuned", flags.tuned], ["--lambda", flags.lambda]] as const) {
+    if (v !== undefined) throw new UsageError("cli.conflicting_flags", `${flag} cannot be combined with --config`, { hint: "put the models and parameters in the config file" });
+  }
+  if (flags.method !== "linear") throw new UsageError("cli.conflicting_flags", "--method cannot be combined with --config", { hint: "set merge_method in the config file" });
+  const seed = parseSeed(flags.seed);
+  if (flags.explain !== true && (flags.out === undefined || flags.out === "")) {
+    throw new UsageError("cli.missing_flag", "missing required flag --out", { hint: "usage: realign merge --config merge.yml --out <dir>  (or --explain to print the plan)" });
+  }
+  const { parseOutDtype } = await import("../../core/dtype.ts");
+  const { parseByteSize } = await import("../../core/size.ts");
+  const outDtype = flags.outDtype === undefined ? undefined : parseOutDtype(flags.outDtype);
+  if (flags.outDtype !== undefined && outDtype === undefined) throw new UsageError("cli.bad_dtype", `--out-dtype: got ${flags.outDtype}, expected bf16, f16 or f32`);
+  const maxShardBytes = parseByteSize(flags.maxShardSize);
+  if (maxShardBytes === undefined) throw new UsageError("cli.bad_size", `--max-shard-size: got ${flags.maxShardSize}, expected a size such as 5GB, 500MB or a number of bytes`);
+  const { mergeConfig } = await import("../../merge/merge-config.ts");
+  const { formatExplanation } = await import("../../merge/explain.ts");
+  const { createProgress } = await import("../render.ts");
+  const { cliSignal } = await import("../signal.ts");
+  const progress = await createProgress({ quiet: flags.json === true || flags.explain === true });
+  let result;
+  try {
+    result = await mergeConfig(config, {
+      out: flags.out,
+      seed,
+      outDtype,
+      explain: flags.explain === true,
+      force: flags.force === true,
+      maxShardBytes,
+      signal: cliSignal,
+      onEvent: progress.onEvent,
+      commandLine: commandLineOf(process.argv.slice(2)),
+    });
+  } finally {
+    progress.stop();
+  }
+  if (result.kind === "explained") {
+    process.stdout.write(flags.json ? JSON.stringify(result.explanation) + "\n" : formatExplanation(result.explanation));
+    return;
+  }
+  process.stdout.write((flags.json ? JSON.stringify(result.summary) : formatMergeSummary(result.summary)) + "\n");
+}
+
 /** Validates flags and runs the merge. */
 export async function runMergeCommand(flags: MergeFlags): Promise<void> {
+  if (flags.config !== undefined) return runConfigMergeCommand(flags, flags.config);
+  if (flags.explain === true) throw new UsageError("cli.conflicting_flags", "--explain needs --config", { hint: "write the merge as a mergekit YAML (docs/yaml.md)" });
   const { parseOutDtype } = await import("../../core/dtype.ts");
   const { parseByteSize } = await import("../../core/size.ts");
   const aligned = required(flags.aligned, "--aligned");
@@ -67,7 +127,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const lambdaText = required(flags.lambda, "--lambda");
   const out = required(flags.out, "--out");
   const lambda = Number(lambdaText);
-  if (lambdaText.trim() === "" || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
+  if (!/^\s*(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?\s*$/i.test(lambdaText) || !Number.isFinite(lambda) || lambda < 0 || lambda > 1) {
     throw new UsageError("cli.bad_lambda", `--lambda: got ${lambdaText}, expected a number from 0 to 1`, {
       hint: "λ is the weight on the tuned model: 0 = aligned, 1 = tuned; the paper found λ ≈ 0.5–0.6 a good trade-off; sweep λ to choose",
     });
@@ -95,7 +155,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   const { mergeRecipe } = await import("../../merge/run.ts");
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
-  const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy });
+  const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy, seed: parseSeed(flags.seed) });
   const progress = await createProgress({ quiet: flags.json === true });
   let summary: MergeSummary;
   try {
@@ -127,9 +187,12 @@ export function register(program: Command): void {
     .option("--vocab-policy <policy>", "error | tuned: what to do when the tuned model added tokens", "error")
     .option("--force", "replace --out if it exists")
     .option("--json", "print a machine-readable summary")
+    .option("--config <file>", "mergekit YAML config (any method: ties, dare_ties, slerp, model_stock, …; see docs/yaml.md)")
+    .option("--explain", "with --config: print each tensor's method and resolved parameters, read no weights, write nothing")
+    .option("--seed <n>", "seed for random methods (dare_*, della*); recorded in the model card and metadata", "0")
     .addHelpText(
       "after",
-      "\nExample:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n",
+      "\nExamples:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n  realign merge --config examples/recipes/ties.yml --explain\n  realign merge --config examples/recipes/dare_ties.yml --seed 1 --out merged-dare\n",
     )
     .action(async (flags: MergeFlags) => {
       await runMergeCommand(flags);

@@ -22,6 +22,12 @@ export interface SafetensorsFile {
   readAt(position: number, out: Uint8Array): Promise<void>;
   /** A chunked float32 reader for tensor `name`. */
   tensor(name: string): TensorSource;
+  /**
+   * Scratch byte buffers shared by this file's tensor readers (reused across tensors so streaming a model
+   * allocates O(1) buffers). `take` returns a buffer of at least `n` bytes; `give` returns it to the pool.
+   */
+  takeScratch(n: number): Uint8Array;
+  giveScratch(buf: Uint8Array): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +70,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
     const header = parseHeaderJson(json, n, fileSize, path);
     const byName = new Map(header.tensors.map((t) => [t.name, t]));
     let closed = false;
+    const pool: Uint8Array[] = [];
     const file: SafetensorsFile = {
       path,
       fileSize,
@@ -75,8 +82,18 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
         if (info === undefined) throw new InternalError(`tensor ${name} not in ${path}`);
         return tensorSource(file, info);
       },
+      takeScratch(n) {
+        const i = pool.findIndex((b) => b.length >= n);
+        if (i >= 0) return pool.splice(i, 1)[0]!;
+        if (pool.length > 0) pool.pop(); // drop a too-small buffer rather than keep growing the pool
+        return new Uint8Array(n);
+      },
+      giveScratch(buf) {
+        if (pool.length < 4) pool.push(buf);
+      },
       async close() {
         if (closed) return;
+        pool.length = 0;
         closed = true;
         await fh.close();
       },
@@ -97,12 +114,11 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 
 /**
  * A TensorSource over one tensor of an open file. `read` does one positioned read of the chunk's bytes into
- * a scratch buffer reused across calls (grown as needed) and decodes with core/dtype.
+ * a scratch buffer from the file's pool and decodes it with core/dtype.
  */
 export function tensorSource(file: SafetensorsFile, info: SafetensorsTensorInfo): TensorSource {
   const elemBytes = DTYPE_BYTES[info.dtype];
   const numel = numelOf(info.shape);
-  let scratch = new Uint8Array(0);
   return {
     name: info.name,
     dtype: info.dtype,
@@ -112,10 +128,14 @@ export function tensorSource(file: SafetensorsFile, info: SafetensorsTensorInfo)
         throw new InternalError(`read of ${info.name} out of range: [${offsetElems}, +${countElems}) of ${numel}`);
       }
       const byteLength = countElems * elemBytes;
-      if (scratch.length < byteLength) scratch = new Uint8Array(byteLength);
-      const bytes = scratch.subarray(0, byteLength);
-      await file.readAt(info.byteOffset + offsetElems * elemBytes, bytes);
-      decodeToF32(info.dtype, bytes, out, countElems);
+      const scratch = file.takeScratch(byteLength);
+      try {
+        const bytes = scratch.subarray(0, byteLength);
+        await file.readAt(info.byteOffset + offsetElems * elemBytes, bytes);
+        decodeToF32(info.dtype, bytes, out, countElems);
+      } finally {
+        file.giveScratch(scratch);
+      }
     },
     async readBytes(byteOffset, out) {
       if (byteOffset < 0 || byteOffset + out.length > info.byteLength) {

@@ -39,6 +39,11 @@ export const linear: MergeMethod<undefined> = {
   minModels: 1,
   globalParams: [{ name: "normalize", kind: "boolean", default: true, doc: "divide by the sum of weights" }],
   modelParams: [{ name: "weight", kind: "number", doc: "weight of this model" }],
+  checkParams(_ctx, params) {
+    if (params.global.normalize === false) return [];
+    const sum = params.perModel.reduce((s, p) => s + Number(p.weight), 0);
+    return sum === 0 ? ["weights sum to 0 with normalize: true (the merge would divide by 0); set normalize: false or change the weights"] : [];
+  },
   measurePasses: () => 0,
   initStats: () => undefined,
   measure: () => {},

@@ -1,11 +1,31 @@
-/** The only list of merge methods. Add a method: one file in this folder, one line here. */
+/** The only list of merge methods. Add a method: one file in this folder, one line here (docs/adding-a-method.md). */
 import type { MergeMethod } from "./types.ts";
 import { linear } from "./linear.ts";
 import { taskArithmetic } from "./task-arithmetic.ts";
+import { slerp } from "./slerp.ts";
+import { ties } from "./ties.ts";
+import { dareLinear } from "./dare-linear.ts";
+import { dareTies } from "./dare-ties.ts";
+import { breadcrumbs } from "./breadcrumbs.ts";
+import { breadcrumbsTies } from "./breadcrumbs-ties.ts";
+import { della } from "./della.ts";
+import { dellaLinear } from "./della-linear.ts";
+import { modelStock } from "./model-stock.ts";
+import { passthrough } from "./passthrough.ts";
 
 export const METHODS: Readonly<Record<string, MergeMethod<any>>> = {
   linear,
   task_arithmetic: taskArithmetic,
+  slerp,
+  ties,
+  dare_linear: dareLinear,
+  dare_ties: dareTies,
+  breadcrumbs,
+  breadcrumbs_ties: breadcrumbsTies,
+  della,
+  della_linear: dellaLinear,
+  model_stock: modelStock,
+  passthrough,
 };
 
 export function getMethod(name: string): MergeMethod<any> | undefined {

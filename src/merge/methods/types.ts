@@ -32,6 +32,8 @@ export interface TensorContext {
   readonly numel: number;
   /** Decoder layer index parsed from the name, or undefined for embeddings / final norm / lm_head. */
   readonly layerIndex: number | undefined;
+  /** Number of decoder layers in the model (for per-layer parameter gradients); undefined if unknown. */
+  readonly layerCount?: number;
   /** Seed for random methods (DARE, DELLA), derived from the global seed and the tensor name. */
   readonly seed: number;
 }
@@ -67,10 +69,18 @@ export interface MergeMethod<S = unknown> {
   readonly requiresBase: boolean;
   /** Minimum number of tuned models (excluding base). */
   readonly minModels: number;
+  /** Maximum number of tuned models (excluding base); absent ⇒ unbounded. slerp and passthrough take 1. */
+  readonly maxModels?: number;
   /** Method-level parameters (`parameters:` at the top of a mergekit YAML). */
   readonly globalParams: readonly ParamSpec[];
   /** Per-model parameters (`parameters:` under each model), e.g. weight, density. */
   readonly modelParams: readonly ParamSpec[];
+  /**
+   * Semantic checks of the resolved parameters of one tensor (e.g. DELLA needs density ± epsilon inside
+   * (0, 1)). Returns one message per problem (empty when fine); called before any tensor data is read, so
+   * a bad value fails up front. Absent ⇒ no checks beyond the ParamSpec kinds.
+   */
+  checkParams?(ctx: TensorContext, params: ResolvedParams): string[];
   /** How many full passes over the tensor's chunks `measure` needs before the kernel (0 if none). */
   measurePasses(ctx: TensorContext, params: ResolvedParams): number;
   /** Fresh statistics for one tensor. */

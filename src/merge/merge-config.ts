@@ -1,0 +1,70 @@
+/**
+ * `realign merge --config merge.yml`: reads a mergekit YAML, opens the inputs (metadata only), plans, runs
+ * every check that needs no tensor data (parameters per tensor, slice coverage), then either explains the
+ * plan (`explain: true`, nothing written) or runs it. The library call behind the CLI's config form.
+ */
+import { readFile } from "node:fs/promises";
+import type { OutDtype } from "../core/dtype.ts";
+import type { Checkpoint } from "../core/tensor.ts";
+import { ConfigError, UsageError, fsError } from "../errors.ts";
+import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
+import { checkPlanParams, explainPlan, type Explanation } from "./explain.ts";
+import { checkLayerRange, parseMergekitYaml } from "./mergekit-yaml.ts";
+import { planMerge } from "./plan.ts";
+import { recipeInputs, type RecipeInput } from "./recipe.ts";
+import { runMerge, type MergeSummary, type RunMergeOptions } from "./run.ts";
+
+export interface MergeConfigOptions extends Omit<RunMergeOptions, "out"> {
+  /** Output directory; required unless `explain`. */
+  readonly out?: string;
+  /** Seed for random methods (DARE, DELLA). @default 0 */
+  readonly seed?: number;
+  /** Overrides the config's out_dtype/dtype. */
+  readonly outDtype?: OutDtype;
+  /** Only plan and explain; read no tensor data, write nothing. */
+  readonly explain?: boolean;
+  /** Opens one input. @default openCheckpoint(input.path) */
+  readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;
+}
+
+export type MergeConfigResult = { readonly kind: "explained"; readonly explanation: Explanation } | { readonly kind: "merged"; readonly summary: MergeSummary };
+
+/**
+ * @throws ConfigError (config problems, all listed at once; `recipe.lora_unsupported`), InputError from opening
+ *   inputs, IncompatibleModelsError from planning, and whatever runMerge throws.
+ */
+export async function mergeConfig(configPath: string, options: MergeConfigOptions): Promise<MergeConfigResult> {
+  let text: string;
+  try {
+    text = await readFile(configPath, "utf8");
+  } catch (e) {
+    throw fsError(e, configPath, "reading merge config");
+  }
+  const parsed = parseMergekitYaml(text, { file: configPath, seed: options.seed });
+  let recipe = parsed.recipe;
+  if (options.outDtype !== undefined) recipe = { ...recipe, outDtype: options.outDtype };
+  const open = options.openInput ?? ((i: RecipeInput) => {
+    if (i.lora !== undefined) {
+      throw new ConfigError("recipe.lora_unsupported", `model ${i.path}+${i.lora}: LoRA inputs in a merge config are not supported yet`, {
+        details: { model: i.path, lora: i.lora },
+        hint: "merge the adapter into its base first, then use that directory",
+      });
+    }
+    return openCheckpoint(i.path);
+  });
+  const opened: Checkpoint[] = [];
+  try {
+    for (const input of recipeInputs(recipe)) opened.push(await open(input));
+    const plan = planMerge(recipe, opened);
+    const firstMerged = plan.tensors.find((t) => t.kind === "merge");
+    checkLayerRange(parsed.layerRange, firstMerged?.ctx.layerCount, configPath);
+    checkPlanParams(plan);
+    if (options.explain === true) return { kind: "explained", explanation: explainPlan(plan, parsed.notes) };
+    if (options.out === undefined) throw new UsageError("merge.missing_out", "missing output directory (--out)", { hint: "give --out <dir>, or --explain to only print the plan" });
+    for (const n of parsed.notes) options.onEvent?.({ kind: "warning", message: n });
+    const summary = await runMerge(plan, opened, { ...options, out: options.out });
+    return { kind: "merged", summary };
+  } finally {
+    await Promise.all(opened.map((c) => c.close()));
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * The generalized task-arithmetic engine (mergekit `generalized_task_arithmetic.py`): task_arithmetic,
+ * ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della and della_linear are ROWS of options
+ * on this one engine — a sparsifier, a sign consensus and default normalize/rescale — not copies.
+ *
+ * Per tensor, with base b (the aligned model), tuned models xᵢ, weights wᵢ, densities dᵢ:
+ *   δᵢ = f32(xᵢ − b);  δ′ᵢ = sparsify(δᵢ, dᵢ) · rescale;  uᵢ = wᵢ·δ′ᵢ
+ *   consensus "sum":  s = sign(Σ uᵢ) (+ on 0); mᵢ = [sign(uᵢ) = s]; merged = Σ mᵢuᵢ; D = Σ mᵢwᵢ (0 → 1)
+ *   consensus "none": merged = Σ uᵢ; D = Σ wᵢ (|D| < 1e-8 → 1)
+ *   θ = b + λ·(normalize ? merged / D : merged)
+ * Per-element arithmetic is float64, rounded once to float32; norms are float64 (see sparsify.ts).
+ * The row with no sparsifier and no consensus (task_arithmetic) instead uses the float32 linear form of
+ * `weightedSum`, bit-identical to `linear` with weights [1−λ, λ] (the core merge's promise).
+ *
+ * Rescale (`rescale: true`): `rescale_mode: l1` (default, mergekit ≥ 0.1.0) multiplies the kept entries by
+ * ‖δ‖₁ / ‖kept δ‖₁ (skipped when either is < 1e-7); `inverse_density` divides each kept entry by its keep
+ * probability (the DARE paper's 1/p: density for DARE, TIES and Breadcrumbs, the per-rank p for DELLA).
+ */
+import { InternalError } from "../../errors.ts";
+import type { Chunk, MergeMethod, ParamSpec, ResolvedParams, TensorContext } from "./types.ts";
+import { weightedSum } from "./linear.ts";
+import {
+  createMagnitudeRanking,
+  dellaProbability,
+  electSign,
+  endRankingPass,
+  isSelected,
+  keepCount,
+  keptAt,
+  measureRanking,
+  rankingPasses,
+  rowRanks,
+  selectedL1,
+  streamKey,
+  type MagnitudeRanking,
+} from "./sparsify.ts";
+
+/** How each task vector is thinned before merging. */
+export type SparsifyKind = "none" | "magnitude" | "random" | "outliers" | "della";
+/** How the thinned task vectors are combined. */
+export type ConsensusKind = "sum" | "none";
+
+/** One method of the family: a row of options. */
+export interface GtaRow {
+  readonly name: string;
+  readonly summary: string;
+  readonly paperUrl: string;
+  readonly sparsify: SparsifyKind;
+  readonly consensus: ConsensusKind;
+  readonly defaultNormalize: boolean;
+  readonly defaultRescale: boolean;
+}
+
+/** Norm threshold below which the L1 rescale is skipped (mergekit sparsify.py). */
+const RESCALE_MIN_NORM = 1e-7;
+/** |Σw| below which the no-consensus normalisation divides by 1 (mergekit). */
+const MIN_WEIGHT_SUM = 1e-8;
+
+export const RESCALE_MODES = ["l1", "inverse_density"] as const;
+
+interface ModelState {
+  readonly kind: "identity" | "zero" | "magnitude" | "outliers" | "random" | "della";
+  readonly density: number;
+  readonly key: number;
+  ranking?: MagnitudeRanking;
+  /** della: row length, rows split across chunks (partial buffers, then their ranks). */
+  rowLength?: number;
+  partial?: Map<number, Float32Array>;
+  storedRanks?: Map<number, Uint32Array>;
+  epsilon?: number;
+  l1Total: number;
+  l1Kept: number;
+  /** Tensor-wide rescale factor (l1 mode), set in endPass; 1 otherwise. */
+  factor: number;
+  passes: number;
+}
+
+interface GtaStats {
+  readonly models: ModelState[];
+  readonly rescale: boolean;
+  readonly mode: (typeof RESCALE_MODES)[number];
+}
+
+function num(v: unknown, fallback: number): number {
+  return v === undefined ? fallback : Number(v);
+}
+
+function rowLengthOf(ctx: TensorContext): number {
+  return ctx.shape.length >= 2 ? Math.max(1, ctx.shape[ctx.shape.length - 1]!) : Math.max(1, ctx.numel);
+}
+
+function rescaleOf(row: GtaRow, params: ResolvedParams): { rescale: boolean; mode: (typeof RESCALE_MODES)[number] } {
+  const rescale = row.sparsify === "none" ? false : params.global.rescale === undefined ? row.defaultRescale : params.global.rescale === true;
+  const mode = params.global.rescale_mode === "inverse_density" ? "inverse_density" : "l1";
+  return { rescale, mode };
+}
+
+function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: number, rescale: boolean, mode: string): ModelState {
+  const p = params.perModel[i] ?? {};
+  const n = ctx.numel;
+  const density = num(p.density, 1);
+  const key = streamKey(ctx.seed, ctx.name, i);
+  const base = { density, key, l1Total: 0, l1Kept: 0, factor: 1, passes: 0 };
+  const needL1 = rescale && mode === "l1";
+  if (row.sparsify === "none" || !(density < 1)) return { kind: "identity", ...base };
+  if (!(density > 0) && row.sparsify !== "outliers") return { kind: "zero", ...base };
+  switch (row.sparsify) {
+    case "magnitude": {
+      const k = keepCount(density, n);
+      if (k === 0) return { kind: "zero", ...base };
+      return { kind: "magnitude", ...base, ranking: createMagnitudeRanking(n, [k]), passes: rankingPasses(n, [k], false) };
+    }
+    case "outliers": {
+      const keep = keepCount(density, n);
+      let top = keepCount(num(p.gamma, 0.01), n);
+      let bot = n - keep - top;
+      if (bot < 0) {
+        top += bot;
+        bot = 0;
+      }
+      const ranks = [top, n - bot];
+      if (keep === 0) return { kind: "zero", ...base };
+      return { kind: "outliers", ...base, ranking: createMagnitudeRanking(n, ranks), passes: rankingPasses(n, ranks, false) };
+    }
+    case "random":
+      return { kind: "random", ...base, passes: needL1 ? 1 : 0 };
+    case "della":
+      return {
+        kind: "della",
+        ...base,
+        rowLength: rowLengthOf(ctx),
+        partial: new Map(),
+        storedRanks: new Map(),
+        epsilon: num(p.epsilon, 0.15),
+        passes: 1,
+      };
+  }
+}
+
+/** float32 deltas f32(x − b) of one chunk. */
+function deltaOf(x: Float32Array, b: Float32Array): Float32Array {
+  const n = x.length;
+  const d = new Float32Array(n);
+  for (let j = 0; j < n; j++) d[j] = x[j]! - b[j]!;
+  return d;
+}
+
+function finiteAbs(v: number): number {
+  const a = Math.abs(v);
+  return a !== Infinity && a === a ? a : 0;
+}
+
+/** Visits the rows (of length c) overlapping [offset, offset+len): fn(row, start) with the row's start element. */
+function forRows(c: number, offset: number, len: number, fn: (row: number, start: number) => void): void {
+  if (len === 0) return;
+  const first = Math.floor(offset / c);
+  const last = Math.floor((offset + len - 1) / c);
+  for (let r = first; r <= last; r++) fn(r, r * c);
+}
+
+/** Ranks of row r for the kernel: computed from the chunk when the row lies inside it, else from the measure pass. */
+function dellaRowRanks(st: ModelState, delta: Float32Array, offset: number, r: number, start: number): Uint32Array {
+  const c = st.rowLength!;
+  if (start >= offset && start + c <= offset + delta.length) return rowRanks(delta.subarray(start - offset, start - offset + c));
+  const ranks = st.storedRanks!.get(r);
+  if (ranks === undefined) throw new InternalError(`della: ranks of row ${r} missing (kernel called before its measure pass)`);
+  return ranks;
+}
+
+function measureDella(st: ModelState, delta: Float32Array, offset: number): void {
+  const c = st.rowLength!;
+  const len = delta.length;
+  const account = (row: Float32Array, ranks: Uint32Array, start: number): void => {
+    for (let q = 0; q < c; q++) {
+      const v = finiteAbs(row[q]!);
+      st.l1Total += v;
+      if (keptAt(st.key, start + q, dellaProbability(st.density, st.epsilon!, ranks[q]!, c))) st.l1Kept += v;
+    }
+  };
+  forRows(c, offset, len, (r, start) => {
+    const end = start + c;
+    if (start >= offset && end <= offset + len) {
+      const row = delta.subarray(start - offset, end - offset);
+      account(row, rowRanks(row), start);
+      return;
+    }
+    let buf = st.partial!.get(r);
+    if (buf === undefined) st.partial!.set(r, (buf = new Float32Array(c)));
+    const from = Math.max(start, offset);
+    const to = Math.min(end, offset + len);
+    buf.set(delta.subarray(from - offset, to - offset), from - start);
+    if (end <= offset + len) {
+      const ranks = rowRanks(buf);
+      st.storedRanks!.set(r, ranks);
+      st.partial!.delete(r);
+      account(buf, ranks, start);
+    }
+  });
+}
+
+/** Writes δ′ (float64, sparsified and rescaled) of one model for one chunk. */
+function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, offset: number, out: Float64Array, n: number): void {
+  const len = delta.length;
+  const inverse = stats.rescale && stats.mode === "inverse_density";
+  const f = stats.rescale ? (inverse ? 1 / st.density : st.factor) : 1;
+  switch (st.kind) {
+    case "identity":
+      for (let j = 0; j < len; j++) out[j] = delta[j]!;
+      return;
+    case "zero":
+      out.fill(0);
+      return;
+    case "magnitude":
+    case "outliers": {
+      const bits = new Uint32Array(delta.buffer, delta.byteOffset, len);
+      const sels = st.ranking!.selectors;
+      const outer = sels[sels.length - 1]!;
+      const inner = st.kind === "outliers" ? sels[0]! : undefined;
+      for (let j = 0; j < len; j++) {
+        const a = bits[j]! & 0x7fffffff;
+        const keep = isSelected(outer, n, a, offset + j) && (inner === undefined || !isSelected(inner, n, a, offset + j));
+        out[j] = keep ? delta[j]! * f : 0;
+      }
+      return;
+    }
+    case "random":
+      for (let j = 0; j < len; j++) out[j] = keptAt(st.key, offset + j, st.density) ? delta[j]! * f : 0;
+      return;
+    case "della": {
+      const c = st.rowLength!;
+      forRows(c, offset, len, (r, start) => {
+        const ranks = dellaRowRanks(st, delta, offset, r, start);
+        const from = Math.max(start, offset);
+        const to = Math.min(start + c, offset + len);
+        for (let pos = from; pos < to; pos++) {
+          const p = dellaProbability(st.density, st.epsilon!, ranks[pos - start]!, c);
+          const kept = keptAt(st.key, pos, p);
+          out[pos - offset] = kept ? delta[pos - offset]! * (inverse ? 1 / p : f) : 0;
+        }
+      });
+      return;
+    }
+  }
+}
+
+function globalSpecs(row: GtaRow): ParamSpec[] {
+  const specs: ParamSpec[] = [
+    { name: "lambda", kind: "number", default: 1, doc: "scale of the merged task vector" },
+    {
+      name: "normalize",
+      kind: "boolean",
+      default: row.defaultNormalize,
+      doc: row.consensus === "sum" ? "divide by the sum of the weights of the models agreeing with the elected sign" : "divide the summed task vector by Σ weights",
+    },
+    { name: "int8_mask", kind: "boolean", default: false, doc: "accepted for mergekit compatibility; no effect on results" },
+  ];
+  if (row.sparsify !== "none") {
+    specs.push(
+      { name: "rescale", kind: "boolean", default: row.defaultRescale, doc: "rescale the kept entries (see rescale_mode)" },
+      { name: "rescale_mode", kind: "string", default: "l1", doc: "l1: match ‖δ‖₁ of the full task vector (mergekit ≥ 0.1); inverse_density: divide by the keep probability (DARE paper)" },
+    );
+  }
+  return specs;
+}
+
+function modelSpecs(row: GtaRow): ParamSpec[] {
+  const specs: ParamSpec[] = [{ name: "weight", kind: "number", doc: "weight of this model's task vector" }];
+  if (row.sparsify !== "none") {
+    const what =
+      row.sparsify === "random" ? "keep probability of each entry" : row.sparsify === "della" ? "mean keep probability" : "fraction of entries kept (k = floor(density·n))";
+    specs.push({ name: "density", kind: "number", default: 1, doc: what });
+  }
+  if (row.sparsify === "outliers") specs.push({ name: "gamma", kind: "number", default: 0.01, doc: "fraction of largest-magnitude entries dropped as outliers" });
+  if (row.sparsify === "della") specs.push({ name: "epsilon", kind: "number", default: 0.15, doc: "keep probabilities span density ± epsilon by magnitude rank" });
+  return specs;
+}
+
+function checkRow(row: GtaRow, params: ResolvedParams): string[] {
+  const problems: string[] = [];
+  if (row.sparsify !== "none") {
+    const mode = params.global.rescale_mode;
+    if (mode !== undefined && !(RESCALE_MODES as readonly unknown[]).includes(mode)) {
+      problems.push(`rescale_mode: got ${JSON.stringify(mode)}, expected one of ${RESCALE_MODES.join(", ")}`);
+    }
+  }
+  params.perModel.forEach((p, i) => {
+    const d = num(p.density, 1);
+    if (row.sparsify === "outliers") {
+      const g = num(p.gamma, 0.01);
+      if (!(g >= 0 && g <= 1)) problems.push(`model ${i + 1}: gamma: got ${g}, expected 0 ≤ gamma ≤ 1`);
+    }
+    if (row.sparsify === "della") {
+      const e = num(p.epsilon, 0.15);
+      if (!(e >= 0)) problems.push(`model ${i + 1}: epsilon: got ${e}, expected ≥ 0`);
+      else if (d > 0 && d < 1 && !(d - e > 0 && d + e < 1)) {
+        problems.push(`model ${i + 1}: density ± epsilon: got ${d} ± ${e}, expected both strictly between 0 and 1`);
+      }
+    }
+  });
+  return problems;
+}
+
+/** Builds one method of the family from its row. */
+export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> {
+  const linearForm = row.sparsify === "none" && row.consensus === "none";
+  return {
+    name: row.name,
+    summary: row.summary,
+    paperUrl: row.paperUrl,
+    requiresBase: true,
+    minModels: 1,
+    globalParams: globalSpecs(row),
+    modelParams: modelSpecs(row),
+    checkParams: (_ctx, params) => checkRow(row, params),
+    measurePasses(ctx, params) {
+      if (linearForm) return 0;
+      const { rescale, mode } = rescaleOf(row, params);
+      let passes = 0;
+      for (let i = 0; i < params.perModel.length; i++) passes = Math.max(passes, modelState(row, ctx, params, i, rescale, mode).passes);
+      return passes;
+    },
+    initStats(ctx, params) {
+      if (linearForm) return undefined;
+      const { rescale, mode } = rescaleOf(row, params);
+      return { models: params.perModel.map((_, i) => modelState(row, ctx, params, i, rescale, mode)), rescale, mode };
+    },
+    measure(pass, stats, chunk, _ctx, _params) {
+      if (stats === undefined) return;
+      stats.models.forEach((st, i) => {
+        if (pass >= st.passes) return;
+        const delta = deltaOf(chunk.models[i]!, chunk.base!);
+        if (st.kind === "magnitude" || st.kind === "outliers") measureRanking(pass, st.ranking!, delta, chunk.offset);
+        else if (st.kind === "della") measureDella(st, delta, chunk.offset);
+        else if (st.kind === "random") {
+          for (let j = 0; j < delta.length; j++) {
+            const v = finiteAbs(delta[j]!);
+            st.l1Total += v;
+            if (keptAt(st.key, chunk.offset + j, st.density)) st.l1Kept += v;
+          }
+        }
+      });
+    },
+    endPass(pass, stats, _ctx, _params) {
+      if (stats === undefined) return;
+      for (const st of stats.models) {
+        if (pass >= st.passes) continue;
+        if (st.ranking !== undefined) {
+          endRankingPass(pass, st.ranking);
+          if (pass === 2) {
+            const sels = st.ranking.selectors;
+            st.l1Total = st.ranking.l1Total;
+            st.l1Kept = st.kind === "outliers" ? selectedL1(sels[1]!, st.ranking) - selectedL1(sels[0]!, st.ranking) : selectedL1(sels[0]!, st.ranking);
+          }
+        }
+        if (pass === st.passes - 1 && stats.rescale && stats.mode === "l1") {
+          st.factor = st.l1Total >= RESCALE_MIN_NORM && st.l1Kept >= RESCALE_MIN_NORM ? st.l1Total / st.l1Kept : 1;
+        }
+      }
+    },
+    kernel(chunk, out, stats, ctx, params) {
+      const base = chunk.base!;
+      const lambda = num(params.global.lambda, 1);
+      const weights = params.perModel.map((p) => Number(p.weight));
+      const normalize = params.global.normalize === undefined ? row.defaultNormalize : params.global.normalize === true;
+      if (linearForm) {
+        linearFormKernel(chunk, out, lambda, weights, normalize);
+        return;
+      }
+      if (stats === undefined) throw new InternalError(`${row.name}: kernel called without stats from initStats`);
+      combineKernel(row, chunk, out, stats, ctx.numel, lambda, weights, normalize);
+    },
+  };
+}
+
+/**
+ * task_arithmetic's float32 linear form: θ = c₀·θ_base + Σ cᵢ·θᵢ with cᵢ = λ·wᵢ (÷ Σw if normalize) and
+ * c₀ = 1 − Σ cᵢ, each product rounded to float32 (so one tuned model with weight λ gives exactly the bytes
+ * of `linear` with weights [1−λ, λ]).
+ */
+function linearFormKernel(chunk: Chunk, out: Float32Array, lambda: number, weights: number[], normalize: boolean): void {
+  const wsum = weights.reduce((a, b) => a + b, 0);
+  const scale = normalize && wsum !== 0 ? lambda / wsum : lambda;
+  const coefs = weights.map((w) => scale * w);
+  const c0 = 1 - coefs.reduce((a, b) => a + b, 0);
+  weightedSum([chunk.base!, ...chunk.models], [c0, ...coefs], out);
+}
+
+function combineKernel(row: GtaRow, chunk: Chunk, out: Float32Array, stats: GtaStats, n: number, lambda: number, weights: number[], normalize: boolean): void {
+  const base = chunk.base!;
+  const len = out.length;
+  const us = stats.models.map((st, i) => {
+    const u = new Float64Array(len);
+    sparsifyChunk(st, stats, deltaOf(chunk.models[i]!, base), chunk.offset, u, n);
+    const w = weights[i]!;
+    for (let j = 0; j < len; j++) u[j] = w * u[j]!;
+    return u;
+  });
+  const merged = new Float64Array(len);
+  if (row.consensus === "sum") {
+    const denom = new Float64Array(len);
+    electSign(us, weights, merged, denom);
+    for (let j = 0; j < len; j++) {
+      const m = normalize ? merged[j]! / denom[j]! : merged[j]!;
+      out[j] = base[j]! + lambda * m;
+    }
+    return;
+  }
+  let wsum = 0;
+  for (const w of weights) wsum += w;
+  const d = normalize && Math.abs(wsum) >= MIN_WEIGHT_SUM ? wsum : 1;
+  for (const u of us) for (let j = 0; j < len; j++) merged[j] = merged[j]! + u[j]!;
+  for (let j = 0; j < len; j++) out[j] = base[j]! + lambda * (merged[j]! / d);
+}
