@@ -25,7 +25,7 @@ function bf16Data(n: number, seed: number): Uint16Array {
 }
 
 /** The generic path: decode → method.kernel (float32) → encode bf16. */
-function reference(method: MergeMethod<undefined>, params: ResolvedParams, base: Uint16Array | undefined, models: Uint16Array[]): Uint16Array {
+function reference(method: MergeMethod<unknown>, params: ResolvedParams, base: Uint16Array | undefined, models: Uint16Array[]): Uint16Array {
   const n = models[0]!.length;
   const dec = (x: Uint16Array): Float32Array => {
     const f = new Float32Array(n);
@@ -40,14 +40,14 @@ function reference(method: MergeMethod<undefined>, params: ResolvedParams, base:
   return new Uint16Array(bytes.buffer);
 }
 
-const CASES: { name: string; method: MergeMethod<undefined>; params: ResolvedParams; models: number; base: boolean }[] = [
-  { name: "linear λ=0.3 (two terms)", method: linear, params: { global: {}, perModel: [{ weight: 0.7 }, { weight: 0.3 }] }, models: 2, base: false },
-  { name: "linear unnormalized weights (divisor)", method: linear, params: { global: {}, perModel: [{ weight: 0.6 }, { weight: 0.9 }] }, models: 2, base: false },
-  { name: "linear λ=0 (one term: copy)", method: linear, params: { global: {}, perModel: [{ weight: 1 }, { weight: 0 }] }, models: 2, base: false },
-  { name: "linear three models", method: linear, params: { global: { normalize: false }, perModel: [{ weight: 0.2 }, { weight: 0.5 }, { weight: 0.3 }] }, models: 3, base: false },
-  { name: "task_arithmetic λ=0.5", method: taskArithmetic, params: { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, models: 1, base: true },
-  { name: "task_arithmetic two models, normalize", method: taskArithmetic, params: { global: { lambda: 0.8, normalize: true }, perModel: [{ weight: 0.4 }, { weight: 1.1 }] }, models: 2, base: true },
-  { name: "all-zero weights", method: linear, params: { global: { normalize: false }, perModel: [{ weight: 0 }, { weight: 0 }] }, models: 2, base: false },
+const CASES: { name: string; method: MergeMethod<unknown>; params: ResolvedParams; models: number; base: boolean }[] = [
+  { name: "linear λ=0.3 (two terms)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.7 }, { weight: 0.3 }] }, models: 2, base: false },
+  { name: "linear unnormalized weights (divisor)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.6 }, { weight: 0.9 }] }, models: 2, base: false },
+  { name: "linear λ=0 (one term: copy)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 1 }, { weight: 0 }] }, models: 2, base: false },
+  { name: "linear three models", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0.2 }, { weight: 0.5 }, { weight: 0.3 }] }, models: 3, base: false },
+  { name: "task_arithmetic λ=0.5", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, models: 1, base: true },
+  { name: "task_arithmetic two models, normalize", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.8, normalize: true }, perModel: [{ weight: 0.4 }, { weight: 1.1 }] }, models: 2, base: true },
+  { name: "all-zero weights", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0 }, { weight: 0 }] }, models: 2, base: false },
 ];
 
 const pool = KernelPool.available() ? KernelPool.start({ memoryBytes: fastLinearMemoryBytes(3, 2, { chunkElems: 4096, slots: 3 }) + (1 << 20), workers: 2 }) : undefined;
