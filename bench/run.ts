@@ -28,12 +28,13 @@ interface Args {
   seed: number;
   repeat: number;
   nice: boolean;
+  outDir: string | undefined;
 }
 
 const ALL_CASES = ["linear", "linear_generic", "task_arithmetic", "ties", "dare_ties"];
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { layers: 2, methods: ALL_CASES, cold: false, json: undefined, dir: undefined, keep: false, seed: 1, repeat: 1, nice: false };
+  const a: Args = { layers: 2, methods: ALL_CASES, cold: false, json: undefined, dir: undefined, keep: false, seed: 1, repeat: 1, nice: false, outDir: undefined };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = (): string => {
@@ -50,8 +51,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === "--seed") a.seed = Number(v());
     else if (k === "--repeat") a.repeat = Number(v());
     else if (k === "--nice") a.nice = true;
+    else if (k === "--out-dir") a.outDir = v();
     else if (k === "--help" || k === "-h") {
-      console.log("npm run bench -- [--layers N] [--methods linear,task_arithmetic,ties,dare_ties] [--cold] [--json out.json] [--dir D] [--keep] [--repeat R] [--nice]");
+      console.log("npm run bench -- [--layers N] [--methods linear,task_arithmetic,ties,dare_ties] [--cold] [--json out.json] [--dir D] [--keep] [--repeat R] [--nice] [--out-dir D]");
       process.exit(0);
     } else throw new Error(`unknown flag ${k}`);
   }
@@ -180,7 +182,8 @@ function main(): void {
       readSec.set(d, timeRead(weightFiles(d))[0]);
     }
     if (args.cold) dropCaches();
-    const writeSec = timeWrite(join(work, "floor-write.bin"), set.bytes);
+    const outRoot = args.outDir ?? work;
+    const writeSec = timeWrite(join(outRoot, "floor-write.bin"), set.bytes);
     syncDisks();
     const rows: Row[] = [];
     const floorOf = (inputs: readonly string[]): number => inputs.reduce((s, d) => s + readSec.get(d)!, 0) + writeSec;
@@ -199,7 +202,7 @@ function main(): void {
       if (spec === undefined) throw new Error(`unknown case ${m} (known: ${Object.keys(specs).join(", ")})`);
       let best: Row | undefined;
       for (let r = 0; r < args.repeat; r++) {
-        const out = join(work, `out-${m}`);
+        const out = join(outRoot, `realign-bench-out-${m}`);
         const stats = join(work, `stats-${m}.json`);
         rmSync(out, { recursive: true, force: true });
         rmSync(stats, { force: true });
@@ -246,6 +249,7 @@ function main(): void {
       node: process.version,
       date: started.toISOString(),
       cache: args.cold ? "cold (sync; drop_caches before each measurement)" : "warm (inputs in page cache)",
+      outDir: args.outDir ?? "(temp dir, same disk as inputs)",
       layers: args.layers,
       params: set.params,
       checkpointBytes: set.bytes,
@@ -256,7 +260,7 @@ function main(): void {
     };
     const header = `| case | seconds | params/s | × floor | peak RSS | CPU s |`;
     const lines = [
-      `${(set.params / 1e9).toFixed(3)} B params/checkpoint (Llama-3-8B shape, ${args.layers} layers, bf16, ${(set.bytes / 1e9).toFixed(2)} GB), ${machine.cache}, ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, ${machine.date}, load average ${machine.loadavg1mStart.toFixed(1)} → ${machine.loadavg1mEnd.toFixed(1)}${args.nice ? ", bench and merges at nice −20" : ""}`,
+      `${(set.params / 1e9).toFixed(3)} B params/checkpoint (Llama-3-8B shape, ${args.layers} layers, bf16, ${(set.bytes / 1e9).toFixed(2)} GB), ${machine.cache}, output to ${machine.outDir}, ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, ${machine.date}, load average ${machine.loadavg1mStart.toFixed(1)} → ${machine.loadavg1mEnd.toFixed(1)}${args.nice ? ", bench and merges at nice −20" : ""}`,
       "",
       header,
       `|---|---:|---:|---:|---:|---:|`,
