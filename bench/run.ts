@@ -15,8 +15,9 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { availableParallelism, cpus, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeSyntheticSet, type SyntheticSet } from "./synthetic.ts";
+import { writeSyntheticLora, writeSyntheticSet, type SyntheticLora, type SyntheticSet } from "./synthetic.ts";
 import { dropCaches, syncDisks, timeRead, timeWrite } from "./floor.ts";
+import { measureKernels } from "./kernel.ts";
 
 interface Args {
   layers: number;
@@ -29,12 +30,13 @@ interface Args {
   repeat: number;
   nice: boolean;
   outDir: string | undefined;
+  kernel: boolean;
 }
 
 const ALL_CASES = ["linear", "linear_generic", "task_arithmetic", "ties", "dare_ties"];
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { layers: 2, methods: ALL_CASES, cold: false, json: undefined, dir: undefined, keep: false, seed: 1, repeat: 1, nice: false, outDir: undefined };
+  const a: Args = { layers: 2, methods: ALL_CASES, cold: false, json: undefined, dir: undefined, keep: false, seed: 1, repeat: 1, nice: false, outDir: undefined, kernel: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i]!;
     const v = (): string => {
@@ -52,8 +54,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === "--repeat") a.repeat = Number(v());
     else if (k === "--nice") a.nice = true;
     else if (k === "--out-dir") a.outDir = v();
+    else if (k === "--no-kernel") a.kernel = false;
     else if (k === "--help" || k === "-h") {
-      console.log("npm run bench -- [--layers N] [--methods linear,task_arithmetic,ties,dare_ties] [--cold] [--json out.json] [--dir D] [--keep] [--repeat R] [--nice] [--out-dir D]");
+      console.log("npm run bench -- [--layers N] [--methods linear,task_arithmetic,ties,dare_ties] [--cold] [--json out.json] [--dir D] [--keep] [--repeat R] [--nice] [--out-dir D] [--no-kernel]");
       process.exit(0);
     } else throw new Error(`unknown flag ${k}`);
   }
@@ -71,7 +74,7 @@ interface CaseSpec {
   args(out: string, scratch: string): string[];
 }
 
-function caseSpecs(set: SyntheticSet): Record<string, CaseSpec> {
+function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<string, CaseSpec> {
   const [t1, t2] = set.tuned;
   const yamlFor = (method: string, scratch: string): string => {
     const path = join(scratch, `${method}.yaml`);
@@ -108,6 +111,11 @@ function caseSpecs(set: SyntheticSet): Record<string, CaseSpec> {
       name: "task_arithmetic λ=0.5",
       inputs: [set.aligned, t1!],
       args: (out) => ["merge", "--aligned", set.aligned, "--tuned", t1!, "--lambda", "0.5", "--method", "task_arithmetic", "--out", out, "--json"],
+    },
+    lora: {
+      name: `LoRA r=16 adapter as --tuned λ=0.5 (${lora?.targeted ?? 0} projections)`,
+      inputs: [set.aligned],
+      args: (out) => ["merge", "--aligned", set.aligned, "--tuned", lora!.dir, "--lambda", "0.5", "--out", out, "--json"],
     },
     ties: {
       name: "ties d=0.5 (2 tuned)",
@@ -151,7 +159,7 @@ function fmtRate(x: number | null): string {
   return x >= 1e9 ? `${(x / 1e9).toFixed(2)} G/s` : `${(x / 1e6).toFixed(0)} M/s`;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = fileURLToPath(new URL("..", import.meta.url));
   const work = args.dir ?? mkdtempSync(join(tmpdir(), "realign-bench-"));
@@ -172,7 +180,12 @@ function main(): void {
       console.error(`generated ${(set.params / 1e9).toFixed(3)} B params × ${1 + set.tuned.length} checkpoints in ${((performance.now() - t0) / 1000).toFixed(1)} s (${work})`);
     }
     syncDisks();
-    const specs = caseSpecs(set);
+    let lora: SyntheticLora | undefined;
+    if (args.methods.includes("lora")) {
+      const dir = join(work, "lora-r16");
+      lora = writeSyntheticLora(dir, { layers: args.layers, rank: 16, seed: args.seed });
+    }
+    const specs = caseSpecs(set, lora);
     // Floor: per-checkpoint read seconds, and the write of one output (size of one checkpoint's weights).
     const readSec = new Map<string, number>();
     const dirsNeeded = [set.aligned, ...set.tuned];
@@ -234,7 +247,7 @@ function main(): void {
             floorSeconds: floor,
             peakRssMiB: st.maxRssKiB / 1024,
             cpuSeconds: (st.userUs + st.systemUs) / 1e6,
-            note: `output ${(outBytes / 1e9).toFixed(2)} GB`,
+            note: `output ${(outBytes / 1e9).toFixed(2)} GB` + (m === "lora" && lora ? `; B·A: ${(lora.flops / 1e9).toFixed(1)} GFLOP → ${(lora.flops / 1e9 / seconds).toFixed(1)} GFLOP/s over the whole run (lower bound of the kernel's rate)` : ""),
           };
         }
         rmSync(out, { recursive: true, force: true });
@@ -242,6 +255,13 @@ function main(): void {
       }
       rows.push(best!);
       console.error(`${best!.case}: ${best!.seconds === null ? best!.note : best!.seconds.toFixed(3) + " s"}`);
+    }
+    if (args.kernel) {
+      const k = await measureKernels();
+      const row = (name: string, rate: number): Row => ({ case: name, seconds: set.params / rate, paramsPerSecond: rate, ratioToFloor: null, floorSeconds: 0, peakRssMiB: null, cpuSeconds: null });
+      rows.push(row(`kernel only, in memory: WebAssembly SIMD, ${k.workers} workers`, k.wasmWorkers));
+      rows.push(row("kernel only, in memory: WebAssembly SIMD, 1 thread", k.wasmOneThread));
+      rows.push(row("kernel only, in memory: TypeScript fused, 1 thread", k.tsOneThread));
     }
     const machine = {
       cpus: availableParallelism(),
@@ -278,4 +298,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

@@ -236,3 +236,75 @@ function fillChunk(bufs: Int32Array[], state: Int32Array, words: number, expBase
     state[m] = r;
   }
 }
+
+/** Projections a synthetic LoRA adapter targets (all of them, as the paper's fine-tunes do). */
+const LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+export interface SyntheticLora {
+  readonly dir: string;
+  /** Σ over targeted matrices of 2·out·in·r: the floating-point operations of every B·A. */
+  readonly flops: number;
+  readonly targeted: number;
+}
+
+/**
+ * Writes a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors, F32) of rank `rank` over
+ * every projection of the `layers`-layer synthetic model: lora_A [r, in] and lora_B [out, r] with small
+ * seeded values (|A| < 2⁻⁴, |B| < 2⁻⁷), α = 2r.
+ */
+export function writeSyntheticLora(dir: string, options: { layers: number; rank: number; seed: number }): SyntheticLora {
+  mkdirSync(dir, { recursive: true });
+  const r = options.rank;
+  writeFileSync(
+    join(dir, "adapter_config.json"),
+    JSON.stringify(
+      { peft_type: "LORA", r, lora_alpha: 2 * r, target_modules: LORA_TARGETS, bias: "none", fan_in_fan_out: false, base_model_name_or_path: "synthetic-llama3-8b-shape", task_type: "CAUSAL_LM" },
+      null,
+      2,
+    ) + "\n",
+  );
+  const entries: { name: string; shape: number[] }[] = [];
+  let flops = 0;
+  let targeted = 0;
+  for (const t of llamaTensors(options.layers)) {
+    const m = /^(model\.layers\.\d+\.(?:self_attn|mlp)\.(\w+))\.weight$/.exec(t.name);
+    if (m === null || !LORA_TARGETS.includes(m[2]!)) continue;
+    const [out, inp] = t.shape as [number, number];
+    entries.push({ name: `base_model.model.${m[1]}.lora_A.weight`, shape: [r, inp] });
+    entries.push({ name: `base_model.model.${m[1]}.lora_B.weight`, shape: [out, r] });
+    flops += 2 * out * inp * r;
+    targeted++;
+  }
+  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let off = 0;
+  for (const e of entries) {
+    const bytes = numel(e.shape) * 4;
+    header[e.name] = { dtype: "F32", shape: e.shape, data_offsets: [off, off + bytes] };
+    off += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const fd = openSync(join(dir, "adapter_model.safetensors"), "w");
+  try {
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+    writeSync(fd, prefix);
+    writeSync(fd, Buffer.from(json, "utf8"));
+    let s = (options.seed * 0x9e3779b1) | 0 || 1;
+    for (const e of entries) {
+      const n = numel(e.shape);
+      const f = new Float32Array(n);
+      const scale = e.name.endsWith("lora_A.weight") ? 2 ** -4 : 2 ** -7;
+      for (let i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >>> 17;
+        s ^= s << 5;
+        f[i] = (s / 2 ** 31) * scale;
+      }
+      writeSync(fd, new Uint8Array(f.buffer));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { dir, flops, targeted };
+}
