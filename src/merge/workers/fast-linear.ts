@@ -112,7 +112,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
 
   try {
     for (let i = 0; i < chunks.length; i++) {
-      if (options.signal?.aborted) throw new CancelledError();
+      if (options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
       for (let a = i; a < i + nSlots - 1; a++) issueRead(a);
       await reads[i];
       const c = chunks[i]!;
