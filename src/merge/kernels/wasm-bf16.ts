@@ -1,6 +1,6 @@
 /**
  * WebAssembly SIMD kernels for the bf16 weighted sum, assembled here from source (no toolchain, no binary
- * in the repo): `bf16WasmModuleBytes()` emits a ~1 KB module whose functions work on a shared memory
+ * in the repo): `bf16WasmModuleBytes()` emits a ~1.7 KB module whose functions work on a shared memory
  * imported as `env.mem` (a `WebAssembly.Memory({shared: true})` the caller creates and hands to every
  * worker, so file reads land straight in it and no byte is copied).
  *
@@ -267,7 +267,7 @@ function fin(withDiv: boolean): Func {
 
 let cached: Uint8Array | undefined;
 
-/** The module's bytes (assembled once per process, ~1 KB). */
+/** The module's bytes (assembled once per process, ~1.7 KB). */
 export function bf16WasmModuleBytes(): Uint8Array {
   cached ??= assemble([wsum2(false), wsum2(true), axpy(false), axpy(true), fin(false), fin(true)]);
   return cached;
