@@ -53,7 +53,8 @@ for (const file of files) {
         assert.equal(merged.tensors.get(n)!.dtype, "BF16", n);
       }
       const names = readdirSync(dir).sort();
-      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      for (const f of ["README.md", "config.json", "tokenizer.json", "tokenizer_config.json", "mergekit_config.yml"]) assert.ok(names.includes(f), `${name}: ${f}`);
+      assert.equal(readFileSync(join(dir, "mergekit_config.yml"), "utf8"), readFileSync(join(RECIPES, file), "utf8"));
       const meta = metadataOf(dir);
       assert.equal(meta.method, name);
       assert.equal(meta.seed, "3");
@@ -97,4 +98,37 @@ test("--explain resolves the ties density gradient per layer without reading wei
   assert.ok(Math.abs((density("model.layers.3.mlp.up_proj.weight") as number) - 0.54) < 1e-12);
   assert.equal(density("model.layers.5.mlp.up_proj.weight"), 0.7);
   assert.equal(density("lm_head.weight"), 0.3);
+});
+
+test("--seed: the same seed reproduces dare_linear bytes exactly, another seed does not", async () => {
+  const body = (dir: string): Buffer => {
+    const b = readFileSync(join(dir, "model.safetensors"));
+    return b.subarray(8 + Number(b.readBigUInt64LE(0)));
+  };
+  await mergeConfig(join(RECIPES, "dare_linear.yml"), { out: join(out, "dare-again"), seed: 3, writeCard: false });
+  await mergeConfig(join(RECIPES, "dare_linear.yml"), { out: join(out, "dare-seed4"), seed: 4, writeCard: false });
+  assert.ok(body(join(out, "dare-again")).equals(body(join(out, "dare_linear"))));
+  assert.ok(!body(join(out, "dare-seed4")).equals(body(join(out, "dare_linear"))));
+});
+
+test("mergekit model+lora: aligned+adapter merges as the adapted model (task_arithmetic weight 1 = passthrough)", async () => {
+  const { writeFileSync } = await import("node:fs");
+  const ta = join(out, "lora-ta.yml");
+  const pt = join(out, "lora-pt.yml");
+  writeFileSync(ta, "merge_method: task_arithmetic\nbase_model: examples/organism/aligned\nmodels:\n  - model: examples/organism/aligned+examples/organism/lora\n    parameters: {weight: 1.0}\n");
+  writeFileSync(pt, "merge_method: passthrough\nmodels:\n  - model: examples/organism/aligned+examples/organism/lora\n");
+  await mergeConfig(ta, { out: join(out, "lora-ta"), writeCard: false });
+  await mergeConfig(pt, { out: join(out, "lora-pt"), writeCard: false });
+  const a = await openCheckpoint(join(out, "lora-ta"));
+  const b = await openCheckpoint(join(out, "lora-pt"));
+  const aligned = await openCheckpoint("examples/organism/aligned");
+  try {
+    const t = "model.layers.3.self_attn.q_proj.weight";
+    assert.deepEqual(await readAll(a, t), await readAll(b, t));
+    assert.notDeepEqual(await readAll(a, t), await readAll(aligned, t));
+  } finally {
+    await a.close();
+    await b.close();
+    await aligned.close();
+  }
 });

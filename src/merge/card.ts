@@ -8,6 +8,7 @@ import type { FileIdentity } from "./identity.ts";
 import type { MergePlan } from "./plan.ts";
 import { formatSchedule } from "./schedule.ts";
 
+/** What the model card reports. */
 export interface CardInput {
   readonly plan: MergePlan;
   /** Identities of each input's weight files, in plan.inputs order. */
@@ -46,9 +47,10 @@ export function renderModelCard(c: CardInput): string {
   });
   lines.push(
     "",
-    "`sha256` is the SHA-256 of the whole file (as `sha256sum` and the Hub's LFS oid). Files over 256 MiB get",
-    "`header-sha256`: the SHA-256 of the safetensors length prefix and JSON header only, which fixes every tensor's",
-    "name, dtype, shape and offsets but not the weight values.",
+    "`sha256` is the SHA-256 of the whole file (as `sha256sum` and the Hub's LFS oid). Files of models over 256 MiB",
+    "get `sampled-sha256`: the SHA-256 of the safetensors length prefix and header followed by 16 evenly spaced",
+    "64 KiB windows of the data (see realign's docs/cli.md). It tells checkpoints apart cheaply but does not prove",
+    "every weight.",
     "",
     "## Merge",
     "",

@@ -4,11 +4,12 @@
  * plan (`explain: true`, nothing written) or runs it. The library call behind the CLI's config form.
  */
 import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { OutDtype } from "../core/dtype.ts";
 import type { Checkpoint } from "../core/tensor.ts";
 import { ConfigError, UsageError, fsError } from "../errors.ts";
-import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { checkPlanParams, explainPlan, type Explanation } from "./explain.ts";
+import { loraAwareOpener } from "./lora-merge.ts";
 import { checkLayerRange, parseMergekitYaml } from "./mergekit-yaml.ts";
 import { planMerge } from "./plan.ts";
 import { recipeInputs, type RecipeInput } from "./recipe.ts";
@@ -23,14 +24,14 @@ export interface MergeConfigOptions extends Omit<RunMergeOptions, "out"> {
   readonly outDtype?: OutDtype;
   /** Only plan and explain; read no tensor data, write nothing. */
   readonly explain?: boolean;
-  /** Opens one input. @default openCheckpoint(input.path) */
+  /** Opens one input. @default loraAwareOpener(recipe): HF directories, `model+lora`, adapter directories */
   readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;
 }
 
 export type MergeConfigResult = { readonly kind: "explained"; readonly explanation: Explanation } | { readonly kind: "merged"; readonly summary: MergeSummary };
 
 /**
- * @throws ConfigError (config problems, all listed at once; `recipe.lora_unsupported`), InputError from opening
+ * @throws ConfigError (config problems, all listed at once), InputError from opening (adapters: `adapter.*`)
  *   inputs, IncompatibleModelsError from planning, and whatever runMerge throws.
  */
 export async function mergeConfig(configPath: string, options: MergeConfigOptions): Promise<MergeConfigResult> {
@@ -43,19 +44,14 @@ export async function mergeConfig(configPath: string, options: MergeConfigOption
   const parsed = parseMergekitYaml(text, { file: configPath, seed: options.seed });
   let recipe = parsed.recipe;
   if (options.outDtype !== undefined) recipe = { ...recipe, outDtype: options.outDtype };
-  const open = options.openInput ?? ((i: RecipeInput) => {
-    if (i.lora !== undefined) {
-      throw new ConfigError("recipe.lora_unsupported", `model ${i.path}+${i.lora}: LoRA inputs in a merge config are not supported yet`, {
-        details: { model: i.path, lora: i.lora },
-        hint: "merge the adapter into its base first, then use that directory",
-      });
-    }
-    return openCheckpoint(i.path);
-  });
+  // HF directories open as usual; `model+lora` and adapter directories open as "model + adapter" (lora-merge.ts)
+  const open = options.openInput ?? loraAwareOpener(recipe, options.onEvent);
   const opened: Checkpoint[] = [];
   try {
     for (const input of recipeInputs(recipe)) opened.push(await open(input));
-    const plan = planMerge(recipe, opened);
+    const planned = planMerge(recipe, opened);
+    // provenance, as mergekit: the config itself is written beside the weights as mergekit_config.yml
+    const plan = { ...planned, carry: [...planned.carry.filter((c) => c.name !== "mergekit_config.yml"), { from: resolve(configPath), name: "mergekit_config.yml" }] };
     const firstMerged = plan.tensors.find((t) => t.kind === "merge");
     checkLayerRange(parsed.layerRange, firstMerged?.ctx.layerCount, configPath);
     checkPlanParams(plan);

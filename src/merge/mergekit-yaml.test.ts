@@ -147,3 +147,67 @@ models:
   assert.match(problems("merge_method: linear\nmodels: [{model: a}]\n---\nmerge_method: linear\n")[0]!, /2 YAML documents/);
   assert.match(problems("merge_method: [linear\n")[0]!, /not valid YAML/);
 });
+
+test("mergekit README-style configs parse unchanged (slerp slices, dare_ties with a bare base entry, ties gradients and filters)", () => {
+  const slerp = parseMergekitYaml(`
+slices:
+  - sources:
+      - model: a
+        layer_range: [0, 40]
+      - model: b
+        layer_range: [0, 40]
+merge_method: slerp
+base_model: a
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5 # fallback for rest of tensors
+dtype: float16
+`);
+  assert.equal(slerp.recipe.base?.path, "a");
+  assert.deepEqual(slerp.recipe.models.map((m) => m.path), ["b"]);
+  assert.equal(slerp.recipe.outDtype, "F16");
+  const dare = parseMergekitYaml(`
+models:
+  - model: base-7b
+    # no parameters necessary for base model
+  - model: tuned-7b
+    parameters:
+      density: 0.53
+      weight: 0.4
+merge_method: dare_ties
+base_model: base-7b
+parameters:
+  int8_mask: true
+dtype: bfloat16
+`);
+  assert.deepEqual(dare.recipe.models, [{ path: "tuned-7b", params: { weight: 0.4, density: 0.53 } }]);
+  const ties = parseMergekitYaml(`
+models:
+  - model: m1
+    parameters:
+      density: [1, 0.7, 0.1] # density gradient
+      weight: 1.0
+  - model: m2
+    parameters:
+      density: 0.5
+      weight: [0, 0.3, 0.7, 1] # weight gradient
+  - model: m3
+    parameters:
+      density: 0.33
+      weight:
+        - filter: mlp
+          value: 0.5
+        - value: 0
+merge_method: ties
+base_model: base
+parameters:
+  normalize: true
+  int8_mask: true
+dtype: float16
+`);
+  assert.deepEqual(ties.recipe.models.map((m) => m.params.weight), [1, [0, 0.3, 0.7, 1], [{ filter: "mlp", value: 0.5 }, { value: 0 }]]);
+});

@@ -314,8 +314,8 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
   const baseRef = baseRaw === undefined || baseRaw === null ? undefined : parseModelRef(baseRaw, cfg.base_model !== undefined ? "base_model" : "slices[0].base_model", issues);
   if (cfg.base_model !== undefined && sliceBase !== undefined) issues.push({ path: "slices[0].base_model", message: "base_model given at the top level and in the slice, expected one" });
 
-  const outDtype = parseDtype(cfg.out_dtype, "out_dtype", issues) ?? parseDtype(cfg.dtype, "dtype", issues);
-  if (cfg.dtype !== undefined && cfg.out_dtype !== undefined) parseDtype(cfg.dtype, "dtype", issues);
+  const workDtype = parseDtype(cfg.dtype, "dtype", issues);
+  const outDtype = parseDtype(cfg.out_dtype, "out_dtype", issues) ?? workDtype;
   if (cfg.dtype !== undefined) notes.push(`dtype ${String(cfg.dtype)}: realign always computes in float32; it sets the output dtype when out_dtype is absent`);
 
   if (method === undefined) {
@@ -350,7 +350,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
       modelEntries = [entries[baseIndex]!, ...entries.filter((_, i) => i !== baseIndex)];
     }
   }
-  if (modelEntries.length < method.minModels) {
+  if (modelEntries.length < method.minModels && entries.length > 0) {
     issues.push({ path: hasSlices ? "slices[0].sources" : "models", message: `${method.name} needs at least ${method.minModels} model(s) besides the base, got ${modelEntries.length}` });
   }
   if (method.maxModels !== undefined && modelEntries.length > method.maxModels) {

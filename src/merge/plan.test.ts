@@ -60,3 +60,17 @@ test("all incompatibilities are collected in details.issues", () => {
     },
   );
 });
+
+test("vocabulary: growth in the tuned model is planned as shared rows + tail; a shrink is refused even with --vocab-policy tuned", () => {
+  const a = inv("/a", { "model.embed_tokens.weight": ["BF16", [4, 2]], n: ["BF16", [2]] });
+  const t = inv("/t", { "model.embed_tokens.weight": ["BF16", [6, 2]], n: ["BF16", [2]] }, { vocab_size: 6 });
+  const plan = planMerge(recipeFromFlags({ aligned: "/a", tuned: "/t", lambda: 0.5, vocabPolicy: "tuned" }), [a, t]);
+  const e = plan.tensors.find((x) => x.name === "model.embed_tokens.weight")!;
+  assert.deepEqual({ shape: e.shape, numel: e.numel, mergedElems: e.mergedElems, tail: e.tail, ctxShape: e.ctx.shape }, {
+    shape: [6, 2], numel: 12, mergedElems: 8, tail: { input: 1, name: "model.embed_tokens.weight" }, ctxShape: [4, 2],
+  });
+  assert.equal(plan.config.vocab_size, 6);
+  assert.deepEqual(plan.carry.map((c) => c.from), ["/a/generation_config.json", "/t/tokenizer.json"]);
+  assert.throws(() => planMerge(recipeFromFlags({ aligned: "/t", tuned: "/a", lambda: 0.5, vocabPolicy: "tuned" }), [t, a]), (err: any) =>
+    err.code === "merge.vocab_mismatch" && /more embedding rows/.test(err.message));
+});

@@ -55,10 +55,16 @@ export interface TensorPlan {
   readonly tail: SourceRef | undefined;
   /** For kind "copy". */
   readonly copyFrom: SourceRef | undefined;
+  /**
+   * What the method sees: the merged region only (shape [mergedRows, …] and numel = mergedElems under
+   * vocabulary growth), the layer index and the per-tensor seed.
+   */
   readonly ctx: TensorContext;
+  /** The method's parameters resolved for this tensor. */
   readonly params: ResolvedParams;
 }
 
+/** A file copied next to the merged weights. */
 export interface CarryFile {
   /** Absolute source path. */
   readonly from: string;
@@ -66,6 +72,7 @@ export interface CarryFile {
   readonly name: string;
 }
 
+/** Everything runMerge needs, decided up front; printable by --explain and testable without files. */
 export interface MergePlan {
   readonly recipe: Recipe;
   readonly method: string;
@@ -287,6 +294,15 @@ export function planMerge(recipe: Recipe, inputs: readonly CheckpointInventory[]
           tensor: name,
           message: `tensor ${name}: more than two embedding sizes, shape ${shapeText}`,
           hint: "--vocab-policy tuned needs one model with the grown vocabulary and the others sharing the original one",
+        });
+        continue;
+      }
+      if (donors[0] === reference) {
+        issues.push({
+          code: "merge.vocab_mismatch",
+          tensor: name,
+          message: `tensor ${name}: the ${label(reference)} model has more embedding rows than the others, shape ${shapeText}`,
+          hint: "--vocab-policy tuned handles tokens added by the tuned model; here the vocabulary shrank, which realign does not merge",
         });
         continue;
       }

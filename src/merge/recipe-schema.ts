@@ -11,6 +11,7 @@ import { scheduleValueSchema } from "./schedule-schema.ts";
 /** A parameter as written in a recipe: a scalar, a per-layer gradient or a filter list (schedule.ts). */
 export const paramValueSchema = scheduleValueSchema;
 
+/** Schema of RecipeInput. */
 export const recipeInputSchema = z.object({
   path: z.string().min(1),
   params: z.record(z.string(), paramValueSchema).default({}),
@@ -18,6 +19,7 @@ export const recipeInputSchema = z.object({
   lora: z.string().min(1).optional(),
 });
 
+/** Schema of Recipe (fields documented on the Recipe interface). */
 export const recipeSchema = z.object({
   method: z.string().min(1),
   base: recipeInputSchema.optional(),

@@ -26,6 +26,7 @@ export interface RecipeInput {
 
 /** How to treat embedding matrices with more rows in one model (vocabulary growth). */
 export const VOCAB_POLICIES = ["error", "tuned"] as const;
+/** See Recipe.vocabPolicy. */
 export type VocabPolicy = (typeof VOCAB_POLICIES)[number];
 
 /**

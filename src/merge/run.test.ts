@@ -242,3 +242,88 @@ test("--out exists: refused without force, replaced with force; abort mid-merge 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("custom sink in file mode (the --out-format seam): one file written atomically, tensors declared up front, no sidecars", async () => {
+  const root = tmp();
+  try {
+    const a = buildHfDir(join(root, "a"), { tensors: { w: emb([1, 2, 3, 4]), v: { dtype: "BF16", shape: [2], values: [8, 8] } } });
+    const t = buildHfDir(join(root, "t"), { tensors: { w: emb([3, 4, 5, 6]), v: { dtype: "BF16", shape: [2], values: [0, 0] } } });
+    const out = join(root, "merged.bin");
+    const { writeFile: wf } = await import("node:fs/promises");
+    let declared: string[] = [];
+    const summary = await mergeRecipe(recipeFromFlags({ aligned: a, tuned: t, lambda: 0.5 }), {
+      out,
+      outputKind: "file",
+      sink: (ctx) => {
+        declared = ctx.tensors.map((x) => `${x.name}:${x.dtype}[${x.shape.join(",")}]`);
+        assert.equal(ctx.metadata.method, "linear");
+        const parts: Uint8Array[] = [];
+        return {
+          write: async (bytes) => void parts.push(bytes.slice()),
+          finish: async () => {
+            await wf(ctx.file!, Buffer.concat(parts));
+            return ["merged.bin"];
+          },
+          abort: async () => {},
+        };
+      },
+    });
+    assert.deepEqual(declared, ["v:BF16[2]", "w:BF16[2,2]"]);
+    assert.deepEqual(summary.files, ["merged.bin"]);
+    assert.deepEqual(readdirSync(root).sort(), ["a", "merged.bin", "t"]);
+    // v = [4, 4] (0x4080), w = [2, 3, 4, 5]
+    assert.deepEqual(u16(new Uint8Array(readFileSync(out))), [0x4080, 0x4080, 0x4000, 0x4040, 0x4080, 0x40a0]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("measure passes see every chunk in ascending order before the kernel (two-pass test method, tiny chunks)", async () => {
+  const { METHODS } = await import("./methods/registry.ts");
+  const { parseRecipe } = await import("./recipe-schema.ts");
+  const { mergeRecipe: run } = await import("./run.ts");
+  interface S {
+    max: number;
+    above: number;
+    offsets: number[][];
+  }
+  const twoPass = {
+    name: "two_pass_test",
+    summary: "test only",
+    paperUrl: "",
+    requiresBase: false,
+    minModels: 1,
+    globalParams: [],
+    modelParams: [],
+    measurePasses: () => 2,
+    initStats: (): S => ({ max: -Infinity, above: 0, offsets: [[], []] }),
+    measure: (pass: number, s: S, chunk: { models: readonly Float32Array[]; offset: number }) => {
+      s.offsets[pass]!.push(chunk.offset);
+      for (const v of chunk.models[0]!) {
+        if (pass === 0) s.max = Math.max(s.max, v);
+        else if (v > s.max / 2) s.above++;
+      }
+    },
+    endPass: () => {},
+    kernel: (chunk: { offset: number }, out: Float32Array, s: S) => {
+      assert.deepEqual(s.offsets[0], s.offsets[1]);
+      out.fill(s.above * 1000 + chunk.offset);
+    },
+  };
+  (METHODS as Record<string, unknown>).two_pass_test = twoPass;
+  const root = tmp();
+  try {
+    const a = buildHfDir(join(root, "a"), { tensors: { w: { dtype: "F32", shape: [2, 5], values: [1, 9, 2, 8, 3, 7, 4, 6, 5, 10] } } });
+    const out = join(root, "out");
+    await run(parseRecipe({ method: "two_pass_test", models: [{ path: a }] }), { out, chunkElems: 4 });
+    const f = await openSafetensors(join(out, "model.safetensors"));
+    const v = new Float32Array(10);
+    await f.tensor("w").read(0, 10, v);
+    await f.close();
+    // max 10 → values > 5: 9, 8, 7, 6, 10 → 5; chunks of 4 elements (row of 5 does not fit): offsets 0, 4, 8
+    assert.deepEqual([...v], [5000, 5000, 5000, 5000, 5004, 5004, 5004, 5004, 5008, 5008]);
+  } finally {
+    delete (METHODS as Record<string, unknown>).two_pass_test;
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -9,7 +9,7 @@
  * independent of model size.
  */
 import { copyFile, writeFile } from "node:fs/promises";
-import { join, relative, resolve, isAbsolute } from "node:path";
+import { basename, dirname, join, relative, resolve, isAbsolute } from "node:path";
 import { DTYPE_BYTES, encodeFromF32, type OutDtype } from "../core/dtype.ts";
 import type { OnEvent } from "../core/events.ts";
 import { withAtomicOutput } from "../core/files.ts";
@@ -18,7 +18,7 @@ import { CancelledError, ConfigError, InternalError, UsageError, fsError } from 
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
-import { fileIdentity, type FileIdentity } from "./identity.ts";
+import { modelIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod } from "./methods/types.ts";
 import { getMethod } from "./methods/registry.ts";
 import { findUnexplainedNonFinite } from "./methods/finite.ts";
@@ -31,6 +31,7 @@ import type { FastRunOptions } from "./workers/fast-linear.ts";
 /** Default chunk: 4 Mi float32 elements = 16 MiB per input. */
 export const DEFAULT_CHUNK_ELEMS = 4 * 2 ** 20;
 
+/** Options of runMerge (CLI flags in kebab-case map onto these). */
 export interface RunMergeOptions {
   /** Output directory (created atomically). */
   readonly out: string;
@@ -54,6 +55,11 @@ export interface RunMergeOptions {
   readonly fastPath?: boolean;
   /** Fast-path pipeline tuning (tests). */
   readonly fastRun?: FastRunOptions;
+  /**
+   * "directory" (default): `out` is an HF model directory (weights, config.json, carried files, README.md).
+   * "file": `out` is one file written entirely by the sink (e.g. a GGUF); no sidecar files.
+   */
+  readonly outputKind?: "directory" | "file";
 }
 
 /** What a merge produced (the CLI's `--json` summary). */
@@ -86,9 +92,7 @@ export function chunkLength(shape: readonly number[], maxElems: number): number 
 async function identities(inputs: readonly Checkpoint[], signal?: AbortSignal): Promise<FileIdentity[][]> {
   const out: FileIdentity[][] = [];
   for (const c of inputs) {
-    const ids: FileIdentity[] = [];
-    for (const f of c.weightFiles) ids.push(await fileIdentity(f, signal));
-    out.push(ids);
+    out.push(await modelIdentity(c.weightFiles, signal));
   }
   return out;
 }
@@ -120,13 +124,16 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
   checkAborted(signal);
 
-  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: true }, async (dir) => {
+  const isFile = options.outputKind === "file";
+  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: !isFile }, async (tempPath) => {
+    const dir = isFile ? dirname(tempPath) : tempPath;
     const metadata: Record<string, string> = { format: "pt", tool: TOOL_NAME, tool_version: VERSION, method: plan.method };
     if (plan.recipe.lambda !== undefined) metadata.lambda = String(plan.recipe.lambda);
     metadata.seed = String(plan.recipe.seed);
     if (plan.outDtype !== undefined) metadata.out_dtype = plan.outDtype;
     const sink = await sinkFactory({
       dir,
+      file: isFile ? tempPath : undefined,
       tensors: plan.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
       metadata,
       plan,
@@ -201,7 +208,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
             const n = Math.min(step, t.mergedElems - off);
             method.measure(pass, stats, await readChunk(off, n), t.ctx, t.params);
           }
-          method.endPass(pass, stats, t.ctx, t.params);
+          if (method.endPass(pass, stats, t.ctx, t.params) === true) break; // statistics complete early
         }
         for (let off = 0; off < t.mergedElems; off += step) {
           checkAborted(signal);
@@ -235,6 +242,18 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       throw e;
     }
 
+    const summary = (files: string[]): MergeSummary => ({
+      out: outAbs,
+      method: plan.method,
+      lambda: plan.recipe.lambda,
+      outDtype: plan.outDtype?.toLowerCase(),
+      inputs: plan.inputs.map((i) => ({ label: i.label, path: i.path })),
+      tensorCount: plan.tensors.length,
+      totalBytes: plan.totalBytes,
+      files: files.sort(),
+      warnings: plan.warnings,
+    });
+    if (isFile) return summary([basename(outAbs)]);
     const files = [...weightFiles];
     const configPath = join(dir, "config.json");
     try {
@@ -269,17 +288,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       files.push("README.md");
     }
     checkAborted(signal);
-    return {
-      out: outAbs,
-      method: plan.method,
-      lambda: plan.recipe.lambda,
-      outDtype: plan.outDtype?.toLowerCase(),
-      inputs: plan.inputs.map((i) => ({ label: i.label, path: i.path })),
-      tensorCount: plan.tensors.length,
-      totalBytes: plan.totalBytes,
-      files: files.sort(),
-      warnings: plan.warnings,
-    };
+    return summary(files);
   }).catch((e: unknown) => {
     if (e instanceof Error && e.name === "AbortError") throw new CancelledError("merge cancelled; no output was written", { cause: e });
     throw e;
@@ -321,6 +330,7 @@ async function copyTensor(
   }
 }
 
+/** Options of mergeRecipe: runMerge's plus how to open each input. */
 export interface MergeRecipeOptions extends RunMergeOptions {
   /** Opens one recipe input. @default openCheckpoint(input.path) (HF safetensors directory) */
   readonly openInput?: (input: RecipeInput) => Promise<Checkpoint>;

@@ -6,9 +6,11 @@
 import type { OutputTensorInfo } from "../formats/safetensors/write.ts";
 import { createShardedWriter } from "../formats/safetensors/write.ts";
 import type { MergePlan } from "./plan.ts";
+import { InternalError } from "../errors.ts";
 
 export type { OutputTensorInfo };
 
+/** Receives the merged tensors' bytes in declared order and turns them into files. */
 export interface TensorSink {
   /** Data bytes of the declared tensors, in declared order, in any split. */
   write(bytes: Uint8Array): Promise<void>;
@@ -20,8 +22,13 @@ export interface TensorSink {
 
 /** Everything a sink may need to lay out its files. */
 export interface SinkContext {
-  /** Output directory (temporary, renamed into place by the caller). */
+  /**
+   * Output directory (temporary, renamed into place by the caller). In file mode (`file` set) this is the
+   * directory holding `file`; write nothing else there.
+   */
   readonly dir: string;
+  /** File mode (`outputKind: "file"`, e.g. one .gguf): the temp file to write, renamed onto `--out` at the end. */
+  readonly file: string | undefined;
   /** Output tensors in write order. */
   readonly tensors: readonly OutputTensorInfo[];
   /** Provenance strings (format, tool, version, method, lambda, seed). */
@@ -29,6 +36,7 @@ export interface SinkContext {
   readonly plan: MergePlan;
 }
 
+/** Creates a sink once the output tensors are known (called inside the atomic temp output). */
 export type SinkFactory = (ctx: SinkContext) => Promise<TensorSink> | TensorSink;
 
 /** transformers' default `max_shard_size` (decimal GB, as it counts). */
@@ -37,6 +45,7 @@ export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 /** The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`. */
 export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES): SinkFactory {
   return (ctx) => {
+    if (ctx.file !== undefined) throw new InternalError("the safetensors sink writes a directory, not a single file");
     const numel = ctx.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
     const writer = createShardedWriter(ctx.dir, ctx.tensors, {
       maxShardBytes,

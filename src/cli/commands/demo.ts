@@ -9,6 +9,7 @@ import { join, relative } from "node:path";
 /** Repository root, from this file's location (src/cli/commands/demo.ts). */
 const ROOT = join(fileURLToPath(import.meta.url), "..", "..", "..", "..");
 
+/** Declares `realign demo`. */
 export function register(program: Command): void {
   program
     .command("demo")

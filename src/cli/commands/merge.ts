@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import type { MergeSummary } from "../../merge/run.ts";
 
+/** Raw commander options of `realign merge` (validated in runMergeCommand). */
 export interface MergeFlags {
   aligned?: string;
   tuned?: string;
@@ -21,6 +22,10 @@ export interface MergeFlags {
   config?: string;
   explain?: boolean;
   seed?: string;
+  /** LoRA path: Safe LoRA flags (see merge/lora-merge.ts safeLoraFromFlags). */
+  safeLora?: string;
+  safeLoraThreshold?: string;
+  safeLoraLayers?: string;
 }
 
 /** Human-readable byte count (decimal units, as shard sizes are given). */
@@ -66,15 +71,15 @@ function required(value: string | undefined, flag: string): string {
 function parseSeed(text: string | undefined): number {
   if (text === undefined) return 0;
   const n = Number(text);
-  if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0) {
-    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected a non-negative integer`);
+  if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected an integer from 0 to 4294967295`);
   }
   return n;
 }
 
 /** `realign merge --config merge.yml [--explain] [--seed N] --out DIR` (mergekit YAML; see docs/yaml.md). */
 async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise<void> {
-  for (const [flag, v] of [["--aligned", flags.aligned], ["--tuned", flags.tuned], ["--lambda", flags.lambda]] as const) {
+  for (const [flag, v] of [["--aligned", flags.aligned], ["--tuned", flags.tuned], ["--lambda", flags.lambda], ["--safe-lora", flags.safeLora]] as const) {
     if (v !== undefined) throw new UsageError("cli.conflicting_flags", `${flag} cannot be combined with --config`, { hint: "put the models and parameters in the config file" });
   }
   if (flags.method !== "linear") throw new UsageError("cli.conflicting_flags", "--method cannot be combined with --config", { hint: "set merge_method in the config file" });
@@ -153,6 +158,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   }
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
+  const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
+  const safeLora = safeLoraFromFlags(flags);
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy, seed: parseSeed(flags.seed) });
@@ -165,6 +172,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       maxShardBytes,
       signal: cliSignal,
       onEvent: progress.onEvent,
+      openInput: loraAwareOpener(recipe, progress.onEvent, { safeLora }),
       commandLine: commandLineOf(process.argv.slice(2)),
     });
   } finally {
@@ -173,12 +181,13 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   process.stdout.write((flags.json ? JSON.stringify(summary) : formatMergeSummary(summary)) + "\n");
 }
 
+/** Declares `realign merge` and its flags. */
 export function register(program: Command): void {
   program
     .command("merge")
     .description("merge a fine-tuned model with its aligned model: θ = (1−λ)·θ_aligned + λ·θ_tuned")
     .option("--aligned <dir>", "safety-aligned model (Hugging Face directory with safetensors)")
-    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one")
+    .option("--tuned <dir>", "fine-tuned model, tuned from the aligned one (or a PEFT LoRA adapter dir trained from it)")
     .option("--lambda <x>", "weight on the tuned model, 0..1 (0 = aligned, 1 = tuned)")
     .option("--out <dir>", "output directory (written atomically)")
     .option("--method <name>", "linear | task_arithmetic (identical bytes for one tuned model)", "linear")
@@ -190,6 +199,9 @@ export function register(program: Command): void {
     .option("--config <file>", "mergekit YAML config (any method: ties, dare_ties, slerp, model_stock, …; see docs/yaml.md)")
     .option("--explain", "with --config: print each tensor's method and resolved parameters, read no weights, write nothing")
     .option("--seed <n>", "seed for random methods (dare_*, della*); recorded in the model card and metadata", "0")
+    .option("--safe-lora <unaligned dir>", "LoRA --tuned only: Safe LoRA projection first, using the model the aligned one was aligned from")
+    .option("--safe-lora-threshold <cos>", "Safe LoRA: project layers with cos ≤ this (default 0.5)")
+    .option("--safe-lora-layers <n>", "Safe LoRA: project the n layers with the lowest cos instead of a threshold")
     .addHelpText(
       "after",
       "\nExamples:\n  realign merge --aligned examples/organism/aligned --tuned examples/organism/finetuned --lambda 0.5 --out merged\n  realign merge --config examples/recipes/ties.yml --explain\n  realign merge --config examples/recipes/dare_ties.yml --seed 1 --out merged-dare\n",

@@ -92,7 +92,7 @@ export async function openCheckpoint(dir: string): Promise<HfCheckpoint> {
     if (has.has("adapter_model.safetensors") || has.has("adapter_config.json")) {
       throw new FormatError("checkpoint.is_adapter", `${dir} is a PEFT adapter, expected a full model directory`, {
         details: { file: root },
-        hint: "merge an adapter with --lora (applied to the aligned model), or merge it into its base with peft first",
+        hint: "an adapter holds only low-rank deltas; merge it into its base model with peft (merge_and_unload) and save_pretrained first",
       });
     }
     if (pickles.length > 0 && weightNames.length === 0) {

@@ -31,6 +31,7 @@ export interface SafetensorsTensorInfo {
   readonly byteLength: number;
 }
 
+/** A validated safetensors header: sizes, metadata and tensor entries in data order. */
 export interface SafetensorsHeader {
   /** N, the JSON length. */
   readonly headerByteLength: number;

@@ -5,6 +5,7 @@
  */
 import { FormatError } from "../../errors.ts";
 
+/** File names transformers uses for sharded and single-file safetensors weights. */
 export const INDEX_FILE_NAME = "model.safetensors.index.json";
 export const SINGLE_FILE_NAME = "model.safetensors";
 
@@ -19,11 +20,12 @@ export function toIndexJson(
   totalSize: number,
   extraMetadata: Readonly<Record<string, unknown>> = {},
 ): string {
-  const sorted: Record<string, string> = {};
+  const sorted: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const k of Object.keys(weightMap).sort()) sorted[k] = weightMap[k]!;
   return JSON.stringify({ metadata: { ...extraMetadata, total_size: totalSize }, weight_map: sorted }, null, 2) + "\n";
 }
 
+/** A parsed, path-checked index. */
 export interface SafetensorsIndex {
   /** metadata.total_size when present (not trusted for anything but display). */
   readonly totalSize: number | undefined;

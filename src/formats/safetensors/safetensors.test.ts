@@ -219,3 +219,17 @@ test("index: shard names must be plain file names", () => {
   assert.throws(() => parseIndexJson("{", "i"), { code: "index.bad_json" });
   assert.deepEqual([...parseIndexJson(JSON.stringify({ weight_map: { a: "m.safetensors" } }), "i").weightMap], [["a", "m.safetensors"]]);
 });
+
+test("writer and reader: a tensor named __proto__ is an ordinary tensor", async () => {
+  const dir = tmp();
+  try {
+    const w = createShardedWriter(dir, [{ name: "__proto__", dtype: "U8", shape: [2] }], { maxShardBytes: 100, metadata: { format: "pt" } });
+    await w.write(new Uint8Array([7, 9]));
+    await w.finish();
+    const f = await openSafetensors(join(dir, "model.safetensors"));
+    assert.deepEqual(f.header.tensors.map((t) => [t.name, t.byteLength]), [["__proto__", 2]]);
+    await f.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -31,7 +31,8 @@ export function buildHeader(
   tensors: readonly OutputTensorInfo[],
   metadata: Readonly<Record<string, string>> | undefined,
 ): { prefix: Uint8Array; dataByteLength: number } {
-  const obj: Record<string, unknown> = {};
+  // Null prototype: a tensor named "__proto__" must become an own key, not the prototype.
+  const obj: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata !== undefined) obj.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
@@ -163,6 +164,7 @@ export interface ShardedWriter {
   abort(): Promise<void>;
 }
 
+/** Options of createShardedWriter. */
 export interface ShardedWriterOptions {
   /** Largest data size of one shard, bytes. */
   readonly maxShardBytes: number;
@@ -208,7 +210,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
       current = undefined;
       const files = shards.map((s) => s.fileName);
       if (shards.length > 1) {
-        const weightMap: Record<string, string> = {};
+        const weightMap: Record<string, string> = Object.create(null) as Record<string, string>;
         for (const s of shards) for (const t of s.tensors) weightMap[t.name] = s.fileName;
         const indexPath = join(dir, INDEX_FILE_NAME);
         try {

@@ -1,7 +1,7 @@
 /**
  * Runs a merge method over whole in-memory float32 tensors, cut into chunks of `chunkSize` elements, the
  * way `src/merge/run.ts` streams them from disk: every measure pass over all chunks in ascending offset,
- * `endPass` after each, then the kernel chunk by chunk. Pure; used by tests (chunking invariance, golden
+ * `endPass` after each (stopping early when it returns true), then the kernel chunk by chunk. Pure; used by tests (chunking invariance, golden
  * values) and small in-memory merges.
  */
 import type { MergeMethod, ResolvedParams, TensorContext } from "./types.ts";
@@ -39,7 +39,7 @@ export function applyMethod<S>(
   const passes = method.measurePasses(ctx, params);
   for (let pass = 0; pass < passes; pass++) {
     for (const chunk of chunks) method.measure(pass, stats, chunk, ctx, params);
-    method.endPass(pass, stats, ctx, params);
+    if (method.endPass(pass, stats, ctx, params) === true) break;
   }
   const out = new Float32Array(n);
   for (const chunk of chunks) {

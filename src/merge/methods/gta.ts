@@ -53,6 +53,12 @@ export interface GtaRow {
 
 /** Norm threshold below which the L1 rescale is skipped (mergekit sparsify.py). */
 const RESCALE_MIN_NORM = 1e-7;
+/**
+ * DELLA keeps the ranks of every row from its measure pass for tensors up to this many elements (4 bytes
+ * each per model, ≤ 64 MiB), so the kernel does not sort the rows again; larger tensors re-rank each row in the
+ * kernel and keep only rows split across chunks.
+ */
+const DELLA_RANK_CACHE_MAX = 16 * 2 ** 20;
 /** |Σw| below which the no-consensus normalisation divides by 1 (mergekit). */
 const MIN_WEIGHT_SUM = 1e-8;
 
@@ -65,6 +71,8 @@ interface ModelState {
   ranking?: MagnitudeRanking;
   /** della: row length, rows split across chunks (partial buffers, then their ranks). */
   rowLength?: number;
+  /** Elements in the tensor. */
+  numel: number;
   partial?: Map<number, Float32Array>;
   storedRanks?: Map<number, Uint32Array>;
   epsilon?: number;
@@ -100,7 +108,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
   const n = ctx.numel;
   const density = num(p.density, 1);
   const key = streamKey(ctx.seed, ctx.name, i);
-  const base = { density, key, l1Total: 0, l1Kept: 0, factor: 1, passes: 0 };
+  const base = { density, key, numel: n, l1Total: 0, l1Kept: 0, factor: 1, passes: 0 };
   const needL1 = rescale && mode === "l1";
   if (row.sparsify === "none" || !(density < 1)) return { kind: "identity", ...base };
   if (!(density > 0) && row.sparsify !== "outliers") return { kind: "zero", ...base };
@@ -161,10 +169,10 @@ function forRows(c: number, offset: number, len: number, fn: (row: number, start
 /** Ranks of row r for the kernel: computed from the chunk when the row lies inside it, else from the measure pass. */
 function dellaRowRanks(st: ModelState, delta: Float32Array, offset: number, r: number, start: number): Uint32Array {
   const c = st.rowLength!;
+  const cached = st.storedRanks!.get(r);
+  if (cached !== undefined) return cached;
   if (start >= offset && start + c <= offset + delta.length) return rowRanks(delta.subarray(start - offset, start - offset + c));
-  const ranks = st.storedRanks!.get(r);
-  if (ranks === undefined) throw new InternalError(`della: ranks of row ${r} missing (kernel called before its measure pass)`);
-  return ranks;
+  throw new InternalError(`della: ranks of row ${r} missing (kernel called before its measure pass)`);
 }
 
 function measureDella(st: ModelState, delta: Float32Array, offset: number): void {
@@ -177,11 +185,14 @@ function measureDella(st: ModelState, delta: Float32Array, offset: number): void
       if (keptAt(st.key, start + q, dellaProbability(st.density, st.epsilon!, ranks[q]!, c))) st.l1Kept += v;
     }
   };
+  const cacheAll = st.numel <= DELLA_RANK_CACHE_MAX;
   forRows(c, offset, len, (r, start) => {
     const end = start + c;
     if (start >= offset && end <= offset + len) {
       const row = delta.subarray(start - offset, end - offset);
-      account(row, rowRanks(row), start);
+      const ranks = rowRanks(row);
+      if (cacheAll) st.storedRanks!.set(r, ranks);
+      account(row, ranks, start);
       return;
     }
     let buf = st.partial!.get(r);

@@ -216,3 +216,82 @@ test("every registered method gives the same bytes in one chunk or many (sizes 1
     for (const size of [1, 5, 16, 37]) assert.deepEqual(applyMethod(m, inputs, ctx, params, size), whole, `${name} chunk ${size}`);
   }
 });
+
+// ---- every method on a scalar (shape []) and a 1-element tensor -------------------------------------
+test("every method on a scalar and a 1-element tensor: base 2, tuned 5 (hand-computed)", () => {
+  // seed 0, name "t": U(model 0, element 0) = 0.789 → density 0.5 drops, 0.9 keeps
+  const cases: [string, number[] | undefined, number[][], ResolvedParams, number][] = [
+    ["linear", undefined, [[2], [5]], P({}, { weight: 0.5 }, { weight: 0.5 }), 3.5],
+    ["task_arithmetic", [2], [[5]], P({}, { weight: 0.5 }), 3.5],
+    ["slerp", [2], [[5]], P({ t: 0.5 }, {}), 3.5], // |cos| = 1 ⇒ lerp
+    ["ties", [2], [[5]], P({}, { weight: 1, density: 1 }), 5],
+    ["ties", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2], // k = floor(0.5) = 0
+    ["dare_linear", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2],
+    ["dare_linear", [2], [[5]], P({}, { weight: 1, density: 0.9 }), 5], // l1: ‖δ‖₁/‖kept‖₁ = 1
+    ["dare_ties", [2], [[5]], P({ rescale_mode: "inverse_density" }, { weight: 1, density: 0.9 }), Math.fround(2 + 3 / 0.9)],
+    ["breadcrumbs", [2], [[5]], P({}, { weight: 1, density: 0.5 }), 2], // keep = 0
+    ["breadcrumbs_ties", [2], [[5]], P({}, { weight: 1, density: 1 }), 5],
+    ["della", [2], [[5]], P({}, { weight: 1, density: 0.5, epsilon: 0.1 }), 2], // c = 1 ⇒ p = 0.5
+    ["della_linear", [2], [[5]], P({}, { weight: 1, density: 0.9, epsilon: 0.05 }), 5],
+    ["model_stock", [2], [[5], [5]], P({}, {}, {}), 5], // identical ⇒ t = 1
+    ["model_stock", [2], [[5], [-1]], P({}, {}, {}), 2], // cos = −1 ⇒ 1 + (N−1)cos = 0 ⇒ t := 0
+    ["passthrough", undefined, [[5]], P({}, {}), 5],
+  ];
+  for (const [name, base, models, params, want] of cases) {
+    for (const shape of [[], [1]]) assert.deepEqual(run(name, base, models, params, shape), [want], `${name} ${JSON.stringify(params.perModel)} shape ${JSON.stringify(shape)}`);
+  }
+});
+
+test("f16-range inputs summing past 65504 do not overflow: linear of 60000 and 60000 is 60000", () => {
+  assert.deepEqual(run("linear", undefined, [[60000], [60000]], P({}, { weight: 1 }, { weight: 1 })), [60000]);
+  assert.deepEqual(run("task_arithmetic", [60000], [[60000], [60000]], P({ normalize: true }, { weight: 1 }, { weight: 1 })), [60000]);
+});
+
+test("tensor-wide reductions (L1 rescale, slerp angle, model_stock cosine) give the same bytes for any chunking", () => {
+  const shape = [40, 50];
+  const n = 2000;
+  const base = new Float32Array(n).map((_, j) => Math.sin(j * 0.91) * 0.3);
+  const a = base.map((b, j) => b + 0.01 * Math.cos(j * 1.37) + 1e-4 * Math.sin(j * 17.1));
+  const c = base.map((b, j) => b + 0.01 * Math.sin(j * 2.71 + 1) - 3e-5 * Math.cos(j * 5.3));
+  const two = P({ rescale: true }, { weight: 0.7, density: 0.4, gamma: 0.02, epsilon: 0.1 }, { weight: 0.5, density: 0.6, gamma: 0.02, epsilon: 0.1 });
+  const sets: [string, ResolvedParams, Float32Array[]][] = [
+    ["ties", two, [a, c]],
+    ["breadcrumbs_ties", two, [a, c]],
+    ["dare_linear", two, [a, c]],
+    ["della", two, [a, c]],
+    ["slerp", P({ t: 0.37 }, {}), [a]],
+    ["model_stock", P({}, {}, {}), [a, c]],
+  ];
+  for (const [name, params, models] of sets) {
+    const ctx = tensorContext("model.layers.3.mlp.down_proj.weight", shape, 99);
+    const whole = applyMethod(METHODS[name]!, { base, models }, ctx, params);
+    for (const size of [7, 64, 333, 1999]) assert.deepEqual(applyMethod(METHODS[name]!, { base, models }, ctx, params, size), whole, `${name} chunk ${size}`);
+  }
+});
+
+test("measure statistics are bit-identical for any chunking (running sums, not per-chunk partials)", () => {
+  const n = 5000;
+  const base = new Float32Array(n).map((_, j) => Math.sin(j * 0.91) * 3);
+  const a = base.map((b, j) => b + Math.cos(j * 1.37) * (1 + (j % 7)) * 1e-3);
+  const c = base.map((b, j) => b - Math.sin(j * 2.3) * (1 + (j % 5)) * 1e-3);
+  const ctx = tensorContext("t", [n]);
+  const statsFor = (name: string, params: ResolvedParams, models: Float32Array[], size: number): unknown => {
+    const m = METHODS[name]!;
+    const stats = m.initStats(ctx, params);
+    for (let pass = 0; pass < m.measurePasses(ctx, params); pass++) {
+      for (let off = 0; off < n; off += size) m.measure(pass, stats, { base: base.slice(off, off + size), models: models.map((x) => x.slice(off, off + size)), offset: off }, ctx, params);
+      if (m.endPass(pass, stats, ctx, params) === true) break;
+    }
+    return JSON.parse(JSON.stringify(stats, (_k, v) => (v instanceof Map ? [...v] : ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v)));
+  };
+  const cases: [string, ResolvedParams, Float32Array[]][] = [
+    ["slerp", P({ t: 0.5 }, {}), [a]],
+    ["model_stock", P({}, {}, {}), [a, c]],
+    ["ties", P({ rescale: true }, { weight: 1, density: 0.3 }), [a]],
+    ["dare_linear", P({}, { weight: 1, density: 0.3 }), [a]],
+  ];
+  for (const [name, params, models] of cases) {
+    const whole = statsFor(name, params, models, n);
+    for (const size of [3, 77, 1000]) assert.deepEqual(statsFor(name, params, models, size), whole, `${name} chunk ${size}`);
+  }
+});

@@ -79,14 +79,14 @@ export const modelStock: MergeMethod<StockStats> = {
       let p = at + n;
       for (let a = 0; a < n; a++) {
         const da = deltas[a]!;
-        let sq = 0;
+        let sq = stats.sums[at + a]!; // running sums in element order: identical bits for any chunking
         for (let q = j; q < end; q++) sq += da[q]! * da[q]!;
-        stats.sums[at + a] = stats.sums[at + a]! + sq;
+        stats.sums[at + a] = sq;
         for (let b = a + 1; b < n; b++) {
           const db = deltas[b]!;
-          let dot = 0;
+          let dot = stats.sums[p]!;
           for (let q = j; q < end; q++) dot += da[q]! * db[q]!;
-          stats.sums[p] = stats.sums[p]! + dot;
+          stats.sums[p] = dot;
           p++;
         }
       }

@@ -53,9 +53,10 @@ export const slerp: MergeMethod<SlerpStats> = {
   measure(_pass, stats, chunk) {
     const v0 = chunk.base!;
     const v1 = chunk.models[0]!;
-    let dot = 0;
-    let sq0 = 0;
-    let sq1 = 0;
+    // running sums in element order (not per-chunk partials): identical bits for any chunking
+    let dot = stats.dot;
+    let sq0 = stats.sq0;
+    let sq1 = stats.sq1;
     for (let j = 0; j < v0.length; j++) {
       const a = v0[j]!;
       const b = v1[j]!;
@@ -64,9 +65,9 @@ export const slerp: MergeMethod<SlerpStats> = {
       if (Number.isFinite(a)) sq0 += a * a;
       if (Number.isFinite(b)) sq1 += b * b;
     }
-    stats.dot += dot;
-    stats.sq0 += sq0;
-    stats.sq1 += sq1;
+    stats.dot = dot;
+    stats.sq0 = sq0;
+    stats.sq1 = sq1;
   },
   endPass(_pass, stats, _ctx, params) {
     const c = slerpCoefficients(Number(params.global.t), stats.dot, stats.sq0, stats.sq1);

@@ -7,17 +7,18 @@ import {
   isSelected,
   keepCount,
   measureRanking,
+  rowRanks,
   selectedL1,
   streamKey,
   uniformAt,
 } from "./sparsify.ts";
 
-function select(values: number[], rank: number, chunk: number): boolean[] {
+function select(values: number[], rank: number, chunk: number, collectMax?: number): boolean[] {
   const delta = new Float32Array(values);
-  const st = createMagnitudeRanking(delta.length, [rank]);
+  const st = createMagnitudeRanking(delta.length, [rank], collectMax);
   for (let pass = 0; pass < 3; pass++) {
     for (let off = 0; off < delta.length; off += chunk) measureRanking(pass, st, delta.slice(off, off + chunk), off);
-    endRankingPass(pass, st);
+    if (endRankingPass(pass, st)) break;
   }
   const bits = new Uint32Array(delta.buffer);
   return values.map((_, j) => isSelected(st.selectors[0]!, delta.length, bits[j]! & 0x7fffffff, j));
@@ -48,21 +49,29 @@ test("top-k on 10 000 values agrees with a full sort for every chunk size", () =
   const order = values.map((v, j) => [Math.abs(v), j] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
   const want = new Set(order.slice(0, k).map((e) => e[1]));
   for (const chunk of [n, 1000, 333]) {
-    const got = select(values, k, chunk);
-    assert.equal(got.filter(Boolean).length, k);
-    got.forEach((g, j) => assert.equal(g, want.has(j), `index ${j}, chunk ${chunk}`));
+    for (const collectMax of [undefined, 0]) {
+      // collectMax 0 forces the third (tie-scan) pass instead of settling ties from the pass-1 collection
+      const got = select(values, k, chunk, collectMax);
+      assert.equal(got.filter(Boolean).length, k);
+      got.forEach((g, j) => assert.equal(g, want.has(j), `index ${j}, chunk ${chunk}, collectMax ${collectMax}`));
+    }
   }
 });
 
-test("selected L1 = Σ|δ| of the selected entries, ties included", () => {
+test("selected L1 = Σ|δ| of the selected entries, ties included; ranking ends after pass 1 when collected", () => {
   const delta = new Float32Array([3, -1, 2, 2, -2, 0.5]);
-  const st = createMagnitudeRanking(6, [3]);
-  for (let pass = 0; pass < 3; pass++) {
-    measureRanking(pass, st, delta.slice(), 0);
-    endRankingPass(pass, st);
+  for (const collectMax of [undefined, 0]) {
+    const st = createMagnitudeRanking(6, [3], collectMax);
+    const done: boolean[] = [];
+    for (let pass = 0; pass < 3; pass++) {
+      measureRanking(pass, st, delta.slice(), 0);
+      done.push(endRankingPass(pass, st));
+      if (done[pass]) break;
+    }
+    assert.deepEqual(done, collectMax === 0 ? [false, false, true] : [false, true]);
+    assert.equal(selectedL1(st.selectors[0]!, st), 7); // 3 + 2 + 2
+    assert.equal(st.l1Total, 10.5);
   }
-  assert.equal(selectedL1(st.selectors[0]!, st), 7); // 3 + 2 + 2
-  assert.equal(st.l1Total, 10.5);
 });
 
 test("the seeded stream is a fixed function of (seed, tensor name, model, index)", () => {
@@ -89,4 +98,14 @@ test("sign election: weighted sum picks the sign, disjoint mean over agreeing mo
   electSign(us, [1, 0.5], merged, denom);
   assert.deepEqual([...merged], [-3, -2, 0, 4]);
   assert.deepEqual([...denom], [0.5, 1, 1, 1.5]);
+});
+
+test("DELLA row ranks: ascending |δ|, ties by lower index, −0 = +0, NaN largest", () => {
+  assert.deepEqual([...rowRanks(new Float32Array([4, -1, 3, 2]))], [3, 0, 2, 1]);
+  assert.deepEqual([...rowRanks(new Float32Array([1, -1, 0, -0, NaN, 1]))], [2, 3, 0, 1, 5, 4]);
+  const n = 1000;
+  const row = new Float32Array(n).map((_, j) => Math.round(Math.sin(j) * 50) / 7);
+  const want = Array.from(row, (v, j) => [Math.abs(v), j] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const ranks = rowRanks(row);
+  want.forEach(([, j], r) => assert.equal(ranks[j], r));
 });

@@ -4,7 +4,8 @@
  * No I/O; every function works on float32 chunks of one tensor at a given element offset.
  *
  * Numerics (all methods): deltas δ = f32(x − b) as float32 (so thresholds compare float32 bit patterns),
- * tensor-wide reductions (L1 norms, dot products) in float64 accumulators, per-element combinations in
+ * tensor-wide reductions (L1 norms, dot products) in float64 accumulators, each ONE running sum in element
+ * order (never per-chunk partial sums) so results do not depend on the chunking, per-element combinations in
  * float64, rounded once to float32 at the end. Nothing is ever summed in f16/bf16 (mergekit#704: f16
  * sums past 65504 overflow there). Non-finite |δ| (from NaN/Inf inputs) are left out of norm sums, so
  * one NaN input element cannot turn a whole tensor into NaN through a rescale factor.
@@ -34,12 +35,14 @@ function absBitsToValue(bits: number): number {
 }
 
 /**
- * Membership of the R largest |δ| of one tensor, decided exactly with three linear passes and no sort:
- * pass 0 histograms the top 16 bits of the float32 pattern of |δ| (65 536 bins), pass 1 histograms the low
- * 16 bits inside the boundary bin (so the R-th largest value V is known exactly), pass 2 finds the index
- * of the last tied element kept. Order is (|δ| descending, element index ascending): among entries equal
- * to V, the LOWEST indices are kept, so exactly R entries are selected. NaN |δ| counts as the largest.
- * Memory: two 65 536-entry count arrays per selector, whatever the tensor size.
+ * Membership of the R largest |δ| of one tensor, decided exactly with linear passes and no sort:
+ * pass 0 histograms the top 16 bits of the float32 pattern of |δ| (65 536 bins, with a float64 L1 sum per
+ * bin), pass 1 histograms the low 16 bits inside the boundary bin (so the R-th largest value V is known
+ * exactly) and, when that bin holds at most COLLECT_MAX entries, also collects their indices — which
+ * settles the ties at once, so the ranking is complete after 2 passes; otherwise pass 2 finds the index of
+ * the last tied element kept. Order is (|δ| descending, element index ascending): among entries equal to V,
+ * the LOWEST indices are kept, so exactly R entries are selected. NaN |δ| counts as the largest.
+ * Memory: 65 536-entry arrays (≈ 1 MiB) per model plus ≤ 6 bytes per collected entry.
  */
 export interface RankSelector {
   /** How many entries are selected (0 ≤ rank ≤ n). */
@@ -56,12 +59,35 @@ export interface RankSelector {
   tiesSeen: number;
   /** Selected ties are those with index ≤ cutoffIndex (Infinity once all ties are selected). */
   cutoffIndex: number;
-  /** Σ |δ| over entries strictly above V (float64, after pass 2). */
+  /** Σ |δ| over entries strictly above V (float64, after pass 2, or pass 1 when collected). */
   l1Above: number;
+  /** Pass 1 collection of the boundary bin (element indices and low 16 bits), when small enough. */
+  collectedIndex: Uint32Array | undefined;
+  collectedLow: Uint16Array | undefined;
+  collectedCount: number;
+  /** True once membership and l1Above are final. */
+  done: boolean;
 }
 
+/** Largest boundary bin collected in pass 1 (6 bytes per entry: ≤ 24 MiB), beyond which pass 2 runs. */
+export const COLLECT_MAX = 4 * 2 ** 20;
+
 export function createRankSelector(rank: number): RankSelector {
-  return { rank, bin: -1, above: 0, fine: undefined, valueBits: 0, tiesNeeded: 0, tiesSeen: 0, cutoffIndex: -1, l1Above: 0 };
+  return {
+    rank,
+    bin: -1,
+    above: 0,
+    fine: undefined,
+    valueBits: 0,
+    tiesNeeded: 0,
+    tiesSeen: 0,
+    cutoffIndex: -1,
+    l1Above: 0,
+    collectedIndex: undefined,
+    collectedLow: undefined,
+    collectedCount: 0,
+    done: false,
+  };
 }
 
 /** State of magnitude ranking for one tensor of one model: a coarse histogram shared by its selectors. */
@@ -69,18 +95,25 @@ export interface MagnitudeRanking {
   readonly n: number;
   readonly selectors: RankSelector[];
   coarse: Uint32Array | undefined;
+  /** Σ |δ| of the finite entries of each coarse bin (float64, pass 0). */
+  coarseL1: Float64Array | undefined;
   /** Σ |δ| over all finite entries (float64, after pass 0). */
   l1Total: number;
+  /** Boundary bins up to this many entries are collected in pass 1 (COLLECT_MAX; 0 forces pass 2, for tests). */
+  readonly collectMax: number;
 }
 
-/** Passes a magnitude ranking needs: 3 if any selector is partial (0 < rank < n), else 1 (only for the L1 total when `needL1`) or 0. */
+/**
+ * Passes a magnitude ranking may need: 3 if any selector is partial (0 < rank < n) — `endRankingPass`
+ * returns true after pass 1 when the collection settled it — else 1 (only for the L1 total when `needL1`) or 0.
+ */
 export function rankingPasses(n: number, ranks: readonly number[], needL1: boolean): number {
   if (ranks.some((r) => r > 0 && r < n)) return 3;
   return needL1 ? 1 : 0;
 }
 
-export function createMagnitudeRanking(n: number, ranks: readonly number[]): MagnitudeRanking {
-  return { n, selectors: ranks.map(createRankSelector), coarse: undefined, l1Total: 0 };
+export function createMagnitudeRanking(n: number, ranks: readonly number[], collectMax = COLLECT_MAX): MagnitudeRanking {
+  return { n, selectors: ranks.map(createRankSelector), coarse: undefined, coarseL1: undefined, l1Total: 0, collectMax };
 }
 
 function isPartial(s: RankSelector, n: number): boolean {
@@ -93,28 +126,42 @@ export function measureRanking(pass: number, st: MagnitudeRanking, delta: Float3
   const bits = new Uint32Array(delta.buffer, delta.byteOffset, len);
   if (pass === 0) {
     const coarse = (st.coarse ??= new Uint32Array(65536));
-    let l1 = 0;
+    const coarseL1 = (st.coarseL1 ??= new Float64Array(65536));
+    let l1 = st.l1Total; // one running sum in element order: the same bits whatever the chunking
     for (let i = 0; i < len; i++) {
       const a = bits[i]! & 0x7fffffff;
-      coarse[a >>> 16]!++;
+      const b = a >>> 16;
+      coarse[b]!++;
       const v = Math.abs(delta[i]!);
-      if (v !== Infinity && v === v) l1 += v;
+      if (v !== Infinity && v === v) {
+        l1 += v;
+        coarseL1[b] = coarseL1[b]! + v;
+      }
     }
-    st.l1Total += l1;
+    st.l1Total = l1;
     return;
   }
   for (const s of st.selectors) {
-    if (!isPartial(s, st.n)) continue;
+    if (!isPartial(s, st.n) || s.done) continue;
     if (pass === 1) {
       const fine = s.fine!;
       const bin = s.bin;
+      const idx = s.collectedIndex;
+      const low = s.collectedLow;
       for (let i = 0; i < len; i++) {
         const a = bits[i]! & 0x7fffffff;
-        if (a >>> 16 === bin) fine[a & 0xffff]!++;
+        if (a >>> 16 === bin) {
+          const l = a & 0xffff;
+          fine[l]!++;
+          if (idx !== undefined) {
+            idx[s.collectedCount] = offset + i;
+            low![s.collectedCount++] = l;
+          }
+        }
       }
     } else if (pass === 2) {
       const vb = s.valueBits;
-      let l1 = 0;
+      let l1 = s.l1Above;
       const scanTies = s.cutoffIndex !== Infinity;
       for (let i = 0; i < len; i++) {
         const a = bits[i]! & 0x7fffffff;
@@ -126,15 +173,19 @@ export function measureRanking(pass: number, st: MagnitudeRanking, delta: Float3
           if (s.tiesSeen === s.tiesNeeded) s.cutoffIndex = offset + i;
         }
       }
-      s.l1Above += l1;
+      s.l1Above = l1;
     }
   }
 }
 
-/** Finalises pass `pass`: boundary bin after pass 0, exact value V and tie count after pass 1. */
-export function endRankingPass(pass: number, st: MagnitudeRanking): void {
+/**
+ * Finalises pass `pass`: boundary bin after pass 0; exact value V and tie count after pass 1 (and, for a
+ * collected boundary bin, the tie cut-off and l1Above at once).
+ * @returns true when every selector is final (no further pass needed).
+ */
+export function endRankingPass(pass: number, st: MagnitudeRanking): boolean {
   for (const s of st.selectors) {
-    if (!isPartial(s, st.n)) continue;
+    if (!isPartial(s, st.n) || s.done) continue;
     if (pass === 0) {
       const coarse = st.coarse!;
       let cum = 0;
@@ -143,6 +194,10 @@ export function endRankingPass(pass: number, st: MagnitudeRanking): void {
         if (cum + c >= s.rank) {
           s.bin = b;
           s.above = cum;
+          if (c <= st.collectMax) {
+            s.collectedIndex = new Uint32Array(c);
+            s.collectedLow = new Uint16Array(c);
+          }
           break;
         }
         cum += c;
@@ -162,10 +217,42 @@ export function endRankingPass(pass: number, st: MagnitudeRanking): void {
         cum += c;
       }
       s.fine = undefined;
+      if (s.collectedIndex !== undefined) settleFromCollection(s, st);
+    } else if (pass === 2) {
+      s.done = true;
     }
   }
-  if (pass === 0 && st.selectors.every((s) => !isPartial(s, st.n))) st.coarse = undefined;
-  if (pass === 1) st.coarse = undefined;
+  if (pass === 1) {
+    st.coarse = undefined;
+    if (st.selectors.every((s) => !isPartial(s, st.n) || s.done)) st.coarseL1 = undefined;
+  }
+  if (pass === 2) st.coarseL1 = undefined;
+  return st.selectors.every((s) => !isPartial(s, st.n) || s.done);
+}
+
+/** Pass-1 shortcut: tie cut-off and l1Above from the collected boundary bin (ascending index order). */
+function settleFromCollection(s: RankSelector, st: MagnitudeRanking): void {
+  const low = s.collectedLow!;
+  const idx = s.collectedIndex!;
+  const vLow = s.valueBits & 0xffff;
+  const hi = s.bin << 16;
+  let l1 = 0;
+  for (let b = s.bin + 1; b < 65536; b++) l1 += st.coarseL1![b]!;
+  let seen = 0;
+  for (let q = 0; q < s.collectedCount; q++) {
+    const l = low[q]!;
+    if (l > vLow) {
+      const v = absBitsToValue((hi | l) >>> 0);
+      if (v !== Infinity && v === v) l1 += v;
+    } else if (l === vLow && s.cutoffIndex !== Infinity && seen < s.tiesNeeded) {
+      seen++;
+      if (seen === s.tiesNeeded) s.cutoffIndex = idx[q]!;
+    }
+  }
+  s.l1Above = l1;
+  s.collectedIndex = undefined;
+  s.collectedLow = undefined;
+  s.done = true;
 }
 
 /** True when element `index` with |δ| pattern `absBits` is among the `s.rank` largest. */
@@ -175,7 +262,7 @@ export function isSelected(s: RankSelector, n: number, absBits: number, index: n
   return absBits > s.valueBits || (absBits === s.valueBits && index <= s.cutoffIndex);
 }
 
-/** Σ |δ| over the selected entries (float64); valid after pass 2. */
+/** Σ |δ| over the selected entries (float64); valid once the ranking is final. */
 export function selectedL1(s: RankSelector, st: MagnitudeRanking): number {
   if (s.rank <= 0) return 0;
   if (s.rank >= st.n) return st.l1Total;
@@ -240,7 +327,8 @@ export function keptAt(key: number, index: number, p: number): boolean {
 
 /**
  * Ascending magnitude ranks of one row (0-based: 0 = smallest |δ|), ties broken by lower index first.
- * Sorts packed float64 keys |δ|bits·2²¹ + position (exact below 2²¹ elements per row), else a comparator sort.
+ * Sorts packed float64 keys |δ|bits·2²¹ + position (exact below 2²¹ elements per row; a native numeric sort,
+ * faster than a JS radix sort on rows of a few hundred), else a comparator sort.
  * @returns ranks[q] = rank of row element q.
  */
 export function rowRanks(row: Float32Array): Uint32Array {

@@ -87,8 +87,12 @@ export interface MergeMethod<S = unknown> {
   initStats(ctx: TensorContext, params: ResolvedParams): S;
   /** Accumulates statistics from one chunk during pass `pass` (0-based). */
   measure(pass: number, stats: S, chunk: Chunk, ctx: TensorContext, params: ResolvedParams): void;
-  /** Called after pass `pass` has seen every chunk (finalise thresholds, norms…). */
-  endPass(pass: number, stats: S, ctx: TensorContext, params: ResolvedParams): void;
+  /**
+   * Called after pass `pass` has seen every chunk (finalise thresholds, norms…). May return `true` when the
+   * statistics are complete early: the runner then skips the remaining measure passes (e.g. TIES top-k
+   * needs its third pass only when the boundary bin is too large to collect).
+   */
+  endPass(pass: number, stats: S, ctx: TensorContext, params: ResolvedParams): void | boolean;
   /** Writes the merged values of this chunk into `out` (same length as the inputs). */
   kernel(chunk: Chunk, out: Float32Array, stats: S, ctx: TensorContext, params: ResolvedParams): void;
 }

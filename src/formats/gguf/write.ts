@@ -1,0 +1,404 @@
+/**
+ * GGUF v3 writer as a state machine (after gguf-py's GGUFWriter): EMPTY → HEADER → KV → TENSOR_INFOS →
+ * WEIGHTS → CLOSED. Each call checks the state it expects and says what it got. Tensor sizes are known from
+ * shape and type up front, so tensor infos (with offsets) precede the data and the data is streamed: a
+ * tensor may be written in any number of chunks and big tensors never need to be in memory.
+ *
+ * Layout (GGUF spec): magic, u32 version, u64 tensor_count, u64 kv_count, KV pairs, tensor infos, zero
+ * padding to `general.alignment` (default 32), then each tensor's data followed by zero padding to the
+ * alignment (as gguf-py and gguf.cpp write it).
+ */
+import { closeSync, openSync, writeSync } from "node:fs";
+import { InternalError, fsError } from "../../errors.ts";
+import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE_ID, GGUF_VERSION, KEYS, ggmlType } from "./constants.ts";
+import type { GgufArray, GgufMetadata, GgufTensorDecl, GgufValue } from "./types.ts";
+
+/** Grows a byte buffer for the header. */
+class ByteBuilder {
+  private buf = new Uint8Array(1 << 16);
+  private view = new DataView(this.buf.buffer);
+  length = 0;
+  private readonly encoder = new TextEncoder();
+
+  private reserve(n: number): number {
+    if (this.length + n > this.buf.length) {
+      let cap = this.buf.length * 2;
+      while (cap < this.length + n) cap *= 2;
+      const next = new Uint8Array(cap);
+      next.set(this.buf.subarray(0, this.length));
+      this.buf = next;
+      this.view = new DataView(next.buffer);
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+  u8(v: number): void {
+    const at = this.reserve(1);
+    this.view.setUint8(at, v);
+  }
+  i8(v: number): void {
+    const at = this.reserve(1);
+    this.view.setInt8(at, v);
+  }
+  u16(v: number): void {
+    const at = this.reserve(2);
+    this.view.setUint16(at, v, true);
+  }
+  i16(v: number): void {
+    const at = this.reserve(2);
+    this.view.setInt16(at, v, true);
+  }
+  u32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setUint32(at, v, true);
+  }
+  i32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setInt32(at, v, true);
+  }
+  f32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setFloat32(at, v, true);
+  }
+  f64(v: number): void {
+    const at = this.reserve(8);
+    this.view.setFloat64(at, v, true);
+  }
+  u64(v: number | bigint): void {
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, BigInt(v), true);
+  }
+  i64(v: bigint): void {
+    const at = this.reserve(8);
+    this.view.setBigInt64(at, v, true);
+  }
+  string(s: string): void {
+    const bytes = this.encoder.encode(s);
+    this.u64(bytes.length);
+    const at = this.reserve(bytes.length);
+    this.buf.set(bytes, at);
+  }
+  zeros(n: number): void {
+    const at = this.reserve(n);
+    this.buf.fill(0, at, this.length);
+  }
+  bytes(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+function writeScalar(b: ByteBuilder, type: string, v: unknown): void {
+  switch (type) {
+    case "u8":
+      return b.u8(v as number);
+    case "i8":
+      return b.i8(v as number);
+    case "u16":
+      return b.u16(v as number);
+    case "i16":
+      return b.i16(v as number);
+    case "u32":
+      return b.u32(v as number);
+    case "i32":
+      return b.i32(v as number);
+    case "f32":
+      return b.f32(v as number);
+    case "f64":
+      return b.f64(v as number);
+    case "u64":
+      return b.u64(v as bigint);
+    case "i64":
+      return b.i64(v as bigint);
+    case "bool":
+      return b.u8(v ? 1 : 0);
+    case "string":
+      return b.string(v as string);
+  }
+  throw new InternalError(`gguf writer: unknown scalar type ${type}`);
+}
+
+function writeArrayBody(b: ByteBuilder, a: GgufArray): void {
+  b.u32(GGUF_VALUE_TYPE_ID[a.itemType]);
+  b.u64(a.value.length);
+  if (a.itemType === "array") {
+    for (const item of a.value) writeArrayBody(b, item);
+  } else {
+    for (const item of a.value as unknown[]) writeScalar(b, a.itemType, item);
+  }
+}
+
+function writeValue(b: ByteBuilder, v: GgufValue): void {
+  b.u32(GGUF_VALUE_TYPE_ID[v.type]);
+  if (v.type === "array") writeArrayBody(b, v);
+  else writeScalar(b, v.type, v.value);
+}
+
+/** Serializes KV pairs exactly as they appear in a file (no padding). */
+export function serializeGgufKv(metadata: GgufMetadata): Uint8Array {
+  const b = new ByteBuilder();
+  for (const [key, value] of metadata) {
+    b.string(key);
+    writeValue(b, value);
+  }
+  return b.bytes();
+}
+
+/** Bytes of a tensor's data from its ggml shape and type (shape[0] must be a multiple of the block size). */
+export function ggufTensorByteLength(decl: GgufTensorDecl): number {
+  const row = ggmlType(decl.type);
+  const n = decl.shape.reduce((a, b) => a * b, 1);
+  if (decl.shape[0]! % row.blockSize !== 0) {
+    throw new InternalError(`tensor ${decl.name}: ne[0]=${decl.shape[0]} is not a multiple of ${decl.type}'s block size ${row.blockSize}`);
+  }
+  return (n / row.blockSize) * row.typeSize;
+}
+
+function alignUp(n: number, alignment: number): number {
+  return Math.ceil(n / alignment) * alignment;
+}
+
+/** The file layout the writer will produce: tensor offsets (relative to data), data start and total size. */
+export interface GgufLayout {
+  alignment: number;
+  offsets: number[];
+  byteLengths: number[];
+  dataOffset: number;
+  fileSize: number;
+}
+
+/** Alignment requested by the metadata (`general.alignment` u32) or the default 32. */
+export function alignmentOf(metadata: GgufMetadata): number {
+  const v = metadata.get(KEYS.general.alignment);
+  return v !== undefined && v.type === "u32" ? v.value : GGUF_DEFAULT_ALIGNMENT;
+}
+
+const STATES = ["empty", "header", "kv", "tensor_infos", "weights", "closed"] as const;
+type WriterState = (typeof STATES)[number];
+
+/**
+ * Streams one GGUF file. Usage:
+ * `w = GgufWriter.create(path); w.writeHeader(tensors.length, metadata.size); w.writeKv(metadata);
+ *  w.writeTensorInfos(tensors); for each tensor in order: w.writeTensorData(name, chunk)…; w.close()`.
+ * On error call `abort()` (closes the file; the caller owns removing the temp path — see core/files.ts).
+ */
+export class GgufWriter {
+  private state: WriterState = "empty";
+  private header = new ByteBuilder();
+  private tensorCount = 0;
+  private kvCount = 0;
+  private alignment = GGUF_DEFAULT_ALIGNMENT;
+  private decls: GgufTensorDecl[] = [];
+  private byteLengths: number[] = [];
+  private current = 0;
+  private writtenInCurrent = 0;
+  private out = new Uint8Array(1 << 20);
+  private outLen = 0;
+  private position = 0;
+
+  private constructor(
+    private fd: number,
+    readonly path: string,
+  ) {}
+
+  /** Opens (creates or truncates) `path` for writing. */
+  static create(path: string): GgufWriter {
+    try {
+      return new GgufWriter(openSync(path, "w"), path);
+    } catch (e) {
+      throw fsError(e, path, "creating GGUF");
+    }
+  }
+
+  private expect(...allowed: WriterState[]): void {
+    if (!allowed.includes(this.state)) {
+      throw new InternalError(`gguf writer for ${this.path}: got a call in state ${this.state}, expected state ${allowed.join(" or ")}`);
+    }
+  }
+
+  private emit(bytes: Uint8Array): void {
+    if (bytes.length >= this.out.length) {
+      this.flush();
+      this.rawWrite(bytes);
+      return;
+    }
+    if (this.outLen + bytes.length > this.out.length) this.flush();
+    this.out.set(bytes, this.outLen);
+    this.outLen += bytes.length;
+    this.position += bytes.length;
+  }
+  private emitZeros(n: number): void {
+    if (n > 0) this.emit(new Uint8Array(n));
+  }
+  private rawWrite(bytes: Uint8Array): void {
+    let done = 0;
+    try {
+      while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    } catch (e) {
+      throw fsError(e, this.path, "writing GGUF");
+    }
+    this.position += bytes.length;
+  }
+  private flush(): void {
+    if (this.outLen === 0) return;
+    const pending = this.out.subarray(0, this.outLen);
+    this.position -= this.outLen; // rawWrite re-adds
+    this.outLen = 0;
+    this.rawWrite(pending);
+  }
+
+  /** EMPTY → HEADER: magic, version 3 and the two counts. */
+  writeHeader(tensorCount: number, kvCount: number): void {
+    this.expect("empty");
+    this.tensorCount = tensorCount;
+    this.kvCount = kvCount;
+    this.header.u32(GGUF_MAGIC);
+    this.header.u32(GGUF_VERSION);
+    this.header.u64(tensorCount);
+    this.header.u64(kvCount);
+    this.state = "header";
+  }
+
+  /** HEADER → KV: all metadata pairs (the count must match writeHeader's). Reads `general.alignment`. */
+  writeKv(metadata: GgufMetadata): void {
+    this.expect("header");
+    if (metadata.size !== this.kvCount) {
+      throw new InternalError(`gguf writer for ${this.path}: got ${metadata.size} KV pairs, expected ${this.kvCount} as declared`);
+    }
+    const align = metadata.get(KEYS.general.alignment);
+    if (align !== undefined) {
+      if (align.type !== "u32" || align.value === 0 || (align.value & (align.value - 1)) !== 0) {
+        throw new InternalError(`gguf writer for ${this.path}: general.alignment must be a u32 power of two`);
+      }
+      this.alignment = align.value;
+    }
+    for (const [key, value] of metadata) {
+      this.header.string(key);
+      writeValue(this.header, value);
+    }
+    this.state = "kv";
+  }
+
+  /**
+   * KV → TENSOR_INFOS: names, ggml shapes, types and offsets (computed here, each aligned), then padding;
+   * the whole header is written to disk. Returns the layout. Duplicate names are a bug of the caller.
+   */
+  writeTensorInfos(decls: GgufTensorDecl[]): GgufLayout {
+    this.expect("kv");
+    if (decls.length !== this.tensorCount) {
+      throw new InternalError(`gguf writer for ${this.path}: got ${decls.length} tensor infos, expected ${this.tensorCount} as declared`);
+    }
+    const seen = new Set<string>();
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const d of decls) {
+      if (seen.has(d.name)) throw new InternalError(`gguf writer for ${this.path}: duplicate tensor ${d.name}`);
+      seen.add(d.name);
+      const len = ggufTensorByteLength(d);
+      this.header.string(d.name);
+      this.header.u32(d.shape.length);
+      for (const ne of d.shape) this.header.u64(ne);
+      this.header.u32(ggmlType(d.type).id);
+      this.header.u64(offset);
+      offsets.push(offset);
+      this.byteLengths.push(len);
+      offset = alignUp(offset + len, this.alignment);
+    }
+    const dataOffset = alignUp(this.header.length, this.alignment);
+    this.header.zeros(dataOffset - this.header.length);
+    this.emit(this.header.bytes());
+    this.header = new ByteBuilder();
+    this.decls = decls;
+    this.state = "tensor_infos";
+    this.skipEmptyTensors();
+    return { alignment: this.alignment, offsets, byteLengths: [...this.byteLengths], dataOffset, fileSize: dataOffset + offset };
+  }
+
+  private skipEmptyTensors(): void {
+    while (this.current < this.decls.length && this.byteLengths[this.current] === 0) this.current++;
+  }
+
+  /** Name of the tensor whose data is expected next, or undefined when all are written. */
+  get nextTensor(): string | undefined {
+    return this.decls[this.current]?.name;
+  }
+
+  /**
+   * TENSOR_INFOS/WEIGHTS → WEIGHTS: appends a chunk of the current tensor's data (tensors in declared
+   * order). When a tensor is complete, its padding is written and the next one becomes current.
+   */
+  writeTensorData(name: string, chunk: Uint8Array): void {
+    this.expect("tensor_infos", "weights");
+    const decl = this.decls[this.current];
+    if (decl === undefined || decl.name !== name) {
+      throw new InternalError(`gguf writer for ${this.path}: got data for ${name}, expected ${decl?.name ?? "no more tensors"}`);
+    }
+    const len = this.byteLengths[this.current]!;
+    if (this.writtenInCurrent + chunk.length > len) {
+      throw new InternalError(`gguf writer for ${this.path}: tensor ${name} got ${this.writtenInCurrent + chunk.length} bytes, expected ${len}`);
+    }
+    this.emit(chunk);
+    this.writtenInCurrent += chunk.length;
+    this.state = "weights";
+    if (this.writtenInCurrent === len) {
+      this.emitZeros(alignUp(len, this.alignment) - len);
+      this.current++;
+      this.writtenInCurrent = 0;
+      this.skipEmptyTensors();
+    }
+  }
+
+  /** WEIGHTS → CLOSED: flushes and closes; every declared tensor must be complete. */
+  close(): void {
+    this.expect("tensor_infos", "weights");
+    if (this.current < this.decls.length) {
+      throw new InternalError(`gguf writer for ${this.path}: closed with tensor ${this.decls[this.current]!.name} incomplete (${this.writtenInCurrent}/${this.byteLengths[this.current]} bytes)`);
+    }
+    this.flush();
+    closeSync(this.fd);
+    this.state = "closed";
+  }
+
+  /** Closes the file without checks (after an error). Idempotent. */
+  abort(): void {
+    if (this.state === "closed") return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    this.state = "closed";
+  }
+
+  /** Bytes handed to the OS or buffered so far. */
+  get bytesWritten(): number {
+    return this.position;
+  }
+}
+
+/**
+ * Writes a complete GGUF file at `path` (no atomicity: pass a temp path from core/files.ts):
+ * metadata, tensor infos for `tensors` (in order), then each tensor's data pulled from `dataFor` in
+ * chunks. Returns the layout written.
+ */
+export async function writeGgufFile(
+  path: string,
+  metadata: GgufMetadata,
+  tensors: GgufTensorDecl[],
+  dataFor: (tensor: GgufTensorDecl, index: number) => AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+): Promise<GgufLayout> {
+  const w = GgufWriter.create(path);
+  try {
+    w.writeHeader(tensors.length, metadata.size);
+    w.writeKv(metadata);
+    const layout = w.writeTensorInfos(tensors);
+    for (let i = 0; i < tensors.length; i++) {
+      for await (const chunk of dataFor(tensors[i]!, i)) w.writeTensorData(tensors[i]!.name, chunk);
+    }
+    w.close();
+    return layout;
+  } catch (e) {
+    w.abort();
+    throw e;
+  }
+}
