@@ -11,7 +11,7 @@
  * syncs and drops caches (root only) before every measurement.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -112,6 +112,11 @@ function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<s
       inputs: [set.aligned, t1!],
       args: (out) => ["merge", "--aligned", set.aligned, "--tuned", t1!, "--lambda", "0.5", "--method", "task_arithmetic", "--out", out, "--json"],
     },
+    convert: {
+      name: "convert HF → GGUF (bf16 matrices)",
+      inputs: [set.aligned],
+      args: (out) => ["convert", "--in", set.aligned, "--out", out, "--type", "bf16", "--json"],
+    },
     lora: {
       name: `LoRA r=16 adapter as --tuned λ=0.5 (${lora?.targeted ?? 0} projections)`,
       inputs: [set.aligned],
@@ -138,6 +143,7 @@ function weightFiles(dir: string): string[] {
 }
 
 function dirBytes(dir: string): number {
+  if (!statSync(dir).isDirectory()) return statSync(dir).size;
   let n = 0;
   for (const f of readdirSync(dir)) n += statSync(join(dir, f)).size;
   return n;
@@ -185,6 +191,10 @@ async function main(): Promise<void> {
       const dir = join(work, "lora-r16");
       lora = writeSyntheticLora(dir, { layers: args.layers, rank: 16, seed: args.seed });
     }
+    if (args.methods.includes("convert")) {
+      // convert needs a tokenizer: the organism's (in the repo); its 640-token vocabulary is only metadata here
+      for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(root, "examples/organism/aligned", f), join(set.aligned, f));
+    }
     const specs = caseSpecs(set, lora);
     // Floor: per-checkpoint read seconds, and the write of one output (size of one checkpoint's weights).
     const readSec = new Map<string, number>();
@@ -215,7 +225,7 @@ async function main(): Promise<void> {
       if (spec === undefined) throw new Error(`unknown case ${m} (known: ${Object.keys(specs).join(", ")})`);
       let best: Row | undefined;
       for (let r = 0; r < args.repeat; r++) {
-        const out = join(outRoot, `realign-bench-out-${m}`);
+        const out = join(outRoot, `realign-bench-out-${m}${m === "convert" ? ".gguf" : ""}`);
         const stats = join(work, `stats-${m}.json`);
         rmSync(out, { recursive: true, force: true });
         rmSync(stats, { force: true });
