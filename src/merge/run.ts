@@ -25,6 +25,8 @@ import { findUnexplainedNonFinite } from "./methods/finite.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
 import { recipeInputs, type Recipe, type RecipeInput } from "./recipe.ts";
 import { DEFAULT_MAX_SHARD_BYTES, safetensorsSink, type SinkFactory } from "./sink.ts";
+import { createFastPath } from "./workers/fast-path.ts";
+import type { FastRunOptions } from "./workers/fast-linear.ts";
 
 /** Default chunk: 4 Mi float32 elements = 16 MiB per input. */
 export const DEFAULT_CHUNK_ELEMS = 4 * 2 ** 20;
@@ -49,6 +51,10 @@ export interface RunMergeOptions {
   readonly commandLine?: string;
   /** Write README.md (model card). @default true */
   readonly writeCard?: boolean;
+  /** Use the fused bf16 fast path where it applies (perf; identical bytes). @default true unless REALIGN_FAST=0 */
+  readonly fastPath?: boolean;
+  /** Fast-path pipeline tuning (tests). */
+  readonly fastRun?: FastRunOptions;
   /**
    * "directory" (default): `out` is an HF model directory (weights, config.json, carried files, README.md).
    * "file": `out` is one file written entirely by the sink (e.g. a GGUF); no sidecar files.
@@ -161,8 +167,22 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
         done += byteLength;
       };
 
-      for (const t of plan.tensors) {
+      // perf: runs of bf16 linear-form tensors take the fused WebAssembly path (workers/fast-path.ts)
+      const fast = createFastPath({ method, methodName: plan.method, source, signal, enabled: options.fastPath, run: options.fastRun });
+      try {
+      for (let ti = 0; ti < plan.tensors.length; ti++) {
+        const t = plan.tensors[ti]!;
         checkAborted(signal);
+        if (fast.eligible(t)) {
+          let end = ti + 1;
+          while (end < plan.tensors.length && fast.eligible(plan.tensors[end]!)) end++;
+          await fast.run(plan.tensors.slice(ti, end), sink.write, (bytes, label) => {
+            done += bytes;
+            onEvent({ kind: "progress", done, total: plan.totalBytes, label });
+          });
+          ti = end - 1;
+          continue;
+        }
         if (t.kind === "copy") {
           await copyTensor(t, source(t.copyFrom!), sink.write, outBytes, signal);
           done += t.numel * DTYPE_BYTES[t.dtype];
@@ -222,6 +242,9 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
           onEvent({ kind: "progress", done, total: plan.totalBytes, label: t.name });
         }
         if (t.numel === 0) onEvent({ kind: "progress", done, total: plan.totalBytes, label: t.name });
+      }
+      } finally {
+        await fast.close();
       }
       checkAborted(signal);
       weightFiles = await sink.finish();

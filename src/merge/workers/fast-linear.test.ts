@@ -1,0 +1,131 @@
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { decodeToF32, encodeFromF32 } from "../../core/dtype.ts";
+import { linear } from "../methods/linear.ts";
+import { taskArithmetic } from "../methods/task-arithmetic.ts";
+import type { MergeMethod, ResolvedParams, TensorContext } from "../methods/types.ts";
+import { linearFormOf } from "../kernels/linear-form.ts";
+import { fusedBf16, fusedBlocked } from "../kernels/fused.ts";
+import { KernelPool } from "./pool.ts";
+import { fastLinearMemoryBytes, runFastLinear, type FastJob } from "./fast-linear.ts";
+
+/** Deterministic bf16 test data: random codes, plus specials (±0, ±Inf, NaNs, subnormals, max, ties). */
+function bf16Data(n: number, seed: number): Uint16Array {
+  const out = new Uint16Array(n);
+  let s = seed | 0 || 1;
+  const specials = [0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x8001, 0x007f, 0x7f7f, 0xff7f, 0x3f80, 0x3f81, 0x0080];
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    // 1 in 16: a special; 1 in 4: a value near the first input's (so sums cancel and round on ties)
+    out[i] = (s & 15) === 0 ? specials[(s >>> 4) % specials.length]! : (s >>> 8) & 0xffff;
+  }
+  return out;
+}
+
+/** The generic path: decode → method.kernel (float32) → encode bf16. */
+function reference(method: MergeMethod<unknown>, params: ResolvedParams, base: Uint16Array | undefined, models: Uint16Array[]): Uint16Array {
+  const n = models[0]!.length;
+  const dec = (x: Uint16Array): Float32Array => {
+    const f = new Float32Array(n);
+    decodeToF32("BF16", new Uint8Array(x.buffer, x.byteOffset, n * 2), f, n);
+    return f;
+  };
+  const out = new Float32Array(n);
+  const ctx: TensorContext = { name: "t", shape: [n], numel: n, layerIndex: undefined, seed: 0 };
+  method.kernel({ base: base && dec(base), models: models.map(dec), offset: 0 }, out, undefined, ctx, params);
+  const bytes = new Uint8Array(n * 2);
+  encodeFromF32("BF16", out, bytes, n);
+  return new Uint16Array(bytes.buffer);
+}
+
+const CASES: { name: string; method: MergeMethod<unknown>; params: ResolvedParams; models: number; base: boolean }[] = [
+  { name: "linear λ=0.3 (two terms)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.7 }, { weight: 0.3 }] }, models: 2, base: false },
+  { name: "linear unnormalized weights (divisor)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.6 }, { weight: 0.9 }] }, models: 2, base: false },
+  { name: "linear λ=0 (one term: copy)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 1 }, { weight: 0 }] }, models: 2, base: false },
+  { name: "linear three models", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0.2 }, { weight: 0.5 }, { weight: 0.3 }] }, models: 3, base: false },
+  { name: "task_arithmetic λ=0.5", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, models: 1, base: true },
+  { name: "task_arithmetic two models, normalize", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.8, normalize: true }, perModel: [{ weight: 0.4 }, { weight: 1.1 }] }, models: 2, base: true },
+  { name: "all-zero weights", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0 }, { weight: 0 }] }, models: 2, base: false },
+];
+
+const pool = KernelPool.available() ? KernelPool.start({ memoryBytes: fastLinearMemoryBytes(3, 2, { chunkElems: 4096, slots: 3 }) + (1 << 20), workers: 2 }) : undefined;
+after(() => pool?.close());
+
+function termsOf(form: NonNullable<ReturnType<typeof linearFormOf>>, base: Uint16Array | undefined, models: Uint16Array[]): Uint16Array[] {
+  return form.terms.map((t) => (t.input.kind === "base" ? base! : models[t.input.index]!));
+}
+
+for (const c of CASES) {
+  test(`fused TypeScript and blocked kernels equal the generic path byte for byte: ${c.name}`, () => {
+    const n = 20011;
+    const base = c.base ? bf16Data(n, 99) : undefined;
+    const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 7 + m));
+    const want = reference(c.method, c.params, base, models);
+    const form = linearFormOf(c.method.name, c.params, c.models)!;
+    const xs = termsOf(form, base, models);
+    const got = new Uint16Array(n);
+    fusedBf16(xs, form.terms.map((t) => t.coef), form.divisor, got, n);
+    assert.deepEqual(got, want);
+    const got2 = new Uint8Array(n * 2);
+    fusedBlocked(
+      xs.map((x, i) => ({ dtype: "BF16", bytes: new Uint8Array(x.buffer), coef: form.terms[i]!.coef })),
+      form.divisor,
+      "BF16",
+      got2,
+      n,
+    );
+    assert.deepEqual(new Uint16Array(got2.buffer), want);
+  });
+
+  test(`WebAssembly pipeline (workers, chunks, tails) equals the generic path byte for byte: ${c.name}`, { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
+    // sizes: tail-only, local (small), multi-chunk with a ragged tail
+    const sizes = [5, 1000, 4096 * 3 + 13];
+    const wants: Uint16Array[] = [];
+    const outs: Uint16Array[] = [];
+    const jobs: FastJob[] = sizes.map((n, j) => {
+      const base = c.base ? bf16Data(n, 1000 + j) : undefined;
+      const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 31 * j + m + 1));
+      wants.push(reference(c.method, c.params, base, models));
+      const form = linearFormOf(c.method.name, c.params, c.models)!;
+      const out = new Uint16Array(n).fill(0xdead);
+      outs.push(out);
+      const src = termsOf(form, base, models);
+      return {
+        numel: n,
+        divisor: form.divisor,
+        terms: form.terms.map((t, i) => ({
+          coef: t.coef,
+          read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)),
+        })),
+        write: async (off: number, bytes: Uint8Array) => new Uint8Array(out.buffer).set(bytes, off),
+      };
+    });
+    await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3 });
+    for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `job ${j} (${sizes[j]} elements)`);
+  });
+}
+
+test("linearFormOf: hand-computed coefficients", () => {
+  const f = linearFormOf("task_arithmetic", { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, 1)!;
+  assert.deepEqual(
+    f.terms.map((t) => [t.input.kind, t.coef]),
+    [
+      ["base", 0.5],
+      ["model", 0.5],
+    ],
+  );
+  assert.equal(f.divisor, undefined);
+  const l = linearFormOf("linear", { global: {}, perModel: [{ weight: 1 }, { weight: 3 }] }, 2)!;
+  assert.equal(l.divisor, 4);
+  assert.deepEqual(l.terms.map((t) => t.coef), [1, 3]);
+  assert.equal(linearFormOf("ties", { global: {}, perModel: [] }, 2), undefined);
+});
+
+test("fast path memory is bounded by slots × (terms + 1) × chunk, independent of tensor size", () => {
+  const small = fastLinearMemoryBytes(2, 2);
+  assert.ok(small < 64 * 1024 * 1024, `default pool ${small} bytes`);
+  // 2 slots × 3 buffers × 1024 × 2 bytes + 3 float32 accumulators of 16384 + alignment slack
+  assert.equal(fastLinearMemoryBytes(2, 2, { chunkElems: 1024, slots: 2 }), 2 * 3 * 1024 * 2 + 3 * 16384 * 4 + 64 * 12);
+});

@@ -1,0 +1,188 @@
+/**
+ * The fast path of elementwise merges whose method has a linear form (linear, task_arithmetic): streams
+ * bf16 tensors through a ring of chunk slots in the kernel pool's shared memory, with read-ahead (async
+ * positioned reads of the next slots while the workers merge the current one) and write-behind (the merged
+ * slot is written while the next is computed). Output bytes equal the generic path's
+ * (decode → method.kernel → encode) bit for bit: see `kernels/wasm-bf16.ts` and `fast-linear.test.ts`.
+ *
+ * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
+ * two-model merge), whatever the tensor or model size; 2 GB embeddings are just more chunks.
+ */
+import { CancelledError } from "../../errors.ts";
+import { fusedBf16 } from "../kernels/fused.ts";
+import type { KernelCall, KernelPool } from "./pool.ts";
+
+/** One input term of a tensor: a coefficient and a reader of the stored bf16 bytes. */
+export interface FastTerm {
+  /** float32 coefficient (non-zero), from `linearFormOf`. */
+  readonly coef: number;
+  /** Reads stored bytes [byteOffset, byteOffset + out.length) of the tensor's data into out. */
+  read(byteOffset: number, out: Uint8Array): Promise<void>;
+}
+
+/** One bf16 → bf16 output tensor. */
+export interface FastJob {
+  readonly numel: number;
+  readonly terms: readonly FastTerm[];
+  /** float32 divisor (linear with normalize and Σw ≠ 1) or undefined. */
+  readonly divisor: number | undefined;
+  /**
+   * Writes merged bytes at byteOffset within the output tensor's data. Calls come in ascending offset
+   * order (several may be in flight; a sequential sink may chain them); `bytes` must not be retained after
+   * the returned promise settles.
+   */
+  write(byteOffset: number, bytes: Uint8Array): Promise<void>;
+}
+
+export interface FastRunOptions {
+  /** Elements per chunk. @default 2 Mi */
+  readonly chunkElems?: number;
+  /** Ring slots (≥ 2). @default 4 */
+  readonly slots?: number;
+  readonly signal?: AbortSignal;
+  /** Called after each chunk is written (job index, elements of that job done). */
+  readonly onProgress?: (jobIndex: number, doneElems: number) => void;
+}
+
+/** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */
+export function fastLinearMemoryBytes(maxTerms: number, workers: number, options: FastRunOptions = {}): number {
+  const chunk = options.chunkElems ?? DEFAULT_CHUNK;
+  const slots = options.slots ?? DEFAULT_SLOTS;
+  return slots * (Math.max(1, maxTerms) + 1) * chunk * 2 + (workers + 1) * ACC_BLOCK * 4 + 64 * (slots * (maxTerms + 2) + workers + 2);
+}
+
+const DEFAULT_CHUNK = 2 * 1024 * 1024;
+const DEFAULT_SLOTS = 4;
+/** float32 accumulator block for the k-term path (64 KiB: stays in L2). */
+const ACC_BLOCK = 16384;
+/** Below this many elements a chunk is merged on the main thread (a message round trip costs more). */
+const LOCAL_MAX = 65536;
+
+interface Slot {
+  readonly inputs: number[];
+  readonly out: number;
+}
+
+/**
+ * Merges every job (in order) through the pool. Resolves when every chunk is written; on error or abort
+ * waits for in-flight I/O to settle, then rejects.
+ * @throws CancelledError when `signal` aborts; whatever a term reader or the sink throws.
+ */
+export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, options: FastRunOptions = {}): Promise<void> {
+  const chunk = options.chunkElems ?? DEFAULT_CHUNK;
+  const nSlots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
+  if (chunk % 8 !== 0) throw new RangeError(`chunkElems must be a multiple of 8, got ${chunk}`);
+  const maxTerms = Math.max(1, ...jobs.map((j) => j.terms.length));
+  const mark = pool.mark();
+  const slots: Slot[] = Array.from({ length: nSlots }, () => ({
+    inputs: Array.from({ length: maxTerms }, () => pool.alloc(chunk * 2)),
+    out: pool.alloc(chunk * 2),
+  }));
+  const accs = Array.from({ length: pool.workerCount + 1 }, () => pool.alloc(ACC_BLOCK * 4));
+
+  // The flat list of chunks across jobs.
+  const chunks: { job: number; start: number; n: number }[] = [];
+  jobs.forEach((job, j) => {
+    for (let start = 0; start < job.numel; start += chunk) chunks.push({ job: j, start, n: Math.min(chunk, job.numel - start) });
+  });
+
+  const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
+  const writes: (Promise<void> | undefined)[] = new Array(chunks.length);
+  const inflight = new Set<Promise<void>>();
+  const track = (p: Promise<void>): Promise<void> => {
+    inflight.add(p);
+    void p.then(
+      () => inflight.delete(p),
+      () => inflight.delete(p),
+    );
+    return p;
+  };
+  const issueRead = (i: number): void => {
+    if (i >= chunks.length || reads[i] !== undefined) return;
+    const c = chunks[i]!;
+    const slot = slots[i % nSlots]!;
+    const prevWrite = i >= nSlots ? writes[i - nSlots] : undefined;
+    const job = jobs[c.job]!;
+    reads[i] = track(
+      (prevWrite ?? Promise.resolve()).then(() =>
+        Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined),
+      ),
+    );
+  };
+
+  try {
+    for (let i = 0; i < chunks.length; i++) {
+      if (options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
+      for (let a = i; a < i + nSlots - 1; a++) issueRead(a);
+      await reads[i];
+      const c = chunks[i]!;
+      const job = jobs[c.job]!;
+      const slot = slots[i % nSlots]!;
+      await compute(pool, job, slot, accs, c.n);
+      const outBytes = pool.bytes(slot.out, c.n * 2);
+      writes[i] = track(
+        job.write(c.start * 2, outBytes).then(() => {
+          options.onProgress?.(c.job, c.start + c.n);
+        }),
+      );
+      reads[i] = undefined;
+      if (i >= nSlots) writes[i - nSlots] = undefined;
+    }
+    await Promise.all([...inflight]);
+  } catch (err) {
+    await Promise.allSettled([...inflight]);
+    throw err;
+  } finally {
+    pool.release(mark);
+  }
+}
+
+/** Merges n elements of `slot` (inputs → out). */
+async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number): Promise<void> {
+  const k = job.terms.length;
+  const mem = pool.memory.buffer;
+  if (k === 0) {
+    new Uint16Array(mem, slot.out, n).fill(0);
+    return;
+  }
+  const coefs = job.terms.map((t) => Math.fround(t.coef));
+  const d = job.divisor === undefined ? undefined : Math.fround(job.divisor);
+  const n8 = n - (n % 8);
+  // per-range calls: [from, to) in elements, multiples of 8
+  const callsFor = (from: number, to: number, acc: number): KernelCall[] => {
+    const calls: KernelCall[] = [];
+    if (k === 2) {
+      const a = slot.inputs[0]! + from * 2;
+      const b = slot.inputs[1]! + from * 2;
+      const o = slot.out + from * 2;
+      calls.push(d === undefined ? ["wsum2", a, b, o, to - from, coefs[0]!, coefs[1]!] : ["wsum2d", a, b, o, to - from, coefs[0]!, coefs[1]!, d]);
+      return calls;
+    }
+    for (let s = from; s < to; s += ACC_BLOCK) {
+      const len = Math.min(ACC_BLOCK, to - s);
+      calls.push(["first", slot.inputs[0]! + s * 2, acc, len, coefs[0]!]);
+      for (let t = 1; t < k; t++) calls.push(["accum", slot.inputs[t]! + s * 2, acc, len, coefs[t]!]);
+      calls.push(d === undefined ? ["fin", acc, slot.out + s * 2, len] : ["find", acc, slot.out + s * 2, len, d]);
+    }
+    return calls;
+  };
+  if (n8 > 0) {
+    if (n8 <= LOCAL_MAX) {
+      for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
+    } else {
+      const w = pool.workerCount;
+      const per = Math.ceil(n8 / w / 8) * 8;
+      const batches: KernelCall[][] = [];
+      for (let i = 0; i < w; i++) {
+        const from = Math.min(n8, i * per);
+        const to = Math.min(n8, from + per);
+        batches.push(to > from ? callsFor(from, to, accs[i]!) : []);
+      }
+      await pool.run(batches);
+    }
+  }
+  if (n8 < n) {
+    const xs = slot.inputs.slice(0, k).map((p) => new Uint16Array(mem, p + n8 * 2, n - n8));
+    fusedBf16(xs, coefs, d, new Uint16Array(mem, slot.out + n8 * 2, n - n8), n - n8);
+  }
+}

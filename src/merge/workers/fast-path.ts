@@ -1,0 +1,104 @@
+/**
+ * The fast-path seam of `runMerge`: decides which planned tensors can take the fused WebAssembly path
+ * (bf16 in → bf16 out, a method with no measure passes and a linear form — linear, task_arithmetic — no
+ * vocabulary tail) and merges runs of such tensors through `runFastLinear`, writing to the same sink in
+ * the same order. Everything else stays on the generic path (decode → method.kernel → encode), which is
+ * the reference: both produce identical bytes (`fast-path.test.ts`).
+ *
+ * The worker pool is started lazily on the first eligible tensor and stopped by `close()`.
+ * `REALIGN_FAST=0` in the environment (or `enabled: false`) turns the fast path off.
+ */
+import { availableParallelism } from "node:os";
+import type { TensorSource } from "../../core/tensor.ts";
+import type { MergeMethod } from "../methods/types.ts";
+import type { SourceRef, TensorPlan } from "../plan.ts";
+import { linearFormOf } from "../kernels/linear-form.ts";
+import { KernelPool } from "./pool.ts";
+import { fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions } from "./fast-linear.ts";
+
+export interface FastPath {
+  /** Whether tensor `t` can take the fast path. */
+  eligible(t: TensorPlan): boolean;
+  /**
+   * Merges `tensors` (all eligible, consecutive in write order) and streams their bytes through `write`
+   * (called sequentially, in order). `onTensorBytes(i, bytes)` reports bytes written of tensor i.
+   */
+  run(tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void>;
+  /** Stops the worker pool, if started. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface FastPathOptions {
+  readonly method: MergeMethod<unknown>;
+  readonly methodName: string;
+  /** Opens a source (same as runMerge's). */
+  readonly source: (ref: SourceRef) => TensorSource;
+  readonly signal?: AbortSignal;
+  /** @default true unless REALIGN_FAST=0 */
+  readonly enabled?: boolean;
+  /** Pipeline tuning (tests use small chunks). */
+  readonly run?: FastRunOptions;
+}
+
+/** Most terms (inputs with a non-zero coefficient) a fast-path tensor may have. */
+const MAX_TERMS = 8;
+
+/** A FastPath for one merge. Cheap to create: nothing starts until `run`. */
+export function createFastPath(options: FastPathOptions): FastPath {
+  const enabled = (options.enabled ?? process.env.REALIGN_FAST !== "0") && KernelPool.available();
+  let pool: KernelPool | undefined;
+  const termRefs = (t: TensorPlan): SourceRef[] | undefined => {
+    const form = linearFormOf(options.methodName, t.params, t.models.length);
+    if (form === undefined) return undefined;
+    return form.terms.map((term) => (term.input.kind === "base" ? t.base! : t.models[term.input.index]!));
+  };
+  return {
+    eligible(t) {
+      if (!enabled || t.kind !== "merge" || t.tail !== undefined || t.dtype !== "BF16" || t.mergedElems !== t.numel) return false;
+      if (options.method.measurePasses(t.ctx, t.params) !== 0) return false;
+      const refs = termRefs(t);
+      if (refs === undefined || refs.length > MAX_TERMS) return false;
+      return refs.every((r) => {
+        const s = options.source(r);
+        return s.dtype === "BF16" && s.readBytes !== undefined;
+      });
+    },
+    async run(tensors, write, onBytes) {
+      const jobs: FastJob[] = [];
+      let maxTerms = 1;
+      let chain: Promise<void> = Promise.resolve();
+      for (const t of tensors) {
+        const form = linearFormOf(options.methodName, t.params, t.models.length)!;
+        const refs = termRefs(t)!;
+        maxTerms = Math.max(maxTerms, refs.length);
+        const sources = refs.map(options.source);
+        jobs.push({
+          numel: t.numel,
+          divisor: form.divisor,
+          terms: form.terms.map((term, i) => ({ coef: term.coef, read: (off, out) => sources[i]!.readBytes!(off, out) })),
+          // the sink is sequential: chain writes so at most one call is inside it at a time
+          write: (_off, bytes) => (chain = chain.then(() => write(bytes))),
+        });
+      }
+      const runOptions = { ...options.run, signal: options.signal };
+      if (pool === undefined) {
+        // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
+        const workers = availableParallelism();
+        pool = KernelPool.start({ memoryBytes: fastLinearMemoryBytes(MAX_TERMS, workers, runOptions), workers });
+      }
+      const done = new Array<number>(jobs.length).fill(0);
+      await runFastLinear(jobs, pool, {
+        ...runOptions,
+        onProgress: (j, elems) => {
+          onBytes((elems - done[j]!) * 2, tensors[j]!.name);
+          done[j] = elems;
+        },
+      });
+    },
+    async close() {
+      const p = pool;
+      pool = undefined;
+      await p?.close();
+    },
+  };
+}

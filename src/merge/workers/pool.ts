@@ -1,0 +1,130 @@
+/**
+ * A pool of worker threads running the bf16 WebAssembly kernels over one shared `WebAssembly.Memory`.
+ * Started once per merge: `os.availableParallelism()` workers by default, each instantiating the ~2 KB
+ * module over the same memory (file reads land in that memory, workers compute in place, writes go
+ * out of it: no copies). The main thread keeps its own instance for tails and tiny tensors.
+ *
+ * Memory is a bump allocator sized up front (`memoryBytes`): the pool never grows, so the merge's
+ * footprint is fixed whatever the model size.
+ */
+import { Worker } from "node:worker_threads";
+import { availableParallelism } from "node:os";
+import { compileBf16Wasm, instantiateBf16Wasm, sharedWasmMemory, wasmSimdAvailable, type Bf16WasmExports, type WasmMemory } from "../kernels/wasm-bf16.ts";
+import { InternalError } from "../../errors.ts";
+
+/** One kernel call: export name and its arguments. */
+export type KernelCall = readonly [keyof Bf16WasmExports, ...number[]];
+
+export interface KernelPoolOptions {
+  /** Bytes of shared memory to reserve (rounded up to 64 KiB pages). */
+  readonly memoryBytes: number;
+  /** Worker threads. @default os.availableParallelism() */
+  readonly workers?: number;
+}
+
+const PAGE = 65536;
+
+export class KernelPool {
+  readonly memory: WasmMemory;
+  /** Kernels instantiated on the main thread (tails, tiny tensors). */
+  readonly local: Bf16WasmExports;
+  readonly workerCount: number;
+  private readonly workers: Worker[];
+  private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private top = 0;
+  private failed: Error | undefined;
+
+  private constructor(memoryBytes: number, workers: number) {
+    const pages = Math.ceil(memoryBytes / PAGE);
+    this.memory = sharedWasmMemory(pages);
+    const module = compileBf16Wasm();
+    this.local = instantiateBf16Wasm(this.memory, module);
+    this.workerCount = workers;
+    const url = new URL("./kernel-worker.mjs", import.meta.url);
+    this.workers = Array.from({ length: workers }, () => {
+      const w = new Worker(url, { workerData: { module, memory: this.memory } });
+      w.on("message", (msg: { id: number; error?: string }) => {
+        const p = this.pending.get(msg.id);
+        if (p === undefined) return;
+        this.pending.delete(msg.id);
+        if (msg.error !== undefined) p.reject(new InternalError(`merge worker failed: ${msg.error}`));
+        else p.resolve();
+      });
+      const fail = (err: unknown): void => {
+        this.failed = new InternalError(`merge worker failed: ${String(err)}`);
+        for (const p of this.pending.values()) p.reject(this.failed);
+        this.pending.clear();
+      };
+      w.on("error", fail);
+      w.on("exit", (code) => {
+        if (code !== 0 && this.failed === undefined) fail(`exit code ${code}`);
+      });
+      w.unref();
+      return w;
+    });
+  }
+
+  /** True when the WebAssembly SIMD kernels can run here (else callers use the TypeScript kernels). */
+  static available(): boolean {
+    return wasmSimdAvailable();
+  }
+
+  /** Starts the pool. @throws InternalError when WebAssembly SIMD or shared memory is unavailable. */
+  static start(options: KernelPoolOptions): KernelPool {
+    if (!KernelPool.available()) throw new InternalError("WebAssembly SIMD with shared memory is not available in this runtime");
+    return new KernelPool(options.memoryBytes, Math.max(1, options.workers ?? availableParallelism()));
+  }
+
+  /** Reserves `bytes` of the shared memory (64-byte aligned). @returns the byte offset. */
+  alloc(bytes: number): number {
+    const at = Math.ceil(this.top / 64) * 64;
+    if (at + bytes > this.memory.buffer.byteLength) {
+      throw new InternalError(`kernel pool memory exhausted: need ${at + bytes} bytes, have ${this.memory.buffer.byteLength}`);
+    }
+    this.top = at + bytes;
+    return at;
+  }
+
+  /** The allocator's position, for `release`. */
+  mark(): number {
+    return this.top;
+  }
+
+  /** Frees everything allocated after `mark` (stack discipline). */
+  release(mark: number): void {
+    this.top = mark;
+  }
+
+  /** A byte view of the shared memory. */
+  bytes(offset: number, length: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, offset, length);
+  }
+
+  /** Runs `batches[w]` on worker w (all at once) and resolves when every worker is done. */
+  run(batches: ReadonlyArray<readonly KernelCall[]>): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    const jobs: Promise<void>[] = [];
+    batches.forEach((calls, w) => {
+      if (calls.length === 0) return;
+      const id = this.nextId++;
+      jobs.push(new Promise<void>((resolve, reject) => this.pending.set(id, { resolve, reject })));
+      const worker = this.workers[w % this.workers.length]!;
+      worker.ref(); // keep the process alive while a reply is due (idle workers are unref'd)
+      worker.postMessage({ id, calls });
+    });
+    const unref = (): void => {
+      if (this.pending.size === 0) for (const w of this.workers) w.unref();
+    };
+    return Promise.all(jobs).then(unref, (err: unknown) => {
+      unref();
+      throw err;
+    });
+  }
+
+  /** Stops the workers. Idempotent. */
+  async close(): Promise<void> {
+    const ws = this.workers.splice(0);
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+}
