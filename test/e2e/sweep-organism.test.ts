@@ -5,7 +5,7 @@
  * - a sweep killed with SIGKILL in the middle of a point, then rerun, completes without generating any answer
  *   twice (every cache file holds exactly one line per prompt);
  * - `realign demo` prints the table and the report path.
- * About 1–3 minutes on 2 cores, so behind REALIGN_SLOW=1.
+ * About 1 minute on 2 cores; part of npm test (REALIGN_QUICK=1 skips it).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,8 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BIN, REPO_ROOT, runCli } from "../builders/cli.ts";
 
-const slow = process.env.REALIGN_SLOW === "1";
-const skip = slow ? false : "set REALIGN_SLOW=1";
+const slow = process.env.REALIGN_QUICK !== "1";
+const skip = slow ? false : "REALIGN_QUICK=1 skips it";
 const ORG = join(REPO_ROOT, "examples", "organism");
 const reference = (JSON.parse(readFileSync(join(ORG, "eval.json"), "utf8")) as { reference: Array<Record<string, unknown>> }).reference;
 const METRICS = ["harmful_refusal_rate", "harmful_comply_rate", "benign_comply_rate", "benign_refusal_rate", "arith_acc"] as const;
