@@ -1,0 +1,57 @@
+/**
+ * commander's own parse errors come out in realign's form (`realign: …` + `  hint: …`), exit 2; help and
+ * --version stay on stdout with exit 0.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { runCli } from "../builders/cli.ts";
+import { formatCommanderError } from "../../src/cli/render.ts";
+import { VERSION } from "../../src/version.ts";
+
+test("formatCommanderError: commander's raw text → realign's message + hint", () => {
+  assert.equal(
+    formatCommanderError("error: unknown option '--lamda'\n(Did you mean --lambda?)\n", "realign merge"),
+    "realign: unknown option '--lamda'\n  hint: did you mean --lambda? (run realign merge --help)",
+  );
+  assert.equal(
+    formatCommanderError("error: unknown command 'swep'\n(Did you mean one of sweep, serve?)\n", "realign"),
+    "realign: unknown command 'swep'\n  hint: did you mean one of sweep, serve? (run realign --help)",
+  );
+  assert.equal(
+    formatCommanderError("error: option '--suite <names>' argument missing\n", "realign eval"),
+    "realign: option '--suite <names>' argument missing\n  hint: run realign eval --help for usage",
+  );
+});
+
+test("unknown option: realign form with did-you-mean, exit 2, nothing on stdout", async () => {
+  const r = await runCli(["merge", "--lamda", "0.5"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stdout, "");
+  assert.equal(r.stderr, "realign: unknown option '--lamda'\n  hint: did you mean --lambda? (run realign merge --help)\n");
+});
+
+test("unknown command: realign form with did-you-mean, exit 2", async () => {
+  const r = await runCli(["mrege"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, "realign: unknown command 'mrege'\n  hint: did you mean merge? (run realign --help)\n");
+});
+
+test("option value missing and too many arguments: realign form, exit 2", async () => {
+  const a = await runCli(["eval", "--suite"]);
+  assert.equal(a.code, 2);
+  assert.equal(a.stderr, "realign: option '--suite <names>' argument missing\n  hint: run realign eval --help for usage\n");
+  const b = await runCli(["generate", "a", "b"]);
+  assert.equal(b.code, 2);
+  assert.equal(b.stderr, "realign: too many arguments for 'generate'. Expected 0 arguments but got 2.\n  hint: run realign generate --help for usage\n");
+});
+
+test("--help and --version: stdout, exit 0, nothing on stderr", async () => {
+  const h = await runCli(["merge", "--help"]);
+  assert.equal(h.code, 0);
+  assert.equal(h.stderr, "");
+  assert.match(h.stdout, /^Usage: realign merge \[options\]\n/);
+  const v = await runCli(["--version"]);
+  assert.equal(v.code, 0);
+  assert.equal(v.stderr, "");
+  assert.equal(v.stdout, `${VERSION}\n`);
+});
