@@ -55,3 +55,23 @@ test("--help and --version: stdout, exit 0, nothing on stderr", async () => {
   assert.equal(v.stderr, "");
   assert.equal(v.stdout, `${VERSION}\n`);
 });
+
+test("misspelled suite (eval, sweep) and sweep method: did-you-mean hint, exit 2", async () => {
+  const suites = "advbench, harmbench, jbb, strongreject, hexphi, xstest, gsm8k, mmlu, pubmedqa, jsonl, organism";
+  const e = await runCli(["eval", "--suite", "organsim", "--model", "x"]);
+  assert.equal(e.code, 2);
+  assert.equal(e.stderr, `realign: unknown suite in --suite: got "organsim", expected one of ${suites}\n  hint: did you mean organism?\n`);
+  const s = await runCli(["sweep", "--aligned", "a", "--tuned", "b", "--out", "o", "--suite", "advbench,hexfi"]);
+  assert.equal(s.code, 2);
+  assert.equal(s.stderr, `realign: unknown suite in --suite: got "hexfi", expected one of ${suites}\n  hint: did you mean hexphi?\n`);
+  const m = await runCli(["sweep", "--aligned", "a", "--tuned", "b", "--out", "o", "--suite", "organism", "--method", "linear,tas_arithmetic"]);
+  assert.equal(m.code, 2);
+  assert.equal(
+    m.stderr,
+    'realign: method in --method "linear,tas_arithmetic": got "tas_arithmetic", expected one of linear, task_arithmetic, slerp, dare_linear, ties, dare_ties\n  hint: did you mean task_arithmetic?\n',
+  );
+  // nothing close: no guess
+  const far = await runCli(["eval", "--suite", "zzzzzzzz", "--model", "x"]);
+  assert.equal(far.code, 2);
+  assert.doesNotMatch(far.stderr, /hint/);
+});
