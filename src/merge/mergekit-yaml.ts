@@ -34,6 +34,8 @@ export interface MergekitConfig {
   readonly layerRange: readonly [number, number] | undefined;
   /** Things accepted but handled differently from mergekit, for the user (printed as warnings). */
   readonly notes: readonly string[];
+  /** Every model reference with the YAML key it came from (`models[0].model`, `base_model`, …), for messages. */
+  readonly sources: readonly { readonly key: string; readonly path: string; readonly lora: string | undefined }[];
 }
 
 export interface ParseMergekitOptions {
@@ -261,6 +263,8 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     ref: ModelRef;
     params: Record<string, unknown> | undefined;
     where: string;
+    /** YAML key of the model reference, e.g. `models[0].model`. */
+    key: string;
   }
   const entries: Entry[] = [];
   let sliceParams: unknown;
@@ -273,13 +277,13 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
         const where = `models[${i}]`;
         if (typeof m === "string") {
           const ref = parseModelRef(m, where, issues);
-          if (ref) entries.push({ ref, params: undefined, where });
+          if (ref) entries.push({ ref, params: undefined, where, key: where });
           return;
         }
         if (!isRecord(m)) return void issues.push({ path: where, message: "expected {model: <path>, parameters: {...}}" });
         unknownKeys(m, MODEL_KEYS, where, issues);
         const ref = parseModelRef(m.model, `${where}.model`, issues);
-        if (ref) entries.push({ ref, params: m.parameters as Record<string, unknown> | undefined, where });
+        if (ref) entries.push({ ref, params: m.parameters as Record<string, unknown> | undefined, where, key: `${where}.model` });
       });
     }
   } else if (hasSlices && !hasModels) {
@@ -308,7 +312,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
               issues.push({ path: `${where}.layer_range`, message: `got ${JSON.stringify(lr)}, expected ${JSON.stringify(layerRange)} like the first source`, hint: "every source of the single slice must span the same (full) layer range" });
             }
             const ref = parseModelRef(s.model, `${where}.model`, issues);
-            if (ref) entries.push({ ref, params: s.parameters as Record<string, unknown> | undefined, where });
+            if (ref) entries.push({ ref, params: s.parameters as Record<string, unknown> | undefined, where, key: `${where}.model` });
           });
         }
       }
@@ -411,7 +415,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     ...(label === undefined ? {} : { label }),
     ...(e.ref.lora === undefined ? {} : { lora: e.ref.lora }),
   });
-  const baseInput = method.requiresBase && baseRef !== undefined ? input(baseEntry ?? { ref: baseRef, params: undefined, where: "base_model" }, {}, "base") : undefined;
+  const baseInput = method.requiresBase && baseRef !== undefined ? input(baseEntry ?? { ref: baseRef, params: undefined, where: "base_model", key: "base_model" }, {}, "base") : undefined;
   const recipe = parseRecipe(
     {
       method: method.name,
@@ -424,7 +428,9 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     },
     file,
   );
-  return { recipe, layerRange, notes };
+  const sources = entries.map((e) => ({ key: e.key, path: e.ref.path, lora: e.ref.lora }));
+  if (baseRef !== undefined && baseIndex < 0) sources.unshift({ key: cfg.base_model !== undefined ? "base_model" : "slices[0].base_model", path: baseRef.path, lora: baseRef.lora });
+  return { recipe, layerRange, notes, sources };
 }
 
 /**
