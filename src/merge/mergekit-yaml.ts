@@ -156,7 +156,7 @@ function readParams(
       issues.push({
         path,
         message: `parameter ${k} is a method-level parameter of ${method.name}, not a per-model one`,
-        hint: `move ${k} to the top-level parameters: (mergekit silently ignores it here)`,
+        hint: `move ${k} to the top-level parameters; mergekit silently ignores it here`,
       });
       continue;
     }
@@ -220,8 +220,12 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const pos = e.linePos?.[0];
-    throw new ConfigError("config.yaml_syntax", `merge config ${file}${pos ? `:${pos.line}:${pos.col}` : ""} is not valid YAML: ${e.message.split("\n")[0]}`, {
-      details: { file, line: pos?.line, column: pos?.col },
+    // the parser's first line, without its trailing " at line L, column C:" (the position is printed up front)
+    const what = e.message.split("\n")[0]!.replace(/\s*at line \d+, column \d+:?\s*$/, "");
+    const src = pos === undefined ? undefined : text.split(/\r?\n/)[pos.line - 1];
+    throw new ConfigError("config.yaml_syntax", `merge config ${file}${pos ? `:${pos.line}:${pos.col}` : ""} is not valid YAML: ${what}`, {
+      details: { file, line: pos?.line, column: pos?.col, parser: e.message },
+      hint: `${pos && src !== undefined && src.trim() !== "" ? `line ${pos.line}: ${JSON.stringify(src)}; ` : ""}check indentation (spaces, not tabs), closing brackets and quotes there; see examples/recipes/*.yml`,
     });
   }
   const root: unknown = doc.toJS();
