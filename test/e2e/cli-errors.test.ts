@@ -75,3 +75,24 @@ test("misspelled suite (eval, sweep) and sweep method: did-you-mean hint, exit 2
   assert.equal(far.code, 2);
   assert.doesNotMatch(far.stderr, /hint/);
 });
+
+test("generate --model on a file that is not GGUF: the magic as hex and escaped text, exit 2", async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const root = mkdtempSync(join(tmpdir(), "realign-magic-"));
+  try {
+    const bad = join(root, "bad.gguf");
+    writeFileSync(bad, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0xff, 0x0a]));
+    const r = await runCli(["generate", "--model", bad, "--prompt", "hi"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.equal(
+      r.stderr,
+      `realign: GGUF file ${bad}: got magic 50 4b 03 04 ("PK\\x03\\x04"), expected 47 47 55 46 ("GGUF")\n` +
+        "  hint: the file is not a GGUF; pass a .gguf file, or a Hugging Face model directory (converted on the fly)\n",
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
