@@ -96,3 +96,17 @@ test("generate --model on a file that is not GGUF: the magic as hex and escaped 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("sweep with an --aligned directory that does not exist: one error line, exit 2 (was an internal error)", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const root = mkdtempSync(join(tmpdir(), "realign-sweep-missing-"));
+  try {
+    const r = await runCli(["sweep", "--aligned", "no-such-aligned", "--tuned", "no-such-tuned", "--out", join(root, "s"), "--suite", "organism"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "realign: reading model directory: no such file or directory: no-such-aligned\n  hint: check the path\n");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
