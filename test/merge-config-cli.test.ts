@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../src/errors.ts";
@@ -46,4 +46,24 @@ test("--vocab-policy with --config is refused (exit 2) and points to tokenizer_s
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^realign: --vocab-policy cannot be combined with --config\n  hint: set tokenizer_source: <the model that added tokens> in the config file\n$/);
   assert.equal(existsSync(out), false);
+});
+
+test("missing model path: names the config file and key, resolves against the current directory, exit 2", () => {
+  const sub = join(dir, "paths");
+  mkdirSync(sub, { recursive: true });
+  const cfg = join(sub, "m.yml");
+  writeFileSync(cfg, "merge_method: task_arithmetic\nbase_model: nope/aligned\nmodels:\n  - model: nope/finetuned\n    parameters: {weight: 0.5}\n");
+  const r = spawnSync(process.execPath, [join(process.cwd(), "bin/realign.mjs"), "merge", "--config", "m.yml", "--out", "o"], { encoding: "utf8", cwd: sub });
+  assert.equal(r.status, 2);
+  const real = realpathSync(sub);
+  assert.equal(
+    r.stderr,
+    `realign: model path in m.yml base_model: got nope/aligned (${real}/nope/aligned), which does not exist\n` +
+      `  hint: paths in a merge config resolve against the current directory (${real}), as in mergekit, not against the config's directory; run realign from the directory they are relative to, or use absolute paths\n`,
+  );
+  writeFileSync(cfg, "merge_method: linear\nmodels:\n  - model: " + join(process.cwd(), "examples/organism/aligned") + "\n    parameters: {weight: 0.5}\n  - model: ft\n    parameters: {weight: 0.5}\n");
+  const r2 = spawnSync(process.execPath, [join(process.cwd(), "bin/realign.mjs"), "merge", "--config", cfg, "--out", join(sub, "o")], { encoding: "utf8", cwd: sub });
+  assert.equal(r2.status, 2);
+  assert.match(r2.stderr, new RegExp(`^realign: model path in ${cfg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} models\\[1\\]\\.model: got ft \\(`));
+  assert.equal(existsSync(join(sub, "o")), false);
 });

@@ -4,6 +4,7 @@
  */
 import { Command } from "commander";
 import { VERSION } from "../version.ts";
+import { formatCommanderError } from "./render.ts";
 import * as merge from "./commands/merge.ts";
 import * as convert from "./commands/convert.ts";
 import * as generate from "./commands/generate.ts";
@@ -29,10 +30,18 @@ export function buildProgram(): Command {
   const program = new Command("realign")
     .description("Restore the safety of fine-tuned LLMs by merging them with their aligned model (arXiv 2412.19512).")
     .version(VERSION)
-    .exitOverride()
-    .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .exitOverride();
   for (const c of COMMANDS) c.register(program);
-  for (const sub of program.commands) sub.exitOverride();
+  // commander's own parse errors (unknown command/option, missing value, invalid choice) in realign's form:
+  // `realign: …` + `  hint: did you mean …? (run realign <cmd> --help)`; main.ts maps them to exit 2.
+  // Help and --version still go to stdout (writeOut) and exit 0.
+  for (const cmd of [program, ...program.commands]) {
+    const path = cmd === program ? "realign" : `realign ${cmd.name()}`;
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(formatCommanderError(s, path) + "\n"),
+    });
+  }
   return program;
 }

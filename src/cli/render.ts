@@ -13,6 +13,26 @@ export function formatError(e: unknown): string {
   return `realign: internal error: ${msg}\n  hint: this is a bug in realign; rerun with REALIGN_DEBUG=1 for a stack trace and report it`;
 }
 
+/**
+ * Rewrites one of commander's own parse errors (unknown command/option, missing argument, invalid choice) into
+ * realign's error form: `realign: <message>` plus a `  hint:` line carrying commander's "did you mean" (if any)
+ * and where to read the usage. `raw` is what commander passes to `outputError`, e.g.
+ * `error: unknown option '--lamda'\n(Did you mean --lambda?)\n`; `commandPath` is e.g. `realign merge`.
+ */
+export function formatCommanderError(raw: string, commandPath: string): string {
+  const lines = raw.replace(/\n+$/, "").split("\n");
+  let head = (lines[0] ?? "").replace(/^error: /, "");
+  let suggestion: string | undefined;
+  for (const l of lines.slice(1)) {
+    const m = /^\(Did you mean (.*)\?\)$/.exec(l.trim());
+    if (m) suggestion = m[1];
+    else if (l.trim() !== "") head += ` ${l.trim()}`;
+  }
+  const help = `run ${commandPath} --help`;
+  const hint = suggestion !== undefined ? `did you mean ${suggestion}? (${help})` : `${help} for usage`;
+  return `realign: ${head}\n  hint: ${hint}`;
+}
+
 /** The `--json` form of an error. */
 export function errorJson(e: unknown): { error: { code: string; message: string; hint?: string; details?: unknown } } {
   if (e instanceof RealignError) {

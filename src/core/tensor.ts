@@ -59,6 +59,12 @@ export interface Checkpoint {
   readonly carryFiles: readonly string[];
   /** Absolute paths of the weight files (for hashing/identity in the model card). */
   readonly weightFiles: readonly string[];
+  /**
+   * How this checkpoint was derived, when it is not a plain file read: `what` is one phrase for the model card
+   * and merge summary (e.g. `LoRA adapter /a (r 8, α 16, scale 2)`), `onto` the absolute path of the model it
+   * was applied to. Absent for a plain checkpoint.
+   */
+  readonly origin?: { readonly what: string; readonly onto: string };
   /** A reader for tensor `name` (must be in `tensors`). */
   openTensor(name: string): TensorSource;
   /** Releases open file handles. Idempotent. */

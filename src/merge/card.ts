@@ -6,7 +6,7 @@ import { shortDtypeName } from "../core/dtype.ts";
 import { getMethod } from "./methods/registry.ts";
 import type { FileIdentity } from "./identity.ts";
 import type { MergePlan } from "./plan.ts";
-import { formatSchedule } from "./schedule.ts";
+import { formatSchedule, type ScheduleValue } from "./schedule.ts";
 
 /** What the model card reports. */
 export interface CardInput {
@@ -22,6 +22,34 @@ export interface CardInput {
   readonly files: readonly string[];
   /** Per-tensor method reports (e.g. safemerge's ρ and gate decisions); a table when non-empty. */
   readonly tensorReports?: readonly { readonly tensor: string; readonly values: Readonly<Record<string, unknown>> }[];
+  /** Inputs computed on the fly (MergeSummary.derivedInputs), e.g. a LoRA adapter applied onto the aligned model. */
+  readonly derivedInputs?: readonly string[];
+  /** Whether the method draws random numbers; the seed is listed only then. @default true */
+  readonly usesSeed?: boolean;
+}
+
+/** `k=v, …` of one parameter group. */
+function paramList(g: Readonly<Record<string, ScheduleValue>>): string {
+  return Object.entries(g).map(([k, v]) => `${k}=${formatSchedule(v)}`).join(", ");
+}
+
+/**
+ * The method parameters of a flags-form merge (λ known), each tied to λ so nothing reads as a second λ:
+ * linear `aligned weight=0.5 (= 1 − λ), tuned weight=0.5 (= λ), normalize=false`; task_arithmetic
+ * `tuned weight=0.5 (= λ), lambda=1 (mergekit's task-vector scale, not the paper's λ)`.
+ */
+function lambdaParams(plan: MergePlan): string {
+  const parts: string[] = [];
+  for (const m of plan.recipe.models) {
+    for (const [k, v] of Object.entries(m.params)) {
+      const tie = k === "weight" ? (m.label === "tuned" ? " (= λ)" : m.label === "aligned" ? " (= 1 − λ)" : "") : "";
+      parts.push(`${m.label ?? "model"} ${k}=${formatSchedule(v)}${tie}`);
+    }
+  }
+  for (const [k, v] of Object.entries(plan.recipe.params)) {
+    parts.push(`${k}=${formatSchedule(v)}${k === "lambda" ? " (mergekit's task-vector scale, not the paper's λ)" : ""}`);
+  }
+  return parts.join(", ");
 }
 
 /** Renders README.md (YAML front matter for the Hub, then Markdown). */
@@ -58,15 +86,21 @@ export function renderModelCard(c: CardInput): string {
     "",
     `- method: \`${plan.method}\`${method ? ` (${method.paperUrl})` : ""}`,
   );
-  if (lambda !== undefined) lines.push(`- λ (lambda): ${lambda}`);
-  const g = plan.recipe.params;
-  if (Object.keys(g).length > 0) lines.push(`- parameters: ${Object.entries(g).map(([k, v]) => `${k}=${formatSchedule(v)}`).join(", ")}`);
-  plan.recipe.models.forEach((m, i) => {
-    if (Object.keys(m.params).length > 0) {
-      lines.push(`- ${m.label ?? `model ${i}`}: ${Object.entries(m.params).map(([k, v]) => `${k}=${formatSchedule(v)}`).join(", ")}`);
-    }
-  });
-  lines.push(`- output dtype: ${dtype}`, `- seed: ${plan.recipe.seed}`, `- tensors: ${plan.tensors.length}, ${plan.totalBytes} bytes in ${c.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf")).length} file(s)`);
+  for (const d of c.derivedInputs ?? []) lines.push(`- tuned model: ${d}, then \`${plan.method}\`${lambda === undefined ? "" : ` with λ = ${lambda}`}`);
+  if (lambda !== undefined) {
+    lines.push(`- λ (lambda): ${lambda} (the paper's weight on the tuned model)`);
+    const p = lambdaParams(plan);
+    if (p !== "") lines.push(`- as method parameters: ${p}`);
+  } else {
+    const g = plan.recipe.params;
+    if (Object.keys(g).length > 0) lines.push(`- parameters: ${paramList(g)}`);
+    plan.recipe.models.forEach((m, i) => {
+      if (Object.keys(m.params).length > 0) lines.push(`- ${m.label ?? `model ${i}`}: ${paramList(m.params)}`);
+    });
+  }
+  lines.push(`- output dtype: ${dtype}`);
+  if (c.usesSeed !== false) lines.push(`- seed: ${plan.recipe.seed}`);
+  lines.push(`- tensors: ${plan.tensors.length}, ${plan.totalBytes} bytes in ${c.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf")).length} file(s)`);
   if (plan.recipe.vocabPolicy !== "error") lines.push(`- vocabulary policy: ${plan.recipe.vocabPolicy}`);
   for (const w of plan.warnings) lines.push(`- note: ${w}`);
   lines.push(`- tool: ${c.tool} ${c.version}`);

@@ -88,6 +88,14 @@ function replaceSource(alignedMeta: TensorMeta, adapter: PeftAdapter, e: Extract
   };
 }
 
+/** `LoRA adapter <dir> (r 8, α 16, scale 2)`: the adapter's default rank, alpha and scaling (α/r, α/√r with rsLoRA). */
+export function adapterPhrase(adapter: PeftAdapter): string {
+  const c = adapter.config;
+  const scale = c.useRslora ? c.loraAlpha / Math.sqrt(c.r) : c.loraAlpha / c.r;
+  const patterns = Object.keys(c.rankPattern).length + Object.keys(c.alphaPattern).length > 0 ? "; per-module rank/alpha patterns" : "";
+  return `LoRA adapter ${adapter.dir} (r ${c.r}, α ${c.loraAlpha}, scale ${Number(scale.toPrecision(6))}${c.useRslora ? " rsLoRA" : ""}${patterns})`;
+}
+
 /**
  * Wraps an open aligned checkpoint and an open adapter into the computed tuned checkpoint.
  * @param options.mapping a mapping already computed for this pair (else computed here);
@@ -115,6 +123,7 @@ export function loraTunedCheckpoint(
     tensors,
     carryFiles: aligned.carryFiles,
     weightFiles: [...aligned.weightFiles, adapter.weightsPath],
+    origin: { what: adapterPhrase(adapter), onto: aligned.path },
     adapter,
     mapping,
     warnings,

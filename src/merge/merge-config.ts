@@ -3,11 +3,11 @@
  * every check that needs no tensor data (parameters per tensor, slice coverage), then either explains the
  * plan (`explain: true`, nothing written) or runs it. The library call behind the CLI's config form.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { OutDtype } from "../core/dtype.ts";
 import type { Checkpoint } from "../core/tensor.ts";
-import { ConfigError, UsageError, fsError } from "../errors.ts";
+import { ConfigError, InputError, UsageError, fsError } from "../errors.ts";
 import { checkPlanParams, explainPlan, type Explanation } from "./explain.ts";
 import { loraAwareOpener } from "./lora-merge.ts";
 import { withGgufInputs } from "../formats/gguf/checkpoint.ts";
@@ -45,6 +45,7 @@ export async function mergeConfig(configPath: string, options: MergeConfigOption
   const parsed = parseMergekitYaml(text, { file: configPath, seed: options.seed });
   let recipe = parsed.recipe;
   if (options.outDtype !== undefined) recipe = { ...recipe, outDtype: options.outDtype };
+  if (options.openInput === undefined) await checkSourcesExist(parsed.sources, configPath);
   // HF directories open as usual; `model+lora` and adapter directories open as "model + adapter" (lora-merge.ts)
   const open = options.openInput ?? withGgufInputs(loraAwareOpener(recipe, options.onEvent)); // .gguf inputs: formats/gguf
   const opened: Checkpoint[] = [];
@@ -63,5 +64,29 @@ export async function mergeConfig(configPath: string, options: MergeConfigOption
     return { kind: "merged", summary };
   } finally {
     await Promise.all(opened.map((c) => c.close()));
+  }
+}
+
+/**
+ * Every model path (and `+lora` path) of the config must exist; paths resolve against the current directory,
+ * as in mergekit (docs/yaml.md). Checked before anything is opened so the message can name the config key.
+ * @throws InputError `config.model_not_found` naming the config file, the key (`models[0].model`, `base_model`)
+ *   and the resolved path.
+ */
+async function checkSourcesExist(sources: readonly { key: string; path: string; lora: string | undefined }[], configPath: string): Promise<void> {
+  for (const src of sources) {
+    for (const [key, path] of [[src.key, src.path], [`${src.key} (+lora)`, src.lora]] as const) {
+      if (path === undefined) continue;
+      try {
+        await stat(path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT" && (e as NodeJS.ErrnoException).code !== "ENOTDIR") throw fsError(e, path, "opening model");
+        const abs = resolve(path);
+        throw new InputError("config.model_not_found", `model path in ${configPath} ${key}: got ${path}${abs === path ? "" : ` (${abs})`}, which does not exist`, {
+          details: { config: configPath, key, path, resolved: abs },
+          hint: `paths in a merge config resolve against the current directory (${process.cwd()}), as in mergekit, not against the config's directory; run realign from the directory they are relative to, or use absolute paths`,
+        });
+      }
+    }
   }
 }

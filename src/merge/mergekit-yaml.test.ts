@@ -122,7 +122,7 @@ dtype: bf16
   assert.deepEqual(got2, [
     "dtype: got \"bf16\", expected one of bfloat16, float16, float32 | did you mean bfloat16?",
     "parameters.normalise: unknown parameter normalise for slerp: expected one of t",
-    "models[1].parameters.t: parameter t is a method-level parameter of slerp, not a per-model one | move t to the top-level parameters: (mergekit silently ignores it here)",
+    "models[1].parameters.t: parameter t is a method-level parameter of slerp, not a per-model one | move t to the top-level parameters; mergekit silently ignores it here",
     "parameters: missing t for slerp (interpolation factor: 0 = base (aligned), 1 = the other model (tuned))",
   ]);
 });
@@ -219,5 +219,27 @@ test("an empty or comment-only config is config.empty, not an internal error", (
       (e: unknown) => e instanceof ConfigError && e.code === "config.empty" && e.message === "merge config m.yml is empty",
       JSON.stringify(text),
     );
+  }
+});
+
+test("YAML syntax error: the parser's message with line:column (no dangling 'at line …:'), and a hint quoting the line", () => {
+  const text = "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.5\n  - model: b\n";
+  try {
+    parseMergekitYaml(text, { file: "m.yml" });
+    assert.fail("expected a ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.code, "config.yaml_syntax");
+    assert.equal(e.message, "merge config m.yml:5:3 is not valid YAML: Flow map in block collection must be sufficiently indented and end with a }");
+    assert.equal(e.hint, 'line 5: "  - model: b"; check indentation (spaces, not tabs), closing brackets and quotes there; see examples/recipes/*.yml');
+    assert.deepEqual([e.details.line, e.details.column], [5, 3]);
+  }
+  try {
+    parseMergekitYaml("merge_method: linear\n\tmodels: x\n", { file: "t.yml" });
+    assert.fail("expected a ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.message, "merge config t.yml:2:1 is not valid YAML: Tabs are not allowed as indentation");
+    assert.equal(e.hint, 'line 2: "\\tmodels: x"; check indentation (spaces, not tabs), closing brackets and quotes there; see examples/recipes/*.yml');
   }
 });

@@ -34,6 +34,8 @@ export interface MergekitConfig {
   readonly layerRange: readonly [number, number] | undefined;
   /** Things accepted but handled differently from mergekit, for the user (printed as warnings). */
   readonly notes: readonly string[];
+  /** Every model reference with the YAML key it came from (`models[0].model`, `base_model`, …), for messages. */
+  readonly sources: readonly { readonly key: string; readonly path: string; readonly lora: string | undefined }[];
 }
 
 export interface ParseMergekitOptions {
@@ -154,7 +156,7 @@ function readParams(
       issues.push({
         path,
         message: `parameter ${k} is a method-level parameter of ${method.name}, not a per-model one`,
-        hint: `move ${k} to the top-level parameters: (mergekit silently ignores it here)`,
+        hint: `move ${k} to the top-level parameters; mergekit silently ignores it here`,
       });
       continue;
     }
@@ -218,8 +220,12 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const pos = e.linePos?.[0];
-    throw new ConfigError("config.yaml_syntax", `merge config ${file}${pos ? `:${pos.line}:${pos.col}` : ""} is not valid YAML: ${e.message.split("\n")[0]}`, {
-      details: { file, line: pos?.line, column: pos?.col },
+    // the parser's first line, without its trailing " at line L, column C:" (the position is printed up front)
+    const what = e.message.split("\n")[0]!.replace(/\s*at line \d+, column \d+:?\s*$/, "");
+    const src = pos === undefined ? undefined : text.split(/\r?\n/)[pos.line - 1];
+    throw new ConfigError("config.yaml_syntax", `merge config ${file}${pos ? `:${pos.line}:${pos.col}` : ""} is not valid YAML: ${what}`, {
+      details: { file, line: pos?.line, column: pos?.col, parser: e.message },
+      hint: `${pos && src !== undefined && src.trim() !== "" ? `line ${pos.line}: ${JSON.stringify(src)}; ` : ""}check indentation (spaces, not tabs), closing brackets and quotes there; see examples/recipes/*.yml`,
     });
   }
   const root: unknown = doc.toJS();
@@ -261,6 +267,8 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     ref: ModelRef;
     params: Record<string, unknown> | undefined;
     where: string;
+    /** YAML key of the model reference, e.g. `models[0].model`. */
+    key: string;
   }
   const entries: Entry[] = [];
   let sliceParams: unknown;
@@ -273,13 +281,13 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
         const where = `models[${i}]`;
         if (typeof m === "string") {
           const ref = parseModelRef(m, where, issues);
-          if (ref) entries.push({ ref, params: undefined, where });
+          if (ref) entries.push({ ref, params: undefined, where, key: where });
           return;
         }
         if (!isRecord(m)) return void issues.push({ path: where, message: "expected {model: <path>, parameters: {...}}" });
         unknownKeys(m, MODEL_KEYS, where, issues);
         const ref = parseModelRef(m.model, `${where}.model`, issues);
-        if (ref) entries.push({ ref, params: m.parameters as Record<string, unknown> | undefined, where });
+        if (ref) entries.push({ ref, params: m.parameters as Record<string, unknown> | undefined, where, key: `${where}.model` });
       });
     }
   } else if (hasSlices && !hasModels) {
@@ -308,7 +316,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
               issues.push({ path: `${where}.layer_range`, message: `got ${JSON.stringify(lr)}, expected ${JSON.stringify(layerRange)} like the first source`, hint: "every source of the single slice must span the same (full) layer range" });
             }
             const ref = parseModelRef(s.model, `${where}.model`, issues);
-            if (ref) entries.push({ ref, params: s.parameters as Record<string, unknown> | undefined, where });
+            if (ref) entries.push({ ref, params: s.parameters as Record<string, unknown> | undefined, where, key: `${where}.model` });
           });
         }
       }
@@ -411,7 +419,7 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     ...(label === undefined ? {} : { label }),
     ...(e.ref.lora === undefined ? {} : { lora: e.ref.lora }),
   });
-  const baseInput = method.requiresBase && baseRef !== undefined ? input(baseEntry ?? { ref: baseRef, params: undefined, where: "base_model" }, {}, "base") : undefined;
+  const baseInput = method.requiresBase && baseRef !== undefined ? input(baseEntry ?? { ref: baseRef, params: undefined, where: "base_model", key: "base_model" }, {}, "base") : undefined;
   const recipe = parseRecipe(
     {
       method: method.name,
@@ -424,7 +432,9 @@ export function parseMergekitYaml(text: string, options: ParseMergekitOptions = 
     },
     file,
   );
-  return { recipe, layerRange, notes };
+  const sources = entries.map((e) => ({ key: e.key, path: e.ref.path, lora: e.ref.lora }));
+  if (baseRef !== undefined && baseIndex < 0) sources.unshift({ key: cfg.base_model !== undefined ? "base_model" : "slices[0].base_model", path: baseRef.path, lora: baseRef.lora });
+  return { recipe, layerRange, notes, sources };
 }
 
 /**

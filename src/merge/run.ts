@@ -20,7 +20,7 @@ import { TOOL_NAME, VERSION } from "../version.ts";
 import { renderModelCard } from "./card.ts";
 import { modelIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod, TensorReport } from "./methods/types.ts";
-import { getMethod } from "./methods/registry.ts";
+import { getMethod, methodUsesSeed } from "./methods/registry.ts";
 import { findUnexplainedNonFinite } from "./methods/finite.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
 import { recipeInputs, type Recipe, type RecipeInput } from "./recipe.ts";
@@ -74,6 +74,11 @@ export interface MergeSummary {
   /** Files written in `out` (weights, index, config, carried files, README.md). */
   readonly files: readonly string[];
   readonly warnings: readonly string[];
+  /**
+   * Inputs that were computed rather than read, one phrase each, e.g. `LoRA adapter /a (r 8, α 16, scale 2)
+   * applied onto aligned`; absent when every input is a plain checkpoint.
+   */
+  readonly derivedInputs?: readonly string[];
   /** Per-tensor reports of methods that make decisions (e.g. safemerge's ρ and gate), in tensor order; absent when none. */
   readonly tensorReports?: readonly NamedTensorReport[];
 }
@@ -106,6 +111,20 @@ async function identities(inputs: readonly Checkpoint[], signal?: AbortSignal): 
 }
 
 /**
+ * One phrase per input that was computed (a LoRA adapter applied on the fly): `<what> applied onto <label>`,
+ * the label of the plan input it was applied to (else its path).
+ */
+function derivedInputs(plan: MergePlan, inputs: readonly Checkpoint[]): string[] {
+  const out: string[] = [];
+  for (const ck of inputs) {
+    if (ck.origin === undefined) continue;
+    const onto = plan.inputs.find((i) => resolve(i.path) === resolve(ck.origin!.onto));
+    out.push(`${ck.origin.what} applied onto ${onto?.label ?? ck.origin.onto}`);
+  }
+  return out;
+}
+
+/**
  * Executes `plan` over `inputs` (the opened checkpoints, in plan.inputs order) into `options.out`.
  * @throws OutputExistsError (out exists, no force), CancelledError (signal), FormatError/IoError from reads
  *   and writes; on any error the temp directory is removed and `out` is untouched.
@@ -115,6 +134,8 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   const method = getMethod(plan.method) as MergeMethod<unknown> | undefined;
   if (method === undefined) throw new InternalError(`runMerge: unknown method ${plan.method}`);
   const outAbs = resolve(options.out);
+  const usesSeed = methodUsesSeed(plan.method, plan.recipe.params);
+  const derived = derivedInputs(plan, inputs);
   for (const inp of plan.inputs) {
     const rel = relative(inp.path, outAbs);
     const relBack = relative(outAbs, inp.path);
@@ -137,7 +158,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
     const dir = isFile ? dirname(tempPath) : tempPath;
     const metadata: Record<string, string> = { format: "pt", tool: TOOL_NAME, tool_version: VERSION, method: plan.method };
     if (plan.recipe.lambda !== undefined) metadata.lambda = String(plan.recipe.lambda);
-    metadata.seed = String(plan.recipe.seed);
+    if (usesSeed) metadata.seed = String(plan.recipe.seed); // only methods that draw random numbers
     if (plan.outDtype !== undefined) metadata.out_dtype = plan.outDtype;
     const sink = await sinkFactory({
       dir,
@@ -263,6 +284,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       totalBytes: plan.totalBytes,
       files: files.sort(),
       warnings: plan.warnings,
+      ...(derived.length > 0 ? { derivedInputs: derived } : {}),
       ...(tensorReports.length > 0 ? { tensorReports } : {}),
     });
     if (isFile) return summary([basename(outAbs)]);
@@ -292,6 +314,8 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
         commandLine: options.commandLine,
         files,
         tensorReports,
+        derivedInputs: derived,
+        usesSeed,
       });
       try {
         await writeFile(join(dir, "README.md"), card);

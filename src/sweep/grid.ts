@@ -6,6 +6,7 @@
  * merge for the methods that reproduce their inputs there.
  */
 import { UsageError } from "../errors.ts";
+import { didYouMean } from "../core/suggest.ts";
 
 /** λ values are rounded to this many decimals so that `0:1:0.1` gives 0.3, not 0.30000000000000004. */
 const LAMBDA_DECIMALS = 9;
@@ -152,22 +153,10 @@ export function parseLambdas(spec: string): number[] {
   return unique;
 }
 
-/** Edit distance, for "did you mean". */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
 /**
  * Parses a comma-separated method list (`linear,slerp,dare_linear`; `-` and `_` both accepted), keeping the
  * order given and dropping repeats.
- * @throws UsageError `sweep.unknown_method` naming the closest known method.
+ * @throws UsageError `sweep.unknown_method`, with a "did you mean" hint when a known method is close.
  */
 export function parseMethods(spec: string): SweepMethodName[] {
   const known = Object.keys(SWEEP_METHODS) as SweepMethodName[];
@@ -176,10 +165,9 @@ export function parseMethods(spec: string): SweepMethodName[] {
     const name = raw.trim().replace(/-/g, "_");
     if (name === "") continue;
     if (!(known as string[]).includes(name)) {
-      const best = [...known].sort((x, y) => editDistance(name, x) - editDistance(name, y))[0]!;
       throw new UsageError("sweep.unknown_method", `method in --method "${spec}": got "${raw.trim()}", expected one of ${known.join(", ")}`, {
         details: { spec, got: raw.trim(), known },
-        hint: `did you mean ${best}?`,
+        hint: didYouMean(name, known),
       });
     }
     if (!out.includes(name as SweepMethodName)) out.push(name as SweepMethodName);

@@ -13,6 +13,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { OnEvent } from "../core/events.ts";
+import { fsError } from "../errors.ts";
 import type { Backend } from "../eval/types.ts";
 import type { ModelRuntime } from "./steps.ts";
 
@@ -32,7 +33,13 @@ export interface LlamaRuntimeOptions {
 
 function autoType(dir: string): GgufType {
   let bytes = 0;
-  for (const name of readdirSync(dir)) if (name.endsWith(".safetensors")) bytes += statSync(join(dir, name)).size;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    throw fsError(e, dir, "reading model directory");
+  }
+  for (const name of names) if (name.endsWith(".safetensors")) bytes += statSync(join(dir, name)).size;
   if (bytes < F32_LIMIT_BYTES) return "f32";
   try {
     const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as { torch_dtype?: string; dtype?: string };

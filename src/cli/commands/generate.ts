@@ -3,14 +3,16 @@
  * in-process with node-llama-cpp. The prompt goes through the model's chat template unless --raw.
  * Declares flags and lazily imports src/eval.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import { addModelFlags, intFlag, modelOptionsOf, numberFlag, type ModelFlags } from "../model-flags.ts";
 
-const USAGE = 'realign generate --model <gguf|HF dir> --prompt "…" [--max-tokens N] [--temperature T] [--system S]';
+const USAGE = 'realign generate --model <gguf|HF dir> --prompt "…" [--max-tokens N] [--temperature T] [--system-prompt S]';
 
 export interface GenerateFlags extends ModelFlags {
   prompt?: string;
+  systemPrompt?: string;
+  /** Hidden old spelling of --system-prompt. */
   system?: string;
   raw?: boolean;
   maxTokens: string;
@@ -27,7 +29,8 @@ export interface GenerateFlags extends ModelFlags {
 export async function runGenerateCommand(flags: GenerateFlags): Promise<void> {
   const modelOptions = modelOptionsOf(flags, USAGE);
   if (flags.prompt === undefined) throw new UsageError("cli.missing_flag", "missing required flag --prompt", { hint: `usage: ${USAGE}` });
-  if (flags.raw && flags.system !== undefined) throw new UsageError("cli.bad_flag", "--system needs the chat template; it cannot be used with --raw");
+  const system = flags.systemPrompt ?? flags.system;
+  if (flags.raw && system !== undefined) throw new UsageError("cli.bad_flag", "--system-prompt needs the chat template; it cannot be used with --raw");
   const decoding = {
     maxTokens: intFlag("max-tokens", flags.maxTokens, 0) ?? 256,
     temperature: numberFlag("temperature", flags.temperature, 0, 2) ?? 0,
@@ -49,7 +52,7 @@ export async function runGenerateCommand(flags: GenerateFlags): Promise<void> {
   }
   try {
     const messages = [
-      ...(flags.system !== undefined ? [{ role: "system" as const, content: flags.system }] : []),
+      ...(system !== undefined ? [{ role: "system" as const, content: system }] : []),
       { role: "user" as const, content: flags.prompt },
     ];
     const useChat = !flags.raw;
@@ -69,7 +72,8 @@ export async function runGenerateCommand(flags: GenerateFlags): Promise<void> {
 export function register(program: Command): void {
   addModelFlags(program.command("generate").description("generate one completion from a local model (GGUF, HF directory or LoRA adapter) on the CPU"))
     .option("--prompt <text>", "the user message (or the raw prompt with --raw)")
-    .option("--system <text>", "a system message before the prompt")
+    .option("--system-prompt <text>", "a system message before the prompt")
+    .addOption(new Option("--system <text>").hideHelp()) // old spelling of --system-prompt
     .option("--raw", "send --prompt as raw text, without the chat template")
     .option("--max-tokens <n>", "maximum new tokens", "256")
     .option("--temperature <t>", "0 = greedy", "0")

@@ -50,13 +50,13 @@ export function formatMergeSummary(s: MergeSummary): string {
   const weights = s.files.filter((f) => f.endsWith(".safetensors") || f.endsWith(".gguf"));
   const lines = [
     `merged ${s.inputs.map((i) => `${i.label} ${i.path}`).join(" + ")}`,
-    `  method ${s.method}${s.lambda === undefined ? "" : `, λ = ${s.lambda}`}, dtype ${s.outDtype ?? "mixed"}`,
+    `  ${(s.derivedInputs ?? []).map((d) => `${d}, then `).join("")}method ${s.method}${s.lambda === undefined ? "" : `, λ = ${s.lambda}`}, dtype ${s.outDtype ?? "mixed"}`,
     `  ${s.tensorCount} tensors, ${formatBytes(s.totalBytes)} in ${weights.length} weight file${weights.length === 1 ? "" : "s"}`,
     `  wrote ${s.out}`,
   ];
   const reports = s.tensorReports ?? [];
   const gated = reports.filter((r) => r.values.gated === true).length;
-  if (reports.length > 0) lines.splice(3, 0, `  ${reports.length} tensors measured${reports.some((r) => "gated" in r.values) ? `, ${gated} gated toward the aligned model` : ""} (per-tensor table in README.md)`);
+  if (reports.length > 0) lines.splice(lines.length - 1, 0, `  ${reports.length} tensors measured${reports.some((r) => "gated" in r.values) ? `, ${gated} gated toward the aligned model` : ""} (per-tensor table in README.md)`);
   return lines.join("\n");
 }
 

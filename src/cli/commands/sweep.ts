@@ -3,7 +3,7 @@
  * report the Pareto front of (ASR, utility) and the recommended λ (arXiv 2412.19512 §1.5, §1.9). Resumable:
  * rerun the same command after an interruption. Flags → SweepOptions; the library is imported lazily.
  */
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { UsageError } from "../../errors.ts";
 import { addChoiceOptions, choiceOptions, type ChoiceFlags } from "./report.ts";
 import type { PointResult } from "../../sweep/types.ts";
@@ -30,6 +30,9 @@ export interface SweepFlags extends ChoiceFlags {
   outDtype?: string;
   maxTokens?: string;
   systemPrompt?: string;
+  hexphi?: string;
+  jsonl?: string;
+  /** Hidden old spellings of --hexphi / --jsonl. */
   hexphiPath?: string;
   jsonlPath?: string;
   keep?: boolean;
@@ -234,8 +237,10 @@ export function register(program: Command): void {
     .option("--out-dtype <dtype>", "dtype of merged weights: bf16 | f16 | f32 (default: the aligned model's)")
     .option("--max-tokens <n>", "override every suite's max new tokens")
     .option("--system-prompt <text>", "system message for prompts without one (paper: \"You are a helpful assistant.\")")
-    .option("--hexphi-path <path>", "HEx-PHI files (gated; for --suite hexphi)")
-    .option("--jsonl-path <file>", "your prompts for --suite jsonl")
+    .option("--hexphi <path>", "HEx-PHI copy (gated; for --suite hexphi): folder with category_<k>.csv, or .json/.jsonl")
+    .option("--jsonl <file>", "your prompts for --suite jsonl")
+    .addOption(new Option("--hexphi-path <path>").hideHelp()) // old spelling of --hexphi
+    .addOption(new Option("--jsonl-path <file>").hideHelp()) // old spelling of --jsonl
     .option("--keep", "keep merged weights under <out>/models")
     .option("--force", "discard an existing sweep in --out that has other settings")
     .option("--json", "print report.json to stdout");
@@ -282,8 +287,8 @@ export function register(program: Command): void {
         outDtype: flags.outDtype,
         maxTokens: integer(flags.maxTokens, "--max-tokens", 1),
         systemPrompt: flags.systemPrompt,
-        hexphiPath: flags.hexphiPath,
-        jsonlPath: flags.jsonlPath,
+        hexphiPath: flags.hexphi ?? flags.hexphiPath,
+        jsonlPath: flags.jsonl ?? flags.jsonlPath,
         keep: flags.keep === true,
         force: flags.force === true,
         quiet: flags.json === true,

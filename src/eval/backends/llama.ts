@@ -19,7 +19,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { BackendError, CancelledError, FormatError, InputError, fsError } from "../../errors.ts";
 import { renderChatTemplate, type ChatFormat } from "../chat-template.ts";
@@ -319,6 +319,43 @@ function sharedLlama(): Promise<Llama> {
   return llamaPromise;
 }
 
+/** `s` with control and non-ASCII-printable bytes escaped (`\n`, `\x00`), so a file's raw bytes never reach the terminal. */
+export function printable(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f\ufffd]/g, (c) => (c === "\n" ? "\\n" : c === "\t" ? "\\t" : c === "\r" ? "\\r" : c === "\ufffd" ? "\\ufffd" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
+}
+
+/** The first bytes of a file as hex and as an escaped string: `7b 0a 20 20 ("{\n  ")`. */
+export function describeMagic(bytes: Uint8Array): string {
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+  const text = [...bytes].map((b) => (b >= 0x20 && b < 0x7f ? (b === 0x22 || b === 0x5c ? `\\${String.fromCharCode(b)}` : String.fromCharCode(b)) : b === 0x0a ? "\\n" : b === 0x09 ? "\\t" : b === 0x0d ? "\\r" : `\\x${b.toString(16).padStart(2, "0")}`)).join("");
+  return bytes.length === 0 ? "nothing (empty file)" : `${hex} ("${text}")`;
+}
+
+/**
+ * A GGUF file starts with the 4 bytes `GGUF`; checked before llama.cpp (whose message would print the raw bytes).
+ * @throws FormatError `gguf.load_failed` (as llama.cpp load failures) with the bytes found, in hex and escaped.
+ */
+async function checkGgufMagic(modelPath: string): Promise<void> {
+  const buf = new Uint8Array(4);
+  let n = 0;
+  try {
+    const fh = await open(modelPath, "r");
+    try {
+      n = (await fh.read(buf, 0, 4, 0)).bytesRead;
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw fsError(err, modelPath, "loading GGUF model");
+  }
+  const got = buf.subarray(0, n);
+  if (n === 4 && Buffer.from(got).toString("latin1") === "GGUF") return;
+  throw new FormatError("gguf.load_failed", `GGUF file ${modelPath}: got magic ${describeMagic(got)}, expected 47 47 55 46 ("GGUF")`, {
+    details: { file: modelPath, magic: Buffer.from(got).toString("hex") },
+    hint: got[0] === 0x7b ? "this looks like a JSON file; pass the model directory or a .gguf file (realign convert makes one)" : "the file is not a GGUF; pass a .gguf file, or a Hugging Face model directory (converted on the fly)",
+  });
+}
+
 /**
  * Loads a GGUF into node-llama-cpp (CPU only, no build, no download) and returns a ready backend.
  * @throws InputError when the file is missing; FormatError when llama.cpp cannot load it (not GGUF, unsupported
@@ -332,13 +369,14 @@ export async function openLlamaBackend(options: LlamaBackendOptions): Promise<Ll
   } catch (err) {
     throw fsError(err, modelPath, "loading GGUF model");
   }
+  await checkGgufMagic(modelPath);
   const parallel = Math.max(1, Math.floor(options.parallel ?? 1));
   const llama = await sharedLlama();
   let model: LlamaModel;
   try {
     model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   } catch (err) {
-    throw new FormatError("gguf.load_failed", `llama.cpp could not load ${modelPath}: ${errMessage(err)}`, {
+    throw new FormatError("gguf.load_failed", `llama.cpp could not load ${modelPath}: ${printable(errMessage(err))}`, {
       details: { file: modelPath, log: recentLogs.slice(-5) },
       hint: "check that the file is a GGUF of an architecture llama.cpp supports (F32/F16/BF16/Q8_0 tensors)",
       cause: err,

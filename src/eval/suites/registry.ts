@@ -3,6 +3,7 @@
  * jsonl) take their path from the options.
  */
 import { UsageError } from "../../errors.ts";
+import { didYouMean } from "../../core/suggest.ts";
 import type { Suite } from "../types.ts";
 import { advbenchSuite } from "./advbench.ts";
 import { harmbenchSuite } from "./harmbench.ts";
@@ -46,7 +47,9 @@ export const SUITE_NAMES: readonly string[] = Object.keys(FACTORIES);
 export function createSuite(name: string, options: SuiteOptions = {}): Suite {
   const f = FACTORIES[name];
   if (!f) {
-    throw new UsageError("eval.unknown_suite", `unknown suite in --suite: got ${JSON.stringify(name)}, expected one of ${SUITE_NAMES.join(", ")}`);
+    throw new UsageError("eval.unknown_suite", `unknown suite in --suite: got ${JSON.stringify(name)}, expected one of ${SUITE_NAMES.join(", ")}`, {
+      hint: didYouMean(name, SUITE_NAMES),
+    });
   }
   return f(options);
 }

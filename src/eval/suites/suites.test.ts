@@ -203,4 +203,5 @@ test("jsonl: user file with per-line scorers", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
   assert.throws(() => createSuite("nope"), { code: "eval.unknown_suite" });
+  assert.throws(() => createSuite("organsim"), { code: "eval.unknown_suite", hint: "did you mean organism?" });
 });

@@ -319,6 +319,7 @@ export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> 
     summary: row.summary,
     paperUrl: row.paperUrl,
     requiresBase: true,
+    usesSeed: row.sparsify === "random" || row.sparsify === "della",
     minModels: 1,
     globalParams: globalSpecs(row),
     modelParams: modelSpecs(row),

@@ -35,3 +35,12 @@ export const METHODS: Readonly<Record<string, MergeMethod<any>>> = {
 export function getMethod(name: string): MergeMethod<any> | undefined {
   return Object.prototype.hasOwnProperty.call(METHODS, name) ? METHODS[name] : undefined;
 }
+
+/**
+ * Whether a merge with `method` and these global parameters draws random numbers (so its seed matters and is
+ * recorded); false for unknown and deterministic methods. See MergeMethod.usesSeed.
+ */
+export function methodUsesSeed(method: string, global: Readonly<Record<string, unknown>>): boolean {
+  const u = getMethod(method)?.usesSeed;
+  return typeof u === "function" ? u(global) : u === true;
+}

@@ -47,6 +47,8 @@ export const resta: MergeMethod<undefined> = {
   summary: "add a safety vector β·(θ_aligned − θ_unaligned) to the fine-tuned model (optional DARE drift fix)",
   paperUrl: "https://arxiv.org/abs/2402.11746",
   requiresBase: true,
+  // the DARE drift fix is random; a density given as a schedule counts as random (conservative)
+  usesSeed: (global) => !(typeof global.density === "number" && global.density >= 1) && global.density !== undefined,
   minModels: 2,
   maxModels: 2,
   globalParams: [

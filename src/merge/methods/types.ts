@@ -69,6 +69,12 @@ export interface MergeMethod<S = unknown> {
   readonly requiresBase: boolean;
   /** Minimum number of tuned models (excluding base). */
   readonly minModels: number;
+  /**
+   * Whether the method draws (seeded) random numbers, so `--seed` changes its output: `true`, or a predicate
+   * over the recipe's global parameters (resta: only when `density` < 1). Absent ⇒ deterministic; the seed is
+   * then not recorded in the model card or metadata.
+   */
+  readonly usesSeed?: boolean | ((global: Readonly<Record<string, unknown>>) => boolean);
   /** Maximum number of tuned models (excluding base); absent ⇒ unbounded. slerp and passthrough take 1. */
   readonly maxModels?: number;
   /** Method-level parameters (`parameters:` at the top of a mergekit YAML). */
