@@ -151,3 +151,29 @@ test("runSweep concurrency 2: same points, each distinct model still evaluated o
     ["slerp@1", 0],
   ]);
 });
+
+test("runSweep: a failure before anything is saved leaves no new --out; a failure after a saved point keeps it", async () => {
+  const out = join(tmp(), "fresh");
+  const log = { prepared: [] as string[], evaluated: [] as string[] };
+  const failing: SweepSteps = {
+    ...fakeSteps(log),
+    async prepare() {
+      throw new InputError("sweep.test_bad_input", "no such model directory: a");
+    },
+  };
+  await assert.rejects(runSweep({ aligned: "a", tuned: "t", lambdas: [0.5], suites: ["organism"], out }, failing), { code: "sweep.test_bad_input" });
+  assert.equal(existsSync(out), false);
+
+  const out2 = join(tmp(), "partial");
+  const base = fakeSteps(log);
+  let calls = 0;
+  const failLater: SweepSteps = {
+    ...base,
+    async prepare(job, ctx) {
+      if (++calls > 1) throw new InputError("sweep.test_bad_input", "disk went away");
+      return base.prepare(job, ctx);
+    },
+  };
+  await assert.rejects(runSweep({ aligned: "a", tuned: "t", lambdas: [0.5], suites: ["organism"], out: out2 }, failLater), { code: "sweep.test_bad_input" });
+  assert.equal(readdirSync(join(out2, "points")).length, 1);
+});

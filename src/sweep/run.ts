@@ -8,14 +8,14 @@
  * The merge, conversion and evaluation steps are injected (`SweepSteps`), so this file is the orchestration
  * only; `steps.ts` wires the real merge (src/merge), GGUF conversion (src/convert) and evaluation (src/eval).
  */
-import { rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CancelledError } from "../errors.ts";
 import type { OnEvent } from "../core/events.ts";
 import { NO_EVENTS } from "../core/events.ts";
 import type { SuiteResult } from "../eval/types.ts";
 import { modelKey, planGrid, type SweepJob, type SweepMethodName } from "./grid.ts";
-import { CACHE_DIR, MODELS_DIR, openSweepDir, readPoints, settingsKey, writePoint, type ChoiceOptions } from "./state.ts";
+import { CACHE_DIR, MODELS_DIR, POINTS_DIR, openSweepDir, readPoints, settingsKey, writePoint, type ChoiceOptions } from "./state.ts";
 import type { ExampleResponse, PointResult, SuiteInfo, SweepSettings, Versions } from "./types.ts";
 
 /** Example responses kept per suite group for the report. */
@@ -150,8 +150,26 @@ export async function buildSettings(options: SweepOptions, steps: SweepSteps): P
  * @throws CancelledError when `signal` aborts (finished points stay saved); errors of the steps as they are.
  */
 export async function runSweep(options: SweepOptions, steps: SweepSteps): Promise<SweepOutcome> {
-  const onEvent = options.onEvent ?? NO_EVENTS;
   const out = resolve(options.out);
+  const isNew = !existsSync(out);
+  try {
+    return await runSweepIn(out, options, steps);
+  } catch (e) {
+    // a run that failed before saving anything (bad model path, missing suite file…) leaves no directory behind;
+    // a cancelled run, or one with saved points or cached generations, keeps it for resuming
+    if (isNew && !(e instanceof CancelledError) && !holdsResults(out)) rmSync(out, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** True when `out` holds a saved point or a cached generation. */
+function holdsResults(out: string): boolean {
+  const nonEmpty = (dir: string): boolean => existsSync(dir) && readdirSync(dir).length > 0;
+  return nonEmpty(join(out, POINTS_DIR)) || nonEmpty(join(out, CACHE_DIR));
+}
+
+async function runSweepIn(out: string, options: SweepOptions, steps: SweepSteps): Promise<SweepOutcome> {
+  const onEvent = options.onEvent ?? NO_EVENTS;
   const requested = await buildSettings(options, steps);
   const state = openSweepDir(out, requested, options.choice ?? {}, steps.versions(), { force: options.force });
   const settings = state.settings;
