@@ -22,7 +22,6 @@ import { weightedSum } from "./linear.ts";
 import {
   createMagnitudeRanking,
   dellaProbability,
-  electSign,
   endRankingPass,
   isSelected,
   keepCount,
@@ -145,10 +144,31 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
   }
 }
 
-/** float32 deltas f32(x − b) of one chunk. */
-function deltaOf(x: Float32Array, b: Float32Array): Float32Array {
+/**
+ * perf: scratch buffers reused across chunks, passes and tensors (one per model index), grown to the
+ * largest chunk seen. Only used inside one synchronous measure/kernel call, so interleaved merges in the
+ * same process cannot see each other's data. Memory: 4 + 8 bytes per element per model (48 MiB per model
+ * for the default 4 Mi-element chunk), allocated once instead of per chunk.
+ */
+const deltaScratch: Float32Array[] = [];
+const weightedScratch: Float64Array[] = [];
+
+function scratchF32(i: number, len: number): Float32Array {
+  let b = deltaScratch[i];
+  if (b === undefined || b.length < len) deltaScratch[i] = b = new Float32Array(len);
+  return b.length === len ? b : b.subarray(0, len);
+}
+
+function scratchF64(i: number, len: number): Float64Array {
+  let b = weightedScratch[i];
+  if (b === undefined || b.length < len) weightedScratch[i] = b = new Float64Array(len);
+  return b.length === len ? b : b.subarray(0, len);
+}
+
+/** float32 deltas f32(x − b) of one chunk, into model i's scratch buffer (valid until the next call for i). */
+function deltaOf(x: Float32Array, b: Float32Array, i: number): Float32Array {
   const n = x.length;
-  const d = new Float32Array(n);
+  const d = scratchF32(i, n);
   for (let j = 0; j < n; j++) d[j] = x[j]! - b[j]!;
   return d;
 }
@@ -227,10 +247,28 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
       const sels = st.ranking!.selectors;
       const outer = sels[sels.length - 1]!;
       const inner = st.kind === "outliers" ? sels[0]! : undefined;
+      if (inner !== undefined) {
+        for (let j = 0; j < len; j++) {
+          const a = bits[j]! & 0x7fffffff;
+          const keep = isSelected(outer, n, a, offset + j) && !isSelected(inner, n, a, offset + j);
+          out[j] = keep ? delta[j]! * f : 0;
+        }
+        return;
+      }
+      // perf: isSelected(outer, …) inlined: keep iff |δ| bits above V, or equal to V at index ≤ cutoff
+      if (outer.rank <= 0) {
+        out.fill(0);
+        return;
+      }
+      if (outer.rank >= n) {
+        for (let j = 0; j < len; j++) out[j] = delta[j]! * f;
+        return;
+      }
+      const vb = outer.valueBits;
+      const cut = outer.cutoffIndex - offset; // keep ties at local index j ≤ cut (Infinity when all are kept)
       for (let j = 0; j < len; j++) {
         const a = bits[j]! & 0x7fffffff;
-        const keep = isSelected(outer, n, a, offset + j) && (inner === undefined || !isSelected(inner, n, a, offset + j));
-        out[j] = keep ? delta[j]! * f : 0;
+        out[j] = a > vb || (a === vb && j <= cut) ? delta[j]! * f : 0;
       }
       return;
     }
@@ -337,19 +375,14 @@ export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> 
     },
     measure(pass, stats, chunk, _ctx, _params) {
       if (stats === undefined) return;
-      stats.models.forEach((st, i) => {
-        if (pass >= st.passes) return;
-        const delta = deltaOf(chunk.models[i]!, chunk.base!);
+      for (let i = 0; i < stats.models.length; i++) {
+        const st = stats.models[i]!;
+        if (pass >= st.passes) continue;
+        const delta = deltaOf(chunk.models[i]!, chunk.base!, i);
         if (st.kind === "magnitude" || st.kind === "outliers") measureRanking(pass, st.ranking!, delta, chunk.offset);
         else if (st.kind === "della") measureDella(st, delta, chunk.offset);
-        else if (st.kind === "random") {
-          for (let j = 0; j < delta.length; j++) {
-            const v = finiteAbs(delta[j]!);
-            st.l1Total += v;
-            if (keptAt(st.key, chunk.offset + j, st.density)) st.l1Kept += v;
-          }
-        }
-      });
+        else if (st.kind === "random") measureRandom(st, delta, chunk.offset);
+      }
     },
     endPass(pass, stats, _ctx, _params) {
       if (stats === undefined) return;
@@ -399,26 +432,103 @@ function linearFormKernel(chunk: Chunk, out: Float32Array, lambda: number, weigh
 function combineKernel(row: GtaRow, chunk: Chunk, out: Float32Array, stats: GtaStats, n: number, lambda: number, weights: number[], normalize: boolean): void {
   const base = chunk.base!;
   const len = out.length;
-  const us = stats.models.map((st, i) => {
-    const u = new Float64Array(len);
-    sparsifyChunk(st, stats, deltaOf(chunk.models[i]!, base), chunk.offset, u, n);
+  const m = stats.models.length;
+  const us: Float64Array[] = [];
+  for (let i = 0; i < m; i++) {
+    const u = scratchF64(i, len);
+    sparsifyChunk(stats.models[i]!, stats, deltaOf(chunk.models[i]!, base, i), chunk.offset, u, n);
     const w = weights[i]!;
     for (let j = 0; j < len; j++) u[j] = w * u[j]!;
-    return u;
-  });
-  const merged = new Float64Array(len);
+    us.push(u);
+  }
   if (row.consensus === "sum") {
-    const denom = new Float64Array(len);
-    electSign(us, weights, merged, denom);
-    for (let j = 0; j < len; j++) {
-      const m = normalize ? merged[j]! / denom[j]! : merged[j]!;
-      out[j] = base[j]! + lambda * m;
-    }
+    if (m === 2) electSign2(us[0]!, us[1]!, weights[0]!, weights[1]!, base, out, lambda, normalize);
+    else electSignOut(us, weights, base, out, lambda, normalize);
     return;
   }
   let wsum = 0;
   for (const w of weights) wsum += w;
   const d = normalize && Math.abs(wsum) >= MIN_WEIGHT_SUM ? wsum : 1;
-  for (const u of us) for (let j = 0; j < len; j++) merged[j] = merged[j]! + u[j]!;
-  for (let j = 0; j < len; j++) out[j] = base[j]! + lambda * (merged[j]! / d);
+  for (let j = 0; j < len; j++) {
+    let merged = 0;
+    for (let i = 0; i < m; i++) merged = merged + us[i]![j]!;
+    out[j] = base[j]! + lambda * (merged / d);
+  }
+}
+
+/**
+ * electSign (sparsify.ts) fused with the output: θ = b + λ·(normalize ? merged/denom : merged), the same
+ * float64 operations in the same order, without the merged/denom arrays.
+ */
+function electSignOut(us: readonly Float64Array[], weights: readonly number[], base: Float32Array, out: Float32Array, lambda: number, normalize: boolean): void {
+  const len = out.length;
+  const m = us.length;
+  for (let j = 0; j < len; j++) {
+    let total = 0;
+    for (let i = 0; i < m; i++) total += us[i]![j]!;
+    const positive = !(total < 0); // NaN total elects +
+    let sum = 0;
+    let d = 0;
+    for (let i = 0; i < m; i++) {
+      const v = us[i]![j]!;
+      if (positive ? v > 0 : v < 0) {
+        sum += v;
+        d += weights[i]!;
+      } else if (v !== v) {
+        sum += v;
+      }
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = base[j]! + lambda * (normalize ? sum / denom : sum);
+  }
+}
+
+/** electSignOut for two models (the common case), unrolled; identical arithmetic. */
+function electSign2(u0: Float64Array, u1: Float64Array, w0: number, w1: number, base: Float32Array, out: Float32Array, lambda: number, normalize: boolean): void {
+  const len = out.length;
+  for (let j = 0; j < len; j++) {
+    const a = u0[j]!;
+    const b = u1[j]!;
+    let total = 0;
+    total += a;
+    total += b;
+    let sum = 0;
+    let d = 0;
+    if (!(total < 0)) {
+      if (a > 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (b > 0) {
+        sum += b;
+        d += w1;
+      } else if (b !== b) sum += b;
+    } else {
+      if (a < 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (b < 0) {
+        sum += b;
+        d += w1;
+      } else if (b !== b) sum += b;
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = base[j]! + lambda * (normalize ? sum / denom : sum);
+  }
+}
+
+/** DARE measure pass (l1 rescale): Σ|δ| over finite entries, and over the kept ones. */
+function measureRandom(st: ModelState, delta: Float32Array, offset: number): void {
+  const key = st.key;
+  const p = st.density;
+  let total = st.l1Total;
+  let kept = st.l1Kept;
+  for (let j = 0; j < delta.length; j++) {
+    const v = finiteAbs(delta[j]!);
+    total += v;
+    if (keptAt(key, offset + j, p)) kept += v;
+  }
+  st.l1Total = total;
+  st.l1Kept = kept;
 }
