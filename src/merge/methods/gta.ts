@@ -23,7 +23,8 @@ import {
   createMagnitudeRanking,
   dellaProbability,
   endRankingPass,
-  isSelected,
+  COLLECT_MAX,
+  selectCounting,
   keepCount,
   keptAt,
   measureRanking,
@@ -80,6 +81,8 @@ interface ModelState {
   /** Tensor-wide rescale factor (l1 mode), set in endPass; 1 otherwise. */
   factor: number;
   passes: number;
+  /** Statistics complete (endPass); later measure passes skip this model. */
+  final: boolean;
 }
 
 interface GtaStats {
@@ -107,7 +110,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
   const n = ctx.numel;
   const density = num(p.density, 1);
   const key = streamKey(ctx.seed, ctx.name, i);
-  const base = { density, key, numel: n, l1Total: 0, l1Kept: 0, factor: 1, passes: 0 };
+  const base = { density, key, numel: n, l1Total: 0, l1Kept: 0, factor: 1, passes: 0, final: false };
   const needL1 = rescale && mode === "l1";
   if (row.sparsify === "none" || !(density < 1)) return { kind: "identity", ...base };
   if (!(density > 0) && row.sparsify !== "outliers") return { kind: "zero", ...base };
@@ -115,7 +118,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
     case "magnitude": {
       const k = keepCount(density, n);
       if (k === 0) return { kind: "zero", ...base };
-      return { kind: "magnitude", ...base, ranking: createMagnitudeRanking(n, [k]), passes: rankingPasses(n, [k], false) };
+      return { kind: "magnitude", ...base, ranking: createMagnitudeRanking(n, [k], COLLECT_MAX, { countTiesInKernel: true, needL1 }), passes: rankingPasses(n, [k], false) };
     }
     case "outliers": {
       const keep = keepCount(density, n);
@@ -127,7 +130,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
       }
       const ranks = [top, n - bot];
       if (keep === 0) return { kind: "zero", ...base };
-      return { kind: "outliers", ...base, ranking: createMagnitudeRanking(n, ranks), passes: rankingPasses(n, ranks, false) };
+      return { kind: "outliers", ...base, ranking: createMagnitudeRanking(n, ranks, COLLECT_MAX, { countTiesInKernel: true, needL1 }), passes: rankingPasses(n, ranks, false) };
     }
     case "random":
       return { kind: "random", ...base, passes: needL1 ? 1 : 0 };
@@ -248,10 +251,12 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
       const outer = sels[sels.length - 1]!;
       const inner = st.kind === "outliers" ? sels[0]! : undefined;
       if (inner !== undefined) {
+        // both selectors see every element in index order (they count their ties)
         for (let j = 0; j < len; j++) {
           const a = bits[j]! & 0x7fffffff;
-          const keep = isSelected(outer, n, a, offset + j) && !isSelected(inner, n, a, offset + j);
-          out[j] = keep ? delta[j]! * f : 0;
+          const inOuter = selectCounting(outer, n, a);
+          const inInner = selectCounting(inner, n, a);
+          out[j] = inOuter && !inInner ? delta[j]! * f : 0;
         }
         return;
       }
@@ -264,12 +269,19 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
         for (let j = 0; j < len; j++) out[j] = delta[j]! * f;
         return;
       }
+      // selectCounting(outer, …) inlined: keep |δ| above V, and the first tiesNeeded entries equal to V
       const vb = outer.valueBits;
-      const cut = outer.cutoffIndex - offset; // keep ties at local index j ≤ cut (Infinity when all are kept)
+      const need = outer.tiesNeeded;
+      let seen = outer.kernelTies;
       for (let j = 0; j < len; j++) {
         const a = bits[j]! & 0x7fffffff;
-        out[j] = a > vb || (a === vb && j <= cut) ? delta[j]! * f : 0;
+        if (a > vb) out[j] = delta[j]! * f;
+        else if (a === vb && seen < need) {
+          seen++;
+          out[j] = delta[j]! * f;
+        } else out[j] = 0;
       }
+      outer.kernelTies = seen;
       return;
     }
     case "random":
@@ -377,7 +389,7 @@ export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> 
       if (stats === undefined) return;
       for (let i = 0; i < stats.models.length; i++) {
         const st = stats.models[i]!;
-        if (pass >= st.passes) continue;
+        if (pass >= st.passes || st.final) continue;
         const delta = deltaOf(chunk.models[i]!, chunk.base!, i);
         if (st.kind === "magnitude" || st.kind === "outliers") measureRanking(pass, st.ranking!, delta, chunk.offset);
         else if (st.kind === "della") measureDella(st, delta, chunk.offset);
@@ -385,21 +397,30 @@ export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> 
       }
     },
     endPass(pass, stats, _ctx, _params) {
-      if (stats === undefined) return;
+      if (stats === undefined) return true;
+      let complete = true;
       for (const st of stats.models) {
-        if (pass >= st.passes) continue;
+        if (pass >= st.passes || st.final) continue;
+        let final = pass === st.passes - 1;
         if (st.ranking !== undefined) {
-          endRankingPass(pass, st.ranking);
-          if (pass === 2) {
+          // the ranking may finish before its last pass (bf16 boundary bin, collected ties, kernel-counted ties)
+          final = endRankingPass(pass, st.ranking) || final;
+          if (final) {
             const sels = st.ranking.selectors;
             st.l1Total = st.ranking.l1Total;
             st.l1Kept = st.kind === "outliers" ? selectedL1(sels[1]!, st.ranking) - selectedL1(sels[0]!, st.ranking) : selectedL1(sels[0]!, st.ranking);
           }
         }
-        if (pass === st.passes - 1 && stats.rescale && stats.mode === "l1") {
+        if (!final) {
+          complete = false;
+          continue;
+        }
+        st.final = true;
+        if (stats.rescale && stats.mode === "l1") {
           st.factor = st.l1Total >= RESCALE_MIN_NORM && st.l1Kept >= RESCALE_MIN_NORM ? st.l1Total / st.l1Kept : 1;
         }
       }
+      return complete;
     },
     kernel(chunk, out, stats, ctx, params) {
       const base = chunk.base!;
