@@ -33,6 +33,7 @@ import {
   selectedL1,
   streamKey,
   type MagnitudeRanking,
+  type RankSelector,
 } from "./sparsify.ts";
 
 /** How each task vector is thinned before merging. */
@@ -457,9 +458,15 @@ function combineKernel(row: GtaRow, chunk: Chunk, out: Float32Array, stats: GtaS
   const us: Float64Array[] = [];
   for (let i = 0; i < m; i++) {
     const u = scratchF64(i, len);
-    sparsifyChunk(stats.models[i]!, stats, deltaOf(chunk.models[i]!, base, i), chunk.offset, u, n);
+    const st = stats.models[i]!;
     const w = weights[i]!;
-    for (let j = 0; j < len; j++) u[j] = w * u[j]!;
+    const sel = st.kind === "magnitude" ? st.ranking!.selectors[0]! : undefined;
+    if (sel !== undefined && sel.rank > 0 && sel.rank < n) {
+      magnitudeWeighted(chunk.models[i]!, base, scratchF32(i, len), u, w, stats.rescale ? (stats.mode === "inverse_density" ? 1 / st.density : st.factor) : 1, sel);
+    } else {
+      sparsifyChunk(st, stats, deltaOf(chunk.models[i]!, base, i), chunk.offset, u, n);
+      for (let j = 0; j < len; j++) u[j] = w * u[j]!;
+    }
     us.push(u);
   }
   if (row.consensus === "sum") {
@@ -475,6 +482,30 @@ function combineKernel(row: GtaRow, chunk: Chunk, out: Float32Array, stats: GtaS
     for (let i = 0; i < m; i++) merged = merged + us[i]![j]!;
     out[j] = base[j]! + lambda * (merged / d);
   }
+}
+
+/**
+ * perf: deltaOf → sparsifyChunk ("magnitude", partial rank) → ×w in one loop:
+ * u[j] = w · (kept ? f32(x − b)·f : 0), with the kernel counting the ties (selectCounting inlined).
+ */
+function magnitudeWeighted(x: Float32Array, b: Float32Array, d: Float32Array, u: Float64Array, w: number, f: number, sel: RankSelector): void {
+  const len = u.length;
+  const db = new Uint32Array(d.buffer, d.byteOffset, len);
+  const vb = sel.valueBits;
+  const need = sel.tiesNeeded;
+  let seen = sel.kernelTies;
+  for (let j = 0; j < len; j++) {
+    d[j] = x[j]! - b[j]!;
+    const a = db[j]! & 0x7fffffff;
+    let v = 0;
+    if (a > vb) v = d[j]! * f;
+    else if (a === vb && seen < need) {
+      seen++;
+      v = d[j]! * f;
+    }
+    u[j] = w * v;
+  }
+  sel.kernelTies = seen;
 }
 
 /**

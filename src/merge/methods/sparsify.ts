@@ -397,10 +397,21 @@ export function streamKey(seed: number, tensorName: string, modelIndex: number):
  * every run, machine and chunking. 24 random bits: U = (hash32(hash32(key ⊕ index) ⊕ key′) >>> 8) / 2²⁴.
  */
 export function uniformAt(key: number, index: number): number {
-  const lo = index >>> 0;
+  // perf: hash32 twice, inlined in int32 arithmetic (the same bits: xor, >>> and Math.imul only look at
+  // the low 32 bits), so the hot loop stays in small integers instead of uint32 doubles.
   const hi = Math.floor(index / 4294967296);
-  let h = hash32((lo ^ key) >>> 0);
-  h = hash32((h ^ Math.imul(key, 0x27d4eb2d) ^ hi) >>> 0);
+  let h = (index >>> 0) ^ key;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  h = h ^ Math.imul(key, 0x27d4eb2d) ^ hi;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
   return (h >>> 8) / 16777216;
 }
 
