@@ -25,6 +25,7 @@ import {
   endRankingPass,
   COLLECT_MAX,
   selectCounting,
+  uniformAtLow,
   keepCount,
   keptAt,
   measureRanking,
@@ -285,9 +286,17 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
       outer.kernelTies = seen;
       return;
     }
-    case "random":
-      for (let j = 0; j < len; j++) out[j] = keptAt(st.key, offset + j, st.density) ? delta[j]! * f : 0;
+    case "random": {
+      const key = st.key;
+      const p = st.density;
+      if (offset + len <= 4294967296) {
+        const k2 = Math.imul(key, 0x27d4eb2d);
+        for (let j = 0; j < len; j++) out[j] = uniformAtLow(key, k2, offset + j) < p ? delta[j]! * f : 0;
+        return;
+      }
+      for (let j = 0; j < len; j++) out[j] = keptAt(key, offset + j, p) ? delta[j]! * f : 0;
       return;
+    }
     case "della": {
       const c = st.rowLength!;
       forRows(c, offset, len, (r, start) => {
@@ -676,10 +685,20 @@ function measureRandom(st: ModelState, delta: Float32Array, offset: number): voi
   const p = st.density;
   let total = st.l1Total;
   let kept = st.l1Kept;
-  for (let j = 0; j < delta.length; j++) {
-    const v = finiteAbs(delta[j]!);
-    total += v;
-    if (keptAt(key, offset + j, p)) kept += v;
+  const len = delta.length;
+  if (offset + len <= 4294967296) {
+    const k2 = Math.imul(key, 0x27d4eb2d);
+    for (let j = 0; j < len; j++) {
+      const v = finiteAbs(delta[j]!);
+      total += v;
+      if (uniformAtLow(key, k2, offset + j) < p) kept += v;
+    }
+  } else {
+    for (let j = 0; j < len; j++) {
+      const v = finiteAbs(delta[j]!);
+      total += v;
+      if (keptAt(key, offset + j, p)) kept += v;
+    }
   }
   st.l1Total = total;
   st.l1Kept = kept;

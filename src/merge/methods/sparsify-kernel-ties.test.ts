@@ -5,7 +5,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createMagnitudeRanking, endRankingPass, isSelected, measureRanking, selectCounting, selectedL1, type MagnitudeRanking } from "./sparsify.ts";
+import { createMagnitudeRanking, endRankingPass, isSelected, measureRanking, selectCounting, selectedL1, uniformAt, uniformAtLow, type MagnitudeRanking } from "./sparsify.ts";
 
 function rank(delta: Float32Array, ranks: number[], chunk: number, collectMax: number | undefined, perf: { countTiesInKernel: boolean; needL1: boolean } | undefined): { st: MagnitudeRanking; passes: number } {
   const st = createMagnitudeRanking(delta.length, ranks, collectMax, perf);
@@ -61,6 +61,16 @@ test("countTiesInKernel: same membership and selected L1 as the reference passes
           }
         }
       }
+    }
+  }
+});
+
+test("uniformAtLow equals uniformAt for indices below 2³² (keys across the uint32 range)", () => {
+  for (const key of [0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 3735928559]) {
+    const k2 = Math.imul(key, 0x27d4eb2d);
+    for (let i = 0; i < 20000; i++) {
+      const index = (i * 2654435761) % 4294967296;
+      assert.equal(uniformAtLow(key, k2, index), uniformAt(key, index), `key ${key}, index ${index}`);
     }
   }
 });

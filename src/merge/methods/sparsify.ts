@@ -415,6 +415,26 @@ export function uniformAt(key: number, index: number): number {
   return (h >>> 8) / 16777216;
 }
 
+/**
+ * perf: uniformAt for index < 2³² (so its high half is 0), with k2 = Math.imul(key, 0x27d4eb2d) hoisted out
+ * of the loop. Same value as uniformAt(key, index).
+ */
+export function uniformAtLow(key: number, k2: number, index: number): number {
+  let h = index ^ key;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  h ^= k2;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  return (h >>> 8) / 16777216;
+}
+
 /** DARE's keep test: element kept iff U(key, index) < p (so p ≥ 1 keeps all, p ≤ 0 none). */
 export function keptAt(key: number, index: number, p: number): boolean {
   return uniformAt(key, index) < p;
