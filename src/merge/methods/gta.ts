@@ -22,9 +22,10 @@ import { weightedSum } from "./linear.ts";
 import {
   createMagnitudeRanking,
   dellaProbability,
-  electSign,
   endRankingPass,
-  isSelected,
+  COLLECT_MAX,
+  selectCounting,
+  uniformAtLow,
   keepCount,
   keptAt,
   measureRanking,
@@ -33,6 +34,7 @@ import {
   selectedL1,
   streamKey,
   type MagnitudeRanking,
+  type RankSelector,
 } from "./sparsify.ts";
 
 /** How each task vector is thinned before merging. */
@@ -81,6 +83,8 @@ interface ModelState {
   /** Tensor-wide rescale factor (l1 mode), set in endPass; 1 otherwise. */
   factor: number;
   passes: number;
+  /** Statistics complete (endPass); later measure passes skip this model. */
+  final: boolean;
 }
 
 interface GtaStats {
@@ -108,7 +112,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
   const n = ctx.numel;
   const density = num(p.density, 1);
   const key = streamKey(ctx.seed, ctx.name, i);
-  const base = { density, key, numel: n, l1Total: 0, l1Kept: 0, factor: 1, passes: 0 };
+  const base = { density, key, numel: n, l1Total: 0, l1Kept: 0, factor: 1, passes: 0, final: false };
   const needL1 = rescale && mode === "l1";
   if (row.sparsify === "none" || !(density < 1)) return { kind: "identity", ...base };
   if (!(density > 0) && row.sparsify !== "outliers") return { kind: "zero", ...base };
@@ -116,7 +120,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
     case "magnitude": {
       const k = keepCount(density, n);
       if (k === 0) return { kind: "zero", ...base };
-      return { kind: "magnitude", ...base, ranking: createMagnitudeRanking(n, [k]), passes: rankingPasses(n, [k], false) };
+      return { kind: "magnitude", ...base, ranking: createMagnitudeRanking(n, [k], COLLECT_MAX, { countTiesInKernel: true, needL1 }), passes: rankingPasses(n, [k], false) };
     }
     case "outliers": {
       const keep = keepCount(density, n);
@@ -128,7 +132,7 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
       }
       const ranks = [top, n - bot];
       if (keep === 0) return { kind: "zero", ...base };
-      return { kind: "outliers", ...base, ranking: createMagnitudeRanking(n, ranks), passes: rankingPasses(n, ranks, false) };
+      return { kind: "outliers", ...base, ranking: createMagnitudeRanking(n, ranks, COLLECT_MAX, { countTiesInKernel: true, needL1 }), passes: rankingPasses(n, ranks, false) };
     }
     case "random":
       return { kind: "random", ...base, passes: needL1 ? 1 : 0 };
@@ -145,10 +149,31 @@ function modelState(row: GtaRow, ctx: TensorContext, params: ResolvedParams, i: 
   }
 }
 
-/** float32 deltas f32(x − b) of one chunk. */
-function deltaOf(x: Float32Array, b: Float32Array): Float32Array {
+/**
+ * perf: scratch buffers reused across chunks, passes and tensors (one per model index), grown to the
+ * largest chunk seen. Only used inside one synchronous measure/kernel call, so interleaved merges in the
+ * same process cannot see each other's data. Memory: 4 + 8 bytes per element per model (48 MiB per model
+ * for the default 4 Mi-element chunk), allocated once instead of per chunk.
+ */
+const deltaScratch: Float32Array[] = [];
+const weightedScratch: Float64Array[] = [];
+
+function scratchF32(i: number, len: number): Float32Array {
+  let b = deltaScratch[i];
+  if (b === undefined || b.length < len) deltaScratch[i] = b = new Float32Array(len);
+  return b.length === len ? b : b.subarray(0, len);
+}
+
+function scratchF64(i: number, len: number): Float64Array {
+  let b = weightedScratch[i];
+  if (b === undefined || b.length < len) weightedScratch[i] = b = new Float64Array(len);
+  return b.length === len ? b : b.subarray(0, len);
+}
+
+/** float32 deltas f32(x − b) of one chunk, into model i's scratch buffer (valid until the next call for i). */
+function deltaOf(x: Float32Array, b: Float32Array, i: number): Float32Array {
   const n = x.length;
-  const d = new Float32Array(n);
+  const d = scratchF32(i, n);
   for (let j = 0; j < n; j++) d[j] = x[j]! - b[j]!;
   return d;
 }
@@ -227,16 +252,51 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
       const sels = st.ranking!.selectors;
       const outer = sels[sels.length - 1]!;
       const inner = st.kind === "outliers" ? sels[0]! : undefined;
+      if (inner !== undefined) {
+        // both selectors see every element in index order (they count their ties)
+        for (let j = 0; j < len; j++) {
+          const a = bits[j]! & 0x7fffffff;
+          const inOuter = selectCounting(outer, n, a);
+          const inInner = selectCounting(inner, n, a);
+          out[j] = inOuter && !inInner ? delta[j]! * f : 0;
+        }
+        return;
+      }
+      // perf: isSelected(outer, …) inlined: keep iff |δ| bits above V, or equal to V at index ≤ cutoff
+      if (outer.rank <= 0) {
+        out.fill(0);
+        return;
+      }
+      if (outer.rank >= n) {
+        for (let j = 0; j < len; j++) out[j] = delta[j]! * f;
+        return;
+      }
+      // selectCounting(outer, …) inlined: keep |δ| above V, and the first tiesNeeded entries equal to V
+      const vb = outer.valueBits;
+      const need = outer.tiesNeeded;
+      let seen = outer.kernelTies;
       for (let j = 0; j < len; j++) {
         const a = bits[j]! & 0x7fffffff;
-        const keep = isSelected(outer, n, a, offset + j) && (inner === undefined || !isSelected(inner, n, a, offset + j));
-        out[j] = keep ? delta[j]! * f : 0;
+        if (a > vb) out[j] = delta[j]! * f;
+        else if (a === vb && seen < need) {
+          seen++;
+          out[j] = delta[j]! * f;
+        } else out[j] = 0;
       }
+      outer.kernelTies = seen;
       return;
     }
-    case "random":
-      for (let j = 0; j < len; j++) out[j] = keptAt(st.key, offset + j, st.density) ? delta[j]! * f : 0;
+    case "random": {
+      const key = st.key;
+      const p = st.density;
+      if (offset + len <= 4294967296) {
+        const k2 = Math.imul(key, 0x27d4eb2d);
+        for (let j = 0; j < len; j++) out[j] = uniformAtLow(key, k2, offset + j) < p ? delta[j]! * f : 0;
+        return;
+      }
+      for (let j = 0; j < len; j++) out[j] = keptAt(key, offset + j, p) ? delta[j]! * f : 0;
       return;
+    }
     case "della": {
       const c = st.rowLength!;
       forRows(c, offset, len, (r, start) => {
@@ -338,36 +398,40 @@ export function createGtaMethod(row: GtaRow): MergeMethod<GtaStats | undefined> 
     },
     measure(pass, stats, chunk, _ctx, _params) {
       if (stats === undefined) return;
-      stats.models.forEach((st, i) => {
-        if (pass >= st.passes) return;
-        const delta = deltaOf(chunk.models[i]!, chunk.base!);
+      for (let i = 0; i < stats.models.length; i++) {
+        const st = stats.models[i]!;
+        if (pass >= st.passes || st.final) continue;
+        const delta = deltaOf(chunk.models[i]!, chunk.base!, i);
         if (st.kind === "magnitude" || st.kind === "outliers") measureRanking(pass, st.ranking!, delta, chunk.offset);
         else if (st.kind === "della") measureDella(st, delta, chunk.offset);
-        else if (st.kind === "random") {
-          for (let j = 0; j < delta.length; j++) {
-            const v = finiteAbs(delta[j]!);
-            st.l1Total += v;
-            if (keptAt(st.key, chunk.offset + j, st.density)) st.l1Kept += v;
-          }
-        }
-      });
+        else if (st.kind === "random") measureRandom(st, delta, chunk.offset);
+      }
     },
     endPass(pass, stats, _ctx, _params) {
-      if (stats === undefined) return;
+      if (stats === undefined) return true;
+      let complete = true;
       for (const st of stats.models) {
-        if (pass >= st.passes) continue;
+        if (pass >= st.passes || st.final) continue;
+        let final = pass === st.passes - 1;
         if (st.ranking !== undefined) {
-          endRankingPass(pass, st.ranking);
-          if (pass === 2) {
+          // the ranking may finish before its last pass (bf16 boundary bin, collected ties, kernel-counted ties)
+          final = endRankingPass(pass, st.ranking) || final;
+          if (final) {
             const sels = st.ranking.selectors;
             st.l1Total = st.ranking.l1Total;
             st.l1Kept = st.kind === "outliers" ? selectedL1(sels[1]!, st.ranking) - selectedL1(sels[0]!, st.ranking) : selectedL1(sels[0]!, st.ranking);
           }
         }
-        if (pass === st.passes - 1 && stats.rescale && stats.mode === "l1") {
+        if (!final) {
+          complete = false;
+          continue;
+        }
+        st.final = true;
+        if (stats.rescale && stats.mode === "l1") {
           st.factor = st.l1Total >= RESCALE_MIN_NORM && st.l1Kept >= RESCALE_MIN_NORM ? st.l1Total / st.l1Kept : 1;
         }
       }
+      return complete;
     },
     kernel(chunk, out, stats, ctx, params) {
       const base = chunk.base!;
@@ -400,26 +464,310 @@ function linearFormKernel(chunk: Chunk, out: Float32Array, lambda: number, weigh
 function combineKernel(row: GtaRow, chunk: Chunk, out: Float32Array, stats: GtaStats, n: number, lambda: number, weights: number[], normalize: boolean): void {
   const base = chunk.base!;
   const len = out.length;
-  const us = stats.models.map((st, i) => {
-    const u = new Float64Array(len);
-    sparsifyChunk(st, stats, deltaOf(chunk.models[i]!, base), chunk.offset, u, n);
-    const w = weights[i]!;
-    for (let j = 0; j < len; j++) u[j] = w * u[j]!;
-    return u;
-  });
-  const merged = new Float64Array(len);
-  if (row.consensus === "sum") {
-    const denom = new Float64Array(len);
-    electSign(us, weights, merged, denom);
-    for (let j = 0; j < len; j++) {
-      const m = normalize ? merged[j]! / denom[j]! : merged[j]!;
-      out[j] = base[j]! + lambda * m;
+  const m = stats.models.length;
+  if (m === 2 && row.consensus === "sum") {
+    const s0 = partialMagnitude(stats.models[0]!, n);
+    const s1 = partialMagnitude(stats.models[1]!, n);
+    const m0 = stats.models[0]!;
+    const m1 = stats.models[1]!;
+    if (m0.kind === "random" && m1.kind === "random" && chunk.offset + len <= 4294967296) {
+      dare2(chunk.models[0]!, chunk.models[1]!, base, weights[0]!, weights[1]!, scaleOf(m0, stats), scaleOf(m1, stats), m0, m1, chunk.offset, out, lambda, normalize);
+      return;
     }
+    if (s0 !== undefined && s1 !== undefined) {
+      ties2(chunk.models[0]!, chunk.models[1]!, base, scratchF32(0, len), scratchF32(1, len), weights[0]!, weights[1]!, scaleOf(stats.models[0]!, stats), scaleOf(stats.models[1]!, stats), s0, s1, out, lambda, normalize);
+      return;
+    }
+  }
+  const us: Float64Array[] = [];
+  for (let i = 0; i < m; i++) {
+    const u = scratchF64(i, len);
+    const st = stats.models[i]!;
+    const w = weights[i]!;
+    const sel = st.kind === "magnitude" ? st.ranking!.selectors[0]! : undefined;
+    if (sel !== undefined && sel.rank > 0 && sel.rank < n) {
+      magnitudeWeighted(chunk.models[i]!, base, scratchF32(i, len), u, w, stats.rescale ? (stats.mode === "inverse_density" ? 1 / st.density : st.factor) : 1, sel);
+    } else {
+      sparsifyChunk(st, stats, deltaOf(chunk.models[i]!, base, i), chunk.offset, u, n);
+      for (let j = 0; j < len; j++) u[j] = w * u[j]!;
+    }
+    us.push(u);
+  }
+  if (row.consensus === "sum") {
+    if (m === 2) electSign2(us[0]!, us[1]!, weights[0]!, weights[1]!, base, out, lambda, normalize);
+    else electSignOut(us, weights, base, out, lambda, normalize);
     return;
   }
   let wsum = 0;
   for (const w of weights) wsum += w;
   const d = normalize && Math.abs(wsum) >= MIN_WEIGHT_SUM ? wsum : 1;
-  for (const u of us) for (let j = 0; j < len; j++) merged[j] = merged[j]! + u[j]!;
-  for (let j = 0; j < len; j++) out[j] = base[j]! + lambda * (merged[j]! / d);
+  for (let j = 0; j < len; j++) {
+    let merged = 0;
+    for (let i = 0; i < m; i++) merged = merged + us[i]![j]!;
+    out[j] = base[j]! + lambda * (merged / d);
+  }
+}
+
+/** The selector of a "magnitude" model whose rank is partial (0 < k < n), else undefined. */
+function partialMagnitude(st: ModelState, n: number): RankSelector | undefined {
+  if (st.kind !== "magnitude") return undefined;
+  const sel = st.ranking!.selectors[0]!;
+  return sel.rank > 0 && sel.rank < n ? sel : undefined;
+}
+
+/** sparsifyChunk's factor f of one model. */
+function scaleOf(st: ModelState, stats: GtaStats): number {
+  return stats.rescale ? (stats.mode === "inverse_density" ? 1 / st.density : st.factor) : 1;
+}
+
+/**
+ * perf: TIES with two models in one loop — magnitudeWeighted for each model, then electSign2 — without the
+ * float64 u arrays; the same float64 operations in the same order, so the same bits.
+ */
+function ties2(
+  x0: Float32Array,
+  x1: Float32Array,
+  b: Float32Array,
+  d0: Float32Array,
+  d1: Float32Array,
+  w0: number,
+  w1: number,
+  f0: number,
+  f1: number,
+  s0: RankSelector,
+  s1: RankSelector,
+  out: Float32Array,
+  lambda: number,
+  normalize: boolean,
+): void {
+  const len = out.length;
+  const db0 = new Uint32Array(d0.buffer, d0.byteOffset, len);
+  const db1 = new Uint32Array(d1.buffer, d1.byteOffset, len);
+  const vb0 = s0.valueBits;
+  const vb1 = s1.valueBits;
+  const need0 = s0.tiesNeeded;
+  const need1 = s1.tiesNeeded;
+  let seen0 = s0.kernelTies;
+  let seen1 = s1.kernelTies;
+  for (let j = 0; j < len; j++) {
+    const bj = b[j]!;
+    d0[j] = x0[j]! - bj;
+    d1[j] = x1[j]! - bj;
+    const a0 = db0[j]! & 0x7fffffff;
+    const a1 = db1[j]! & 0x7fffffff;
+    let v0 = 0;
+    if (a0 > vb0) v0 = d0[j]! * f0;
+    else if (a0 === vb0 && seen0 < need0) {
+      seen0++;
+      v0 = d0[j]! * f0;
+    }
+    let v1 = 0;
+    if (a1 > vb1) v1 = d1[j]! * f1;
+    else if (a1 === vb1 && seen1 < need1) {
+      seen1++;
+      v1 = d1[j]! * f1;
+    }
+    const a = w0 * v0;
+    const c = w1 * v1;
+    let total = 0;
+    total += a;
+    total += c;
+    let sum = 0;
+    let d = 0;
+    if (!(total < 0)) {
+      if (a > 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (c > 0) {
+        sum += c;
+        d += w1;
+      } else if (c !== c) sum += c;
+    } else {
+      if (a < 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (c < 0) {
+        sum += c;
+        d += w1;
+      } else if (c !== c) sum += c;
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = bj + lambda * (normalize ? sum / denom : sum);
+  }
+  s0.kernelTies = seen0;
+  s1.kernelTies = seen1;
+}
+
+/**
+ * perf: DARE-TIES with two models in one loop — sparsifyChunk "random" (uniformAtLow, offset + len ≤ 2³²),
+ * ×w, then electSign2 — without scratch arrays; the same float64 operations in the same order.
+ */
+function dare2(
+  x0: Float32Array,
+  x1: Float32Array,
+  b: Float32Array,
+  w0: number,
+  w1: number,
+  f0: number,
+  f1: number,
+  st0: ModelState,
+  st1: ModelState,
+  offset: number,
+  out: Float32Array,
+  lambda: number,
+  normalize: boolean,
+): void {
+  const len = out.length;
+  const key0 = st0.key;
+  const key1 = st1.key;
+  const k20 = Math.imul(key0, 0x27d4eb2d);
+  const k21 = Math.imul(key1, 0x27d4eb2d);
+  const p0 = st0.density;
+  const p1 = st1.density;
+  for (let j = 0; j < len; j++) {
+    const bj = b[j]!;
+    const d0 = Math.fround(x0[j]! - bj);
+    const d1 = Math.fround(x1[j]! - bj);
+    const a = w0 * (uniformAtLow(key0, k20, offset + j) < p0 ? d0 * f0 : 0);
+    const c = w1 * (uniformAtLow(key1, k21, offset + j) < p1 ? d1 * f1 : 0);
+    let total = 0;
+    total += a;
+    total += c;
+    let sum = 0;
+    let d = 0;
+    if (!(total < 0)) {
+      if (a > 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (c > 0) {
+        sum += c;
+        d += w1;
+      } else if (c !== c) sum += c;
+    } else {
+      if (a < 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (c < 0) {
+        sum += c;
+        d += w1;
+      } else if (c !== c) sum += c;
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = bj + lambda * (normalize ? sum / denom : sum);
+  }
+}
+
+/**
+ * perf: deltaOf → sparsifyChunk ("magnitude", partial rank) → ×w in one loop:
+ * u[j] = w · (kept ? f32(x − b)·f : 0), with the kernel counting the ties (selectCounting inlined).
+ */
+function magnitudeWeighted(x: Float32Array, b: Float32Array, d: Float32Array, u: Float64Array, w: number, f: number, sel: RankSelector): void {
+  const len = u.length;
+  const db = new Uint32Array(d.buffer, d.byteOffset, len);
+  const vb = sel.valueBits;
+  const need = sel.tiesNeeded;
+  let seen = sel.kernelTies;
+  for (let j = 0; j < len; j++) {
+    d[j] = x[j]! - b[j]!;
+    const a = db[j]! & 0x7fffffff;
+    let v = 0;
+    if (a > vb) v = d[j]! * f;
+    else if (a === vb && seen < need) {
+      seen++;
+      v = d[j]! * f;
+    }
+    u[j] = w * v;
+  }
+  sel.kernelTies = seen;
+}
+
+/**
+ * electSign (sparsify.ts) fused with the output: θ = b + λ·(normalize ? merged/denom : merged), the same
+ * float64 operations in the same order, without the merged/denom arrays.
+ */
+function electSignOut(us: readonly Float64Array[], weights: readonly number[], base: Float32Array, out: Float32Array, lambda: number, normalize: boolean): void {
+  const len = out.length;
+  const m = us.length;
+  for (let j = 0; j < len; j++) {
+    let total = 0;
+    for (let i = 0; i < m; i++) total += us[i]![j]!;
+    const positive = !(total < 0); // NaN total elects +
+    let sum = 0;
+    let d = 0;
+    for (let i = 0; i < m; i++) {
+      const v = us[i]![j]!;
+      if (positive ? v > 0 : v < 0) {
+        sum += v;
+        d += weights[i]!;
+      } else if (v !== v) {
+        sum += v;
+      }
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = base[j]! + lambda * (normalize ? sum / denom : sum);
+  }
+}
+
+/** electSignOut for two models (the common case), unrolled; identical arithmetic. */
+function electSign2(u0: Float64Array, u1: Float64Array, w0: number, w1: number, base: Float32Array, out: Float32Array, lambda: number, normalize: boolean): void {
+  const len = out.length;
+  for (let j = 0; j < len; j++) {
+    const a = u0[j]!;
+    const b = u1[j]!;
+    let total = 0;
+    total += a;
+    total += b;
+    let sum = 0;
+    let d = 0;
+    if (!(total < 0)) {
+      if (a > 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (b > 0) {
+        sum += b;
+        d += w1;
+      } else if (b !== b) sum += b;
+    } else {
+      if (a < 0) {
+        sum += a;
+        d += w0;
+      } else if (a !== a) sum += a;
+      if (b < 0) {
+        sum += b;
+        d += w1;
+      } else if (b !== b) sum += b;
+    }
+    const denom = d === 0 ? 1 : d;
+    out[j] = base[j]! + lambda * (normalize ? sum / denom : sum);
+  }
+}
+
+/** DARE measure pass (l1 rescale): Σ|δ| over finite entries, and over the kept ones. */
+function measureRandom(st: ModelState, delta: Float32Array, offset: number): void {
+  const key = st.key;
+  const p = st.density;
+  let total = st.l1Total;
+  let kept = st.l1Kept;
+  const len = delta.length;
+  if (offset + len <= 4294967296) {
+    const k2 = Math.imul(key, 0x27d4eb2d);
+    for (let j = 0; j < len; j++) {
+      const v = finiteAbs(delta[j]!);
+      total += v;
+      if (uniformAtLow(key, k2, offset + j) < p) kept += v;
+    }
+  } else {
+    for (let j = 0; j < len; j++) {
+      const v = finiteAbs(delta[j]!);
+      total += v;
+      if (keptAt(key, offset + j, p)) kept += v;
+    }
+  }
+  st.l1Total = total;
+  st.l1Kept = kept;
 }

@@ -67,6 +67,14 @@ export interface RankSelector {
   collectedCount: number;
   /** True once membership and l1Above are final. */
   done: boolean;
+  /**
+   * perf (rankings created with `countTiesInKernel`): the tie cut-off index is not searched by a measure
+   * pass; instead the kernel, which visits elements in ascending index order, keeps the first `tiesNeeded`
+   * entries equal to V (`selectCounting`). Same membership as `cutoffIndex`.
+   */
+  countInKernel: boolean;
+  /** Ties kept so far by `selectCounting`. */
+  kernelTies: number;
 }
 
 /** Largest boundary bin collected in pass 1 (6 bytes per entry: ≤ 24 MiB), beyond which pass 2 runs. */
@@ -87,6 +95,8 @@ export function createRankSelector(rank: number): RankSelector {
     collectedLow: undefined,
     collectedCount: 0,
     done: false,
+    countInKernel: false,
+    kernelTies: 0,
   };
 }
 
@@ -101,6 +111,16 @@ export interface MagnitudeRanking {
   l1Total: number;
   /** Boundary bins up to this many entries are collected in pass 1 (COLLECT_MAX; 0 forces pass 2, for tests). */
   readonly collectMax: number;
+  /**
+   * perf: let the kernel settle the ties (selectCounting) instead of a tie-scan pass, and finish after pass 0
+   * when the boundary bin holds a single value (low 16 bits all zero, as for most bf16 task vectors).
+   * `needL1`: the selected L1 (selectedL1) must be exact, so shortcuts are taken only where they give the
+   * same float64 sum as the passes they skip. Off by default (the reference behaviour, with `cutoffIndex`).
+   */
+  readonly countTiesInKernel: boolean;
+  readonly needL1: boolean;
+  /** OR of the low 16 bits of the |δ| patterns in each coarse bin (pass 0, countTiesInKernel only). */
+  coarseLowOr: Uint16Array | undefined;
 }
 
 /**
@@ -112,8 +132,26 @@ export function rankingPasses(n: number, ranks: readonly number[], needL1: boole
   return needL1 ? 1 : 0;
 }
 
-export function createMagnitudeRanking(n: number, ranks: readonly number[], collectMax = COLLECT_MAX): MagnitudeRanking {
-  return { n, selectors: ranks.map(createRankSelector), coarse: undefined, coarseL1: undefined, l1Total: 0, collectMax };
+export function createMagnitudeRanking(
+  n: number,
+  ranks: readonly number[],
+  collectMax = COLLECT_MAX,
+  options: { countTiesInKernel?: boolean; needL1?: boolean } = {},
+): MagnitudeRanking {
+  const countTiesInKernel = options.countTiesInKernel === true;
+  const selectors = ranks.map(createRankSelector);
+  if (countTiesInKernel) for (const s of selectors) s.countInKernel = true;
+  return {
+    n,
+    selectors,
+    coarse: undefined,
+    coarseL1: undefined,
+    l1Total: 0,
+    collectMax,
+    countTiesInKernel,
+    needL1: options.needL1 !== false,
+    coarseLowOr: undefined,
+  };
 }
 
 function isPartial(s: RankSelector, n: number): boolean {
@@ -128,6 +166,22 @@ export function measureRanking(pass: number, st: MagnitudeRanking, delta: Float3
     const coarse = (st.coarse ??= new Uint32Array(65536));
     const coarseL1 = (st.coarseL1 ??= new Float64Array(65536));
     let l1 = st.l1Total; // one running sum in element order: the same bits whatever the chunking
+    if (st.countTiesInKernel) {
+      const lowOr = (st.coarseLowOr ??= new Uint16Array(65536));
+      for (let i = 0; i < len; i++) {
+        const a = bits[i]! & 0x7fffffff;
+        const b = a >>> 16;
+        coarse[b]!++;
+        lowOr[b] = lowOr[b]! | (a & 0xffff);
+        const v = Math.abs(delta[i]!);
+        if (v !== Infinity && v === v) {
+          l1 += v;
+          coarseL1[b] = coarseL1[b]! + v;
+        }
+      }
+      st.l1Total = l1;
+      return;
+    }
     for (let i = 0; i < len; i++) {
       const a = bits[i]! & 0x7fffffff;
       const b = a >>> 16;
@@ -194,6 +248,18 @@ export function endRankingPass(pass: number, st: MagnitudeRanking): boolean {
         if (cum + c >= s.rank) {
           s.bin = b;
           s.above = cum;
+          if (st.countTiesInKernel && st.coarseLowOr![b] === 0 && (!st.needL1 || c <= st.collectMax)) {
+            // every entry of the boundary bin equals V = b<<16: no fine pass, and the kernel counts the ties.
+            // l1Above as settleFromCollection would give it (bins above, ascending; no entry of the bin is above V).
+            s.valueBits = (b << 16) >>> 0;
+            s.tiesNeeded = s.rank - cum;
+            s.cutoffIndex = s.tiesNeeded === c ? Infinity : -1;
+            let l1 = 0;
+            if (st.needL1) for (let q = b + 1; q < 65536; q++) l1 += st.coarseL1![q]!;
+            s.l1Above = l1;
+            s.done = true;
+            break;
+          }
           if (c <= st.collectMax) {
             s.collectedIndex = new Uint32Array(c);
             s.collectedLow = new Uint16Array(c);
@@ -202,7 +268,7 @@ export function endRankingPass(pass: number, st: MagnitudeRanking): boolean {
         }
         cum += c;
       }
-      s.fine = new Uint32Array(65536);
+      if (!s.done) s.fine = new Uint32Array(65536);
     } else if (pass === 1) {
       const fine = s.fine!;
       let cum = s.above;
@@ -218,9 +284,15 @@ export function endRankingPass(pass: number, st: MagnitudeRanking): boolean {
       }
       s.fine = undefined;
       if (s.collectedIndex !== undefined) settleFromCollection(s, st);
+      else if (st.countTiesInKernel && !st.needL1) s.done = true; // the kernel counts the ties; l1Above unused
     } else if (pass === 2) {
       s.done = true;
     }
+  }
+  if (pass === 0 && st.countTiesInKernel) st.coarseLowOr = undefined;
+  if (pass === 0 && st.selectors.every((s) => !isPartial(s, st.n) || s.done)) {
+    st.coarse = undefined;
+    st.coarseL1 = undefined;
   }
   if (pass === 1) {
     st.coarse = undefined;
@@ -260,6 +332,22 @@ export function isSelected(s: RankSelector, n: number, absBits: number, index: n
   if (s.rank <= 0) return false;
   if (s.rank >= n) return true;
   return absBits > s.valueBits || (absBits === s.valueBits && index <= s.cutoffIndex);
+}
+
+/**
+ * isSelected for rankings built with `countTiesInKernel`: entries equal to V are kept in visiting order
+ * until `tiesNeeded` are kept, so it must see every element of the tensor once, in ascending index order
+ * (the kernel's order). Stateful.
+ */
+export function selectCounting(s: RankSelector, n: number, absBits: number): boolean {
+  if (s.rank <= 0) return false;
+  if (s.rank >= n) return true;
+  if (absBits > s.valueBits) return true;
+  if (absBits === s.valueBits && s.kernelTies < s.tiesNeeded) {
+    s.kernelTies++;
+    return true;
+  }
+  return false;
 }
 
 /** Σ |δ| over the selected entries (float64); valid once the ranking is final. */
@@ -309,10 +397,41 @@ export function streamKey(seed: number, tensorName: string, modelIndex: number):
  * every run, machine and chunking. 24 random bits: U = (hash32(hash32(key ⊕ index) ⊕ key′) >>> 8) / 2²⁴.
  */
 export function uniformAt(key: number, index: number): number {
-  const lo = index >>> 0;
+  // perf: hash32 twice, inlined in int32 arithmetic (the same bits: xor, >>> and Math.imul only look at
+  // the low 32 bits), so the hot loop stays in small integers instead of uint32 doubles.
   const hi = Math.floor(index / 4294967296);
-  let h = hash32((lo ^ key) >>> 0);
-  h = hash32((h ^ Math.imul(key, 0x27d4eb2d) ^ hi) >>> 0);
+  let h = (index >>> 0) ^ key;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  h = h ^ Math.imul(key, 0x27d4eb2d) ^ hi;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  return (h >>> 8) / 16777216;
+}
+
+/**
+ * perf: uniformAt for index < 2³² (so its high half is 0), with k2 = Math.imul(key, 0x27d4eb2d) hoisted out
+ * of the loop. Same value as uniformAt(key, index).
+ */
+export function uniformAtLow(key: number, k2: number, index: number): number {
+  let h = index ^ key;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  h ^= k2;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
   return (h >>> 8) / 16777216;
 }
 
