@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../errors.ts";
+import type { OpenedModel } from "../eval/model-source.ts";
 
 export interface ModelFlags {
   model?: string;
@@ -65,4 +66,20 @@ export function modelOptionsOf(flags: ModelFlags, usage: string): {
     contextSize: intFlag("context-size", flags.contextSize, 8),
     convertType: ct as "f32" | "f16" | "bf16" | "q8_0" | undefined,
   };
+}
+
+/**
+ * Resolves and loads the model of `--model` (a GGUF, an HF directory converted to a temp GGUF, or an adapter
+ * merged onto --aligned) with a progress bar on a TTY, cancellable with Ctrl-C. Shared by generate and serve.
+ */
+export async function openModelWithProgress(options: ReturnType<typeof modelOptionsOf>, quiet: boolean): Promise<OpenedModel> {
+  const { openModel } = await import("../eval/model-source.ts");
+  const { createProgress } = await import("./render.ts");
+  const { cliSignal } = await import("./signal.ts");
+  const progress = await createProgress({ quiet });
+  try {
+    return await openModel({ ...options, signal: cliSignal, onEvent: progress.onEvent });
+  } finally {
+    progress.stop();
+  }
 }

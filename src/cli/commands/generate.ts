@@ -5,7 +5,7 @@
  */
 import { Option, type Command } from "commander";
 import { UsageError } from "../../errors.ts";
-import { addModelFlags, intFlag, modelOptionsOf, numberFlag, type ModelFlags } from "../model-flags.ts";
+import { addModelFlags, intFlag, modelOptionsOf, numberFlag, openModelWithProgress, type ModelFlags } from "../model-flags.ts";
 
 const USAGE = 'realign generate --model <gguf|HF dir> --prompt "…" [--max-tokens N] [--temperature T] [--system-prompt S]';
 
@@ -40,16 +40,8 @@ export async function runGenerateCommand(flags: GenerateFlags): Promise<void> {
     repetitionPenalty: numberFlag("repetition-penalty", flags.repetitionPenalty, 0.01, 10),
     stop: flags.stop,
   };
-  const { openModel } = await import("../../eval/model-source.ts");
-  const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
-  const progress = await createProgress({ quiet: flags.json === true });
-  let opened;
-  try {
-    opened = await openModel({ ...modelOptions, signal: cliSignal, onEvent: progress.onEvent });
-  } finally {
-    progress.stop();
-  }
+  const opened = await openModelWithProgress(modelOptions, flags.json === true);
   try {
     const messages = [
       ...(system !== undefined ? [{ role: "system" as const, content: system }] : []),

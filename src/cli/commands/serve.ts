@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
-import { addModelFlags, intFlag, modelOptionsOf, type ModelFlags } from "../model-flags.ts";
+import { addModelFlags, intFlag, modelOptionsOf, openModelWithProgress, type ModelFlags } from "../model-flags.ts";
 
 const USAGE = "realign serve --model <gguf|HF dir> [--port 8080] [--host 127.0.0.1]";
 
@@ -22,17 +22,9 @@ export async function runServeCommand(flags: ServeFlags): Promise<void> {
   const port = intFlag("port", flags.port, 0) ?? 8080;
   if (port > 65535) throw new UsageError("cli.bad_flag", `--port: got ${JSON.stringify(flags.port)}, expected an integer from 0 to 65535`);
   const defaultMaxTokens = intFlag("max-tokens", flags.maxTokens, 1);
-  const { openModel } = await import("../../eval/model-source.ts");
   const { startServer } = await import("../../eval/serve.ts");
-  const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
-  const progress = await createProgress({ quiet: flags.json === true });
-  let opened;
-  try {
-    opened = await openModel({ ...modelOptions, signal: cliSignal, onEvent: progress.onEvent });
-  } finally {
-    progress.stop();
-  }
+  const opened = await openModelWithProgress(modelOptions, flags.json === true);
   try {
     if (cliSignal.aborted) return;
     const server = await startServer({ backend: opened.backend, host: flags.host, port, defaultMaxTokens });
