@@ -74,3 +74,14 @@ test("uniformAtLow equals uniformAt for indices below 2³² (keys across the uin
     }
   }
 });
+
+test("uniformAt above 2³²: the index's high half changes the stream (values recorded from the original inlined hash)", () => {
+  const key = 0x9e3779b9;
+  const expected: Array<[number, number]> = [
+    [4294967296, 0.08625936508178711],
+    [4294967303, 0.6343674063682556],
+    [3298534895673, 0.06327849626541138],
+    [9007199254740991, 0.25743919610977173],
+  ];
+  for (const [index, u] of expected) assert.equal(uniformAt(key, index), u, `index ${index}`);
+});

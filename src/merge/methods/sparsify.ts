@@ -397,27 +397,15 @@ export function streamKey(seed: number, tensorName: string, modelIndex: number):
  * every run, machine and chunking. 24 random bits: U = (hash32(hash32(key ⊕ index) ⊕ key′) >>> 8) / 2²⁴.
  */
 export function uniformAt(key: number, index: number): number {
-  // perf: hash32 twice, inlined in int32 arithmetic (the same bits: xor, >>> and Math.imul only look at
-  // the low 32 bits), so the hot loop stays in small integers instead of uint32 doubles.
-  const hi = Math.floor(index / 4294967296);
-  let h = (index >>> 0) ^ key;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b);
-  h ^= h >>> 16;
-  h = h ^ Math.imul(key, 0x27d4eb2d) ^ hi;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b);
-  h ^= h >>> 16;
-  return (h >>> 8) / 16777216;
+  // the index's high half (index ≥ 2³²) joins the key's second-stage mix; `index ^ key` in uniformAtLow
+  // already sees only the low 32 bits
+  return uniformAtLow(key, Math.imul(key, 0x27d4eb2d) ^ Math.floor(index / 4294967296), index);
 }
 
 /**
- * perf: uniformAt for index < 2³² (so its high half is 0), with k2 = Math.imul(key, 0x27d4eb2d) hoisted out
- * of the loop. Same value as uniformAt(key, index).
+ * perf: uniformAt with the second-stage mix k2 = Math.imul(key, 0x27d4eb2d) hoisted out of the loop, for
+ * index < 2³² (high half 0). hash32 twice, inlined in int32 arithmetic (xor, >>> and Math.imul only look at
+ * the low 32 bits), so the hot loop stays in small integers. Same value as uniformAt(key, index).
  */
 export function uniformAtLow(key: number, k2: number, index: number): number {
   let h = index ^ key;
