@@ -569,32 +569,7 @@ function ties2(
     }
     const a = w0 * v0;
     const c = w1 * v1;
-    let total = 0;
-    total += a;
-    total += c;
-    let sum = 0;
-    let d = 0;
-    if (!(total < 0)) {
-      if (a > 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (c > 0) {
-        sum += c;
-        d += w1;
-      } else if (c !== c) sum += c;
-    } else {
-      if (a < 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (c < 0) {
-        sum += c;
-        d += w1;
-      } else if (c !== c) sum += c;
-    }
-    const denom = d === 0 ? 1 : d;
-    out[j] = bj + lambda * (normalize ? sum / denom : sum);
+    out[j] = electSign2At(a, c, w0, w1, bj, lambda, normalize);
   }
   s0.kernelTies = seen0;
   s1.kernelTies = seen1;
@@ -632,32 +607,7 @@ function dare2(
     const d1 = Math.fround(x1[j]! - bj);
     const a = w0 * (uniformAtLow(key0, k20, offset + j) < p0 ? d0 * f0 : 0);
     const c = w1 * (uniformAtLow(key1, k21, offset + j) < p1 ? d1 * f1 : 0);
-    let total = 0;
-    total += a;
-    total += c;
-    let sum = 0;
-    let d = 0;
-    if (!(total < 0)) {
-      if (a > 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (c > 0) {
-        sum += c;
-        d += w1;
-      } else if (c !== c) sum += c;
-    } else {
-      if (a < 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (c < 0) {
-        sum += c;
-        d += w1;
-      } else if (c !== c) sum += c;
-    }
-    const denom = d === 0 ? 1 : d;
-    out[j] = bj + lambda * (normalize ? sum / denom : sum);
+    out[j] = electSign2At(a, c, w0, w1, bj, lambda, normalize);
   }
 }
 
@@ -715,36 +665,41 @@ function electSignOut(us: readonly Float64Array[], weights: readonly number[], b
 /** electSignOut for two models (the common case), unrolled; identical arithmetic. */
 function electSign2(u0: Float64Array, u1: Float64Array, w0: number, w1: number, base: Float32Array, out: Float32Array, lambda: number, normalize: boolean): void {
   const len = out.length;
-  for (let j = 0; j < len; j++) {
-    const a = u0[j]!;
-    const b = u1[j]!;
-    let total = 0;
-    total += a;
-    total += b;
-    let sum = 0;
-    let d = 0;
-    if (!(total < 0)) {
-      if (a > 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (b > 0) {
-        sum += b;
-        d += w1;
-      } else if (b !== b) sum += b;
-    } else {
-      if (a < 0) {
-        sum += a;
-        d += w0;
-      } else if (a !== a) sum += a;
-      if (b < 0) {
-        sum += b;
-        d += w1;
-      } else if (b !== b) sum += b;
-    }
-    const denom = d === 0 ? 1 : d;
-    out[j] = base[j]! + lambda * (normalize ? sum / denom : sum);
+  for (let j = 0; j < len; j++) out[j] = electSign2At(u0[j]!, u1[j]!, w0, w1, base[j]!, lambda, normalize);
+}
+
+/**
+ * One element of the two-model sign election: the weighted task-vector terms a (model 0) and c (model 1)
+ * that agree with the sign of a + c are summed (NaN terms always pass through), divided by the weights of
+ * the agreeing models when `normalize`, scaled by λ and added to the base value `bj`. Float64 throughout.
+ */
+function electSign2At(a: number, c: number, w0: number, w1: number, bj: number, lambda: number, normalize: boolean): number {
+  let total = 0;
+  total += a;
+  total += c;
+  let sum = 0;
+  let d = 0;
+  if (!(total < 0)) {
+    if (a > 0) {
+      sum += a;
+      d += w0;
+    } else if (a !== a) sum += a;
+    if (c > 0) {
+      sum += c;
+      d += w1;
+    } else if (c !== c) sum += c;
+  } else {
+    if (a < 0) {
+      sum += a;
+      d += w0;
+    } else if (a !== a) sum += a;
+    if (c < 0) {
+      sum += c;
+      d += w1;
+    } else if (c !== c) sum += c;
   }
+  const denom = d === 0 ? 1 : d;
+  return bj + lambda * (normalize ? sum / denom : sum);
 }
 
 /** DARE measure pass (l1 rescale): Σ|δ| over finite entries, and over the kept ones. */
