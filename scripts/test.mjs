@@ -25,6 +25,13 @@ function findTests(dir) {
   return out;
 }
 
+// the WebAssembly kernels are built from source (a no-op when build/wasm is up to date)
+const build = spawnSync(process.execPath, [join(root, "scripts/build-wasm.mjs")], { stdio: "inherit" });
+if (build.status !== 0) {
+  console.error("build-wasm failed");
+  process.exit(build.status ?? 1);
+}
+
 const filter = process.argv.slice(2);
 let files = [...findTests(join(root, "src")), ...findTests(join(root, "test"))].sort();
 if (filter.length > 0) files = files.filter((f) => filter.some((p) => f.includes(p)));

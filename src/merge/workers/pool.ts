@@ -10,10 +10,14 @@
 import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
 import { compileBf16Wasm, instantiateBf16Wasm, sharedWasmMemory, wasmSimdAvailable, type Bf16WasmExports, type WasmMemory } from "../kernels/wasm-bf16.ts";
+import { compileKernelsWasm, instantiateKernelsWasm, type KernelsWasmExports } from "../kernels/wasm-module.ts";
 import { InternalError } from "../../errors.ts";
 
+/** Every kernel the pool can run: the hand-assembled bf16 module's and the AssemblyScript module's. */
+export type PoolKernels = Bf16WasmExports & Partial<KernelsWasmExports>;
+
 /** One kernel call: export name and its arguments. */
-export type KernelCall = readonly [keyof Bf16WasmExports, ...number[]];
+export type KernelCall = readonly [keyof PoolKernels, ...number[]];
 
 export interface KernelPoolOptions {
   /** Bytes of shared memory to reserve (rounded up to 64 KiB pages). */
@@ -27,7 +31,9 @@ const PAGE = 65536;
 export class KernelPool {
   readonly memory: WasmMemory;
   /** Kernels instantiated on the main thread (tails, tiny tensors). */
-  readonly local: Bf16WasmExports;
+  readonly local: PoolKernels;
+  /** Whether the AssemblyScript kernels (build/wasm/kernels.wasm) are loaded; see `kernels/wasm-module.ts`. */
+  readonly hasKernelsModule: boolean;
   readonly workerCount: number;
   private readonly workers: Worker[];
   private readonly pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
@@ -39,11 +45,16 @@ export class KernelPool {
     const pages = Math.ceil(memoryBytes / PAGE);
     this.memory = sharedWasmMemory(pages);
     const module = compileBf16Wasm();
-    this.local = instantiateBf16Wasm(this.memory, module);
+    const kernelsModule = compileKernelsWasm();
+    this.hasKernelsModule = kernelsModule !== undefined;
+    this.local = {
+      ...(kernelsModule === undefined ? {} : instantiateKernelsWasm(this.memory, kernelsModule)),
+      ...instantiateBf16Wasm(this.memory, module),
+    };
     this.workerCount = workers;
     const url = new URL("./kernel-worker.mjs", import.meta.url);
     this.workers = Array.from({ length: workers }, () => {
-      const w = new Worker(url, { workerData: { module, memory: this.memory } });
+      const w = new Worker(url, { workerData: { module, kernelsModule, memory: this.memory } });
       w.on("message", (msg: { id: number; error?: string }) => {
         const p = this.pending.get(msg.id);
         if (p === undefined) return;
