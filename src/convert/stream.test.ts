@@ -13,12 +13,13 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Dtype } from "../core/dtype.ts";
+import { bf16FromF32Bits, f16FromF32Bits, f16ToF32, f32ToBits, type Dtype } from "../core/dtype.ts";
 import { findGgufTensor, readGgufHeader } from "../formats/gguf/read.ts";
 import { toIndexJson } from "../formats/safetensors/index-json.ts";
 import { createSafetensorsWriter, tensorByteLength } from "../formats/safetensors/write.ts";
 import { convertToGguf } from "./convert.ts";
 import type { ConvertType } from "./plan.ts";
+import { codeTable } from "./stream.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 
@@ -57,6 +58,18 @@ for (const type of ["bf16", "f32", "f16", "q8_0"] as const) {
 
 test("organism finetuned (6 shards) → bf16: same bytes", async () => {
   await assertSameBytes(join(ORGANISM, "finetuned"), "bf16", [undefined, 30000]);
+});
+
+test("code tables: BF16 → F16 and F16 → BF16 agree with the scalar converters on all 65,536 codes", () => {
+  const b2h = codeTable("BF16", "F16")!;
+  const h2b = codeTable("F16", "BF16")!;
+  for (let c = 0; c < 65536; c++) {
+    assert.equal(b2h[c], f16FromF32Bits(c << 16), `bf16 0x${c.toString(16)}`);
+    // via the exact float32 value (every NaN becomes the canonical quiet NaN 0x7fc0, as in the bulk decoder)
+    assert.equal(h2b[c], bf16FromF32Bits(f32ToBits(f16ToF32(c))), `f16 0x${c.toString(16)}`);
+  }
+  assert.equal(codeTable("BF16", "BF16"), codeTable("BF16", "BF16"));
+  assert.equal(codeTable("F32", "F16"), undefined);
 });
 
 interface SynthTensor {

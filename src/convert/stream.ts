@@ -47,11 +47,48 @@ export function isByteCopy(dtype: Dtype, conv: TensorConversion): boolean {
   return conv.add === undefined && conv.data === undefined && (dtype === "BF16" || dtype === "F16" || dtype === "F32") && dtype === conv.type;
 }
 
+/** Code tables for 2-byte → 2-byte conversions, by "FROM>TO" (built on first use, 128 KiB each). */
+const LUTS = new Map<string, Uint16Array>();
+
+/**
+ * The table of a 2-byte stored dtype to a 2-byte GGUF type: entry c is what decodeToF32 then
+ * encodeGgufFromF32 make of code c, or undefined when either side is not 2-byte.
+ */
+export function codeTable(from: Dtype, to: TensorConversion["type"]): Uint16Array | undefined {
+  if ((from !== "BF16" && from !== "F16") || (to !== "BF16" && to !== "F16")) return undefined;
+  const key = `${from}>${to}`;
+  let t = LUTS.get(key);
+  if (t === undefined) {
+    const codes = new Uint16Array(65536);
+    for (let c = 0; c < 65536; c++) codes[c] = c;
+    const f32 = new Float32Array(65536);
+    decodeToF32(from, new Uint8Array(codes.buffer), f32, 65536);
+    t = new Uint16Array(65536);
+    encodeGgufFromF32(to, f32, new Uint8Array(t.buffer), 65536);
+    LUTS.set(key, t);
+  }
+  return t;
+}
+
+/** to[k] = lut[from[k]] for k < n (unrolled by 4: ~1 ns per element). */
+function mapCodes(lut: Uint16Array, from: Uint16Array, to: Uint16Array, n: number): void {
+  let k = 0;
+  for (; k + 4 <= n; k += 4) {
+    to[k] = lut[from[k]!]!;
+    to[k + 1] = lut[from[k + 1]!]!;
+    to[k + 2] = lut[from[k + 2]!]!;
+    to[k + 3] = lut[from[k + 3]!]!;
+  }
+  for (; k < n; k++) to[k] = lut[from[k]!]!;
+}
+
 /** Per-tensor facts the chunks need. */
 interface Plan {
   readonly conv: TensorConversion;
   readonly src: TensorSource | undefined;
   readonly copy: boolean;
+  /** 2-byte → 2-byte code table (no shift), when the tensor converts through one. */
+  readonly lut: Uint16Array | undefined;
   /** Bytes of one stored row (rows are the outermost dimension). */
   readonly rowBytes: number;
   /** Output row r = stored row perm[r] (Q/K), or undefined. */
@@ -94,8 +131,8 @@ function planChunks(plans: readonly Plan[], chunkBytes: number): { chunks: Chunk
     if (p.copy && p.perm === undefined) {
       step = chunkBytes; // a plain byte range: no row alignment needed
     } else {
-      // Whole rows; a converted row also needs its float32 scratch (4 bytes per element ≥ stored and output bytes).
-      const perRow = p.copy ? p.rowBytes : (p.rowBytes / elemBytes) * 4;
+      // Whole rows; a row decoded to float32 needs its scratch (4 bytes per element ≥ stored and output bytes).
+      const perRow = p.copy || p.lut !== undefined ? p.rowBytes : (p.rowBytes / elemBytes) * 4;
       let rows = Math.max(1, Math.floor(chunkBytes / perRow));
       if (p.perm !== undefined) {
         const headRows = p.perm.length / p.conv.permuteHeads!;
@@ -118,13 +155,15 @@ function planChunks(plans: readonly Plan[], chunkBytes: number): { chunks: Chunk
 export async function streamTensors(w: GgufWriter, tensors: readonly StreamTensor[], options: StreamOptions = {}): Promise<void> {
   const nSlots = Math.max(2, options.slots ?? STREAM_SLOTS);
   const plans: Plan[] = tensors.map(({ conv, src }) => {
-    if (src === undefined) return { conv, src, copy: false, rowBytes: 0, perm: undefined };
+    if (src === undefined) return { conv, src, copy: false, lut: undefined, rowBytes: 0, perm: undefined };
     if (src.readBytes === undefined) throw new InternalError(`convert stream: tensor ${src.name} has no raw byte reader`);
     const shape = src.shape;
     const nRows = shape.length === 0 ? 1 : shape[0]!;
     const rowElems = shape.length <= 1 ? 1 : shape.slice(1).reduce((a, b) => a * b, 1);
     const perm = conv.permuteHeads !== undefined ? qkPermutation(nRows, conv.permuteHeads, conv.hfName) : undefined;
-    return { conv, src, copy: isByteCopy(src.dtype, conv), rowBytes: rowElems * DTYPE_BYTES[src.dtype], perm };
+    const copy = isByteCopy(src.dtype, conv);
+    const lut = copy || conv.add !== undefined ? undefined : codeTable(src.dtype, conv.type);
+    return { conv, src, copy, lut, rowBytes: rowElems * DTYPE_BYTES[src.dtype], perm };
   });
   const { chunks, bufBytes } = planChunks(plans, options.chunkBytes ?? STREAM_CHUNK_BYTES);
   const slots: Slot[] = Array.from({ length: nSlots }, () => ({ out: new Uint8Array(bufBytes) }));
@@ -191,6 +230,10 @@ export async function streamTensors(w: GgufWriter, tensors: readonly StreamTenso
         const slot = slots[i % nSlots]!;
         let out: Uint8Array;
         if (p.copy) {
+          out = slot.out.subarray(0, c.end - c.start);
+        } else if (p.lut !== undefined) {
+          const n = (c.end - c.start) / 2;
+          mapCodes(p.lut, new Uint16Array(slot.stage!.buffer, 0, n), new Uint16Array(slot.out.buffer, 0, n), n);
           out = slot.out.subarray(0, c.end - c.start);
         } else {
           const dtype = p.src!.dtype;
