@@ -67,17 +67,27 @@ class ByteBuilder {
   }
   u64(v: number | bigint): void {
     const at = this.reserve(8);
-    this.view.setBigUint64(at, BigInt(v), true);
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) {
+      // two u32 halves: no BigInt per string length (tokenizer arrays write hundreds of thousands)
+      this.view.setUint32(at, v % 0x100000000, true);
+      this.view.setUint32(at + 4, Math.floor(v / 0x100000000), true);
+    } else {
+      this.view.setBigUint64(at, BigInt(v), true);
+    }
   }
   i64(v: bigint): void {
     const at = this.reserve(8);
     this.view.setBigInt64(at, v, true);
   }
   string(s: string): void {
-    const bytes = this.encoder.encode(s);
-    this.u64(bytes.length);
-    const at = this.reserve(bytes.length);
-    this.buf.set(bytes, at);
+    // UTF-8 straight into the buffer (at most 3 bytes per UTF-16 unit), length patched in front.
+    const lenAt = this.reserve(8);
+    const max = s.length * 3;
+    const at = this.reserve(max);
+    const { written } = this.encoder.encodeInto(s, this.buf.subarray(at, at + max));
+    this.length = at + written;
+    this.view.setUint32(lenAt, written, true);
+    this.view.setUint32(lenAt + 4, 0, true);
   }
   zeros(n: number): void {
     const at = this.reserve(n);
