@@ -19,7 +19,11 @@ import { toIndexJson } from "../formats/safetensors/index-json.ts";
 import { createSafetensorsWriter, tensorByteLength } from "../formats/safetensors/write.ts";
 import { convertToGguf } from "./convert.ts";
 import type { ConvertType } from "./plan.ts";
-import { codeTable } from "./stream.ts";
+import { codeTable, streamTensors } from "./stream.ts";
+import type { TensorSource } from "../core/tensor.ts";
+import { IoError } from "../errors.ts";
+import type { GgufMetadata } from "../formats/gguf/types.ts";
+import { GgufWriter } from "../formats/gguf/write.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 
@@ -222,6 +226,36 @@ test("synthetic gemma2 (norms stored as 1 + w, converted while the rest is copie
     await writeSynthetic(dir, config, tensors, 1);
     await assertSameBytes(dir, "bf16", [undefined, 1000]);
     await assertSameBytes(dir, "q8_0", [undefined, 1000]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a failing read mid-stream rejects streamTensors with that error once in-flight I/O settled; reads ran ahead in order", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-stream-fail-"));
+  try {
+    const w = GgufWriter.create(join(dir, "x.gguf"));
+    const md: GgufMetadata = new Map([["general.architecture", { type: "string", value: "llama" }]]);
+    const shape = [64, 256]; // 64 rows × 512 bytes, in 4 KiB chunks: 8 chunks
+    w.writeHeader(1, md.size);
+    w.writeKv(md);
+    w.writeTensorInfos([{ name: "t.weight", shape: [256, 64], type: "BF16" }]);
+    const reads: number[] = [];
+    const src: TensorSource = {
+      name: "t.weight",
+      dtype: "BF16",
+      shape,
+      read: () => Promise.reject(new Error("unused")),
+      async readBytes(offset, out) {
+        reads.push(offset);
+        if (offset === 3 * 4096) throw new IoError("fs.read_failed", "disk on fire");
+        out.fill(1);
+      },
+    };
+    const conv = { hfName: "t.weight", ggufName: "t.weight", shape: [256, 64], type: "BF16" as const };
+    await assert.rejects(streamTensors(w, [{ conv, src }], { chunkBytes: 4096, slots: 3 }), /disk on fire/);
+    assert.deepEqual(reads.slice(0, 4), [0, 4096, 8192, 12288], "reads run ahead in order");
+    w.abort();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
