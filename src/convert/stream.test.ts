@@ -2,7 +2,7 @@
  * The streaming convert path (stream.ts) writes the same GGUF, byte for byte, as the sequential path
  * (`fast: false`, i.e. REALIGN_FAST=0): the organism checkpoints at every output type, and synthetic
  * checkpoints that exercise what the organism does not — F16 and F32 stored tensors copied as bytes, mixed
- * dtypes converted, shards, a generated tensor (llama3 rope_freqs), Gemma's norm shift, special values —
+ * dtypes (F64 too) converted, shards, a generated tensor (llama3 rope_freqs), Gemma's norm shift, special values —
  * with slot sizes that split Q/K heads (per-row reads), hold whole heads (one read, rows reordered in
  * memory), and cut byte copies across rows.
  */
@@ -98,8 +98,9 @@ function synthBytes(t: SynthTensor, seed: number): Uint8Array {
   for (let j = 0; j < n; j++) {
     s = (s * 1103515245 + 12345) % 2147483648;
     f32[0] = (s / 2147483648 - 0.5) * 0.2;
-    const sp = j < 7 && t.shape.length > 1 ? special[t.dtype]![j] : undefined;
-    if (t.dtype === "F32") view.setUint32(j * 4, sp ?? u32[0]!, true);
+    const sp = j < 7 && t.shape.length > 1 ? special[t.dtype]?.[j] : undefined;
+    if (t.dtype === "F64") view.setFloat64(j * 8, f32[0]! * 1.000000001, true); // off the float32 grid: rounded on output
+    else if (t.dtype === "F32") view.setUint32(j * 4, sp ?? u32[0]!, true);
     else if (t.dtype === "BF16") view.setUint16(j * 2, sp ?? u32[0]! >>> 16, true);
     else view.setUint16(j * 2, sp ?? (s & 0x3bff), true); // F16: |x| < 1, any mantissa
   }
@@ -127,7 +128,7 @@ async function writeSynthetic(dir: string, config: Record<string, unknown>, tens
   if (shards > 1) writeFileSync(join(dir, "model.safetensors.index.json"), toIndexJson(map, total));
 }
 
-test("synthetic llama, mixed F16/F32/BF16 tensors in 2 shards, llama3 rope: same bytes for bf16, f16, f32 at slot sizes that split heads", async () => {
+test("synthetic llama, mixed F16/F32/BF16/F64 tensors in 2 shards, llama3 rope: same bytes for bf16, f16, f32 at slot sizes that split heads", async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-stream-llama-"));
   try {
     const [H, NH, KV, FF, V, L] = [64, 4, 2, 96, 640, 2]; // head dim 16: Q 4 × 16 rows, K 2 × 16 rows
@@ -145,7 +146,7 @@ test("synthetic llama, mixed F16/F32/BF16 tensors in 2 shards, llama3 rope: same
       tie_word_embeddings: false,
       eos_token_id: 2,
     };
-    const dtypes: Dtype[] = ["F16", "F32", "BF16"];
+    const dtypes: Dtype[] = ["F16", "F32", "BF16", "F64"]; // F64 (8-byte rows) only ever converts
     const tensors: SynthTensor[] = [
       { name: "model.embed_tokens.weight", dtype: "F16", shape: [V, H] },
       { name: "model.norm.weight", dtype: "F32", shape: [H] },
@@ -163,7 +164,7 @@ test("synthetic llama, mixed F16/F32/BF16 tensors in 2 shards, llama3 rope: same
       ["mlp.down_proj", [H, FF]],
     ];
     let k = 0;
-    for (let i = 0; i < L; i++) for (const [n, shape] of layer) tensors.push({ name: `model.layers.${i}.${n}.weight`, dtype: dtypes[k++ % 3]!, shape });
+    for (let i = 0; i < L; i++) for (const [n, shape] of layer) tensors.push({ name: `model.layers.${i}.${n}.weight`, dtype: dtypes[k++ % 4]!, shape });
     await writeSynthetic(dir, config, tensors, 2);
     // Rows: 128 B (F16/BF16) or 256 B (F32); a head is 16 rows. 1000 B → 7 or 3 rows (per-row Q/K reads);
     // 3000 B → 23 rows → 16 (one head per read); 5000 B → 39 rows → 32 (two heads).

@@ -131,8 +131,9 @@ function planChunks(plans: readonly Plan[], chunkBytes: number): { chunks: Chunk
     if (p.copy && p.perm === undefined) {
       step = chunkBytes; // a plain byte range: no row alignment needed
     } else {
-      // Whole rows; a row decoded to float32 needs its scratch (4 bytes per element ≥ stored and output bytes).
-      const perRow = p.copy || p.lut !== undefined ? p.rowBytes : (p.rowBytes / elemBytes) * 4;
+      // Whole rows; a row decoded to float32 needs its scratch (4 bytes per element ≥ output bytes), and its
+      // stored bytes (8 per element for 64-bit dtypes) in the stage.
+      const perRow = p.copy || p.lut !== undefined ? p.rowBytes : Math.max(p.rowBytes, (p.rowBytes / elemBytes) * 4);
       let rows = Math.max(1, Math.floor(chunkBytes / perRow));
       if (p.perm !== undefined) {
         const headRows = p.perm.length / p.conv.permuteHeads!;
