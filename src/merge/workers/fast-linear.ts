@@ -46,6 +46,8 @@ export interface FastRunOptions {
   /** Ring slots (≥ 2). @default 4 */
   readonly slots?: number;
   readonly signal?: AbortSignal;
+  /** LoRA chunks with fewer multiply-adds run on the main thread (tests lower it). @default 2²⁰ */
+  readonly loraLocalMaxMacs?: number;
   /** Called after each chunk is written (job index, elements of that job done). */
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
 }
@@ -134,7 +136,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const slot = slots[i % nSlots]!;
       if (job.lora !== undefined) {
         const coefs = job.terms.map((t) => t.coef);
-        await computeLora(pool, job.lora, factors!, slot.inputs.slice(0, job.terms.length), coefs, job.divisor, slot.out, c.start, c.n);
+        await computeLora(pool, job.lora, factors!, slot.inputs.slice(0, job.terms.length), coefs, job.divisor, slot.out, c.start, c.n, options.loraLocalMaxMacs);
       } else {
         await compute(pool, job, slot, accs, c.n);
       }

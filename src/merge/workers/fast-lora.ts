@@ -33,8 +33,11 @@ export function loraUvBytes(rows: number, cols: number, rank: number): number {
   return al(rows * rank * 4) + al(rank * cols * 4);
 }
 
-/** Below this many multiply-adds a chunk is computed on the main thread. */
-const LOCAL_MAX_MACS = 1 << 20;
+/** Below this many multiply-adds a chunk is computed on the main thread (a message round trip costs more). */
+export const LORA_LOCAL_MAX_MACS = 1 << 20;
+
+/** What the fast path did with LoRA tensors in this process (tests and the bench read it). */
+export const fastLoraStats = { tensors: 0, chunks: 0, workerChunks: 0 };
 
 /** The factors of the tensor currently in the pool's U/V region. */
 export class LoraFactors {
@@ -59,6 +62,7 @@ export class LoraFactors {
     new Float32Array(mem, this.uPtr, d.u.length).set(d.u);
     new Float32Array(mem, this.vPtr(lora), d.v.length).set(d.v);
     this.loaded = lora;
+    fastLoraStats.tensors++;
     this.scale = Math.fround(d.scale);
     return this.scale;
   }
@@ -83,6 +87,7 @@ export async function computeLora(
   out: number,
   start: number,
   n: number,
+  localMaxMacs = LORA_LOCAL_MAX_MACS,
 ): Promise<void> {
   const { cols, rank } = lora;
   if (start % cols !== 0 || n % cols !== 0) throw new InternalError(`LoRA chunk [${start}, ${start + n}) does not hold whole rows of ${cols}`);
@@ -105,7 +110,8 @@ export async function computeLora(
     return ["loraBf16", theta + off, y + (hasY ? off : 0), out + off, factors.uPtr + (row0 + r0) * rank * 4, vPtr, r1 - r0, cols, rank, s, cA, hasY, cB, a === 0 ? 1 : 0, hasD, d];
   };
   const w = pool.workerCount;
-  if (rows * cols * rank <= LOCAL_MAX_MACS || w === 1 && rows < 4) {
+  fastLoraStats.chunks++;
+  if (rows * cols * rank <= localMaxMacs || (w === 1 && rows < 4)) {
     const [name, ...args] = call(0, rows);
     (pool.local[name] as (...x: number[]) => void)(...args);
     return;
@@ -117,5 +123,6 @@ export async function computeLora(
     const r1 = Math.min(rows, r0 + per);
     batches.push(r1 > r0 ? [call(r0, r1)] : []);
   }
+  fastLoraStats.workerChunks++;
   await pool.run(batches);
 }
