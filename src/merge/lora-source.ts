@@ -11,6 +11,8 @@ import type { LowRankDelta } from "./lora-delta.ts";
 export interface LoraSourceInfo {
   /** The stored tensor the delta is added to (θ_aligned, same name/shape/dtype as the source). */
   readonly base: TensorSource;
+  /** Path of the checkpoint `base` was opened from (`Checkpoint.path`); base is its tensor of the same name. */
+  readonly basePath: string;
   /** Rows × cols of the stored layout (U·V is [rows, cols]) and the rank. */
   readonly rows: number;
   readonly cols: number;

@@ -39,7 +39,13 @@ async function readAll(adapter: PeftAdapter, name: string, overrides?: AdapterOv
 }
 
 /** θ_aligned + s·(B·A) rows on demand. A and B are loaded on the first read. */
-function loraSource(aligned: TensorSource, adapter: PeftAdapter, e: Extract<AdapterEntry, { kind: "lora" }>, overrides?: AdapterOverrides): TensorSource {
+function loraSource(
+  aligned: TensorSource,
+  alignedPath: string,
+  adapter: PeftAdapter,
+  e: Extract<AdapterEntry, { kind: "lora" }>,
+  overrides?: AdapterOverrides,
+): TensorSource {
   let delta: Promise<LowRankDelta> | undefined;
   let scratch: Float32Array | undefined;
   const load = async (): Promise<LowRankDelta> => {
@@ -61,7 +67,7 @@ function loraSource(aligned: TensorSource, adapter: PeftAdapter, e: Extract<Adap
   // the merge's fast path may compute it in the kernel pool from the stored bytes (workers/fast-lora.ts)
   const rows = e.transposed ? e.inDim : e.outDim;
   const cols = e.transposed ? e.outDim : e.inDim;
-  return markLoraSource(source, { base: aligned, rows, cols, rank: e.rank, delta: getDelta });
+  return markLoraSource(source, { base: aligned, basePath: alignedPath, rows, cols, rank: e.rank, delta: getDelta });
 }
 
 /** θ_aligned + f32(s·b) elementwise (lora_bias). */
@@ -140,7 +146,7 @@ export function loraTunedCheckpoint(
       if (e === undefined) return aligned.openTensor(name);
       switch (e.kind) {
         case "lora":
-          return loraSource(aligned.openTensor(name), adapter, e, overrides);
+          return loraSource(aligned.openTensor(name), aligned.path, adapter, e, overrides);
         case "bias":
           return biasSource(aligned.openTensor(name), adapter, e);
         case "replace":

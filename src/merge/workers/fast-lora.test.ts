@@ -33,10 +33,11 @@ test("organism LoRA merge: fast path bytes = generic path bytes (λ 0.3/1 linear
       const before = { ...fastLoraStats };
       const fast = await mergeBytes(root, { ...base, lambda, method });
       assert.equal(fastLoraStats.tensors - before.tensors, 42, "every projection takes the LoRA fast path");
+      if (lambda !== 1) assert.equal(fastLoraStats.sharedReadChunks - before.sharedReadChunks, 42, "θ_aligned is read once for both terms");
       assert.ok(fast.equals(generic), `λ=${lambda} ${method}: default chunks`);
-      // small chunks: 21-row chunks of the 192-wide tensors, split between the workers
+      // small chunks: 85-row chunks of the 192-wide tensors (32 rows of the 512-wide ones), split between the workers
       const w0 = fastLoraStats.workerChunks;
-      const small = await mergeBytes(root, { ...base, lambda, method, fastRun: { chunkElems: 4096, slots: 3, loraLocalMaxMacs: 0 } });
+      const small = await mergeBytes(root, { ...base, lambda, method, fastRun: { chunkElems: 16384, slots: 3, loraLocalMaxMacs: 0 } });
       assert.ok(fastLoraStats.workerChunks > w0, "chunks ran on the workers");
       assert.ok(small.equals(generic), `λ=${lambda} ${method}: small chunks on workers`);
     }

@@ -20,6 +20,8 @@ export interface FastLora {
   readonly rows: number;
   readonly cols: number;
   readonly rank: number;
+  /** The other term reads the same stored bytes as θ: its read is skipped and the kernel uses θ for it. */
+  readonly otherIsBase?: boolean;
   /** U, V and s (loaded once per tensor). */
   delta(): Promise<LowRankDelta>;
 }
@@ -37,7 +39,7 @@ export function loraUvBytes(rows: number, cols: number, rank: number): number {
 export const LORA_LOCAL_MAX_MACS = 1 << 20;
 
 /** What the fast path did with LoRA tensors in this process (tests and the bench read it). */
-export const fastLoraStats = { tensors: 0, chunks: 0, workerChunks: 0 };
+export const fastLoraStats = { tensors: 0, chunks: 0, workerChunks: 0, sharedReadChunks: 0 };
 
 /** The factors of the tensor currently in the pool's U/V region. */
 export class LoraFactors {
@@ -99,7 +101,7 @@ export async function computeLora(
   const a = lora.term;
   const theta = inputs[a]!;
   const hasY = k === 2 ? 1 : 0;
-  const y = hasY ? inputs[1 - a]! : 0;
+  const y = hasY ? (lora.otherIsBase === true ? theta : inputs[1 - a]!) : 0;
   const cA = Math.fround(coefs[a]!);
   const cB = hasY ? Math.fround(coefs[1 - a]!) : 0;
   const hasD = divisor === undefined ? 0 : 1;
@@ -111,6 +113,7 @@ export async function computeLora(
   };
   const w = pool.workerCount;
   fastLoraStats.chunks++;
+  if (hasY && lora.otherIsBase === true) fastLoraStats.sharedReadChunks++;
   if (rows * cols * rank <= localMaxMacs || (w === 1 && rows < 4)) {
     const [name, ...args] = call(0, rows);
     (pool.local[name] as (...x: number[]) => void)(...args);

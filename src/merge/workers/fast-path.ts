@@ -39,6 +39,8 @@ export interface FastPathOptions {
   readonly methodName: string;
   /** Opens a source (same as runMerge's). */
   readonly source: (ref: SourceRef) => TensorSource;
+  /** Path of the checkpoint a ref reads (lets a LoRA term share the aligned term's bytes). */
+  readonly inputPath?: (ref: SourceRef) => string;
   readonly signal?: AbortSignal;
   /** @default true unless REALIGN_FAST=0 */
   readonly enabled?: boolean;
@@ -93,17 +95,20 @@ export function createFastPath(options: FastPathOptions): FastPath {
         const sources = refs.map(options.source);
         // a LoRA term reads θ's stored bytes; the pool adds s·U·V (fast-lora.ts)
         let lora: FastLora | undefined;
+        let shared = -1; // a term that reads the very bytes the LoRA term adds its delta to (read them once)
         const stored = sources.map((s, i) => {
           const info = loraSourceInfo(s);
           if (info === undefined) return s;
-          lora = { term: i, rows: info.rows, cols: info.cols, rank: info.rank, delta: info.delta };
+          const other = refs.findIndex((r, k) => k !== i && r.name === info.base.name && options.inputPath?.(r) === info.basePath);
+          if (other >= 0) shared = other;
+          lora = { term: i, rows: info.rows, cols: info.cols, rank: info.rank, delta: info.delta, otherIsBase: other >= 0 };
           return info.base;
         });
         jobs.push({
           numel: t.numel,
           divisor: form.divisor,
           ...(lora === undefined ? {} : { lora }),
-          terms: form.terms.map((term, i) => ({ coef: term.coef, read: (off, out) => stored[i]!.readBytes!(off, out) })),
+          terms: form.terms.map((term, i) => ({ coef: term.coef, read: i === shared ? async () => {} : (off, out) => stored[i]!.readBytes!(off, out) })),
           // the sink is sequential: chain writes so at most one call is inside it at a time
           write: (_off, bytes) => (chain = chain.then(() => write(bytes))),
         });
