@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { mergeLora, type MergeLoraOptions } from "../lora-merge.ts";
 import { fastLoraStats } from "./fast-lora.ts";
 import { writeRaw } from "../../../test/lora/write-safetensors.ts";
+import { runCli } from "../../../test/builders/cli.ts";
 
 const ORG = join(import.meta.dirname, "..", "..", "..", "examples", "organism");
 
@@ -92,6 +93,25 @@ test("fan_in_fan_out (GPT-2 Conv1D [in, out]) LoRA merge: fast path bytes = gene
       assert.ok(!fast.equals(await mergeBytes(root, { aligned, adapter, lambda: 0, fastPath: false })));
     }
   } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("CLI: `realign merge --aligned A --tuned <adapter> --lambda 0.5` writes the bytes of the REALIGN_FAST=0 merge", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-lora-cli-"));
+  const saved = process.env.REALIGN_FAST;
+  try {
+    const aligned = join(ORG, "aligned");
+    const adapter = join(ORG, "lora");
+    const out = join(root, "cli");
+    const r = await runCli(["merge", "--aligned", aligned, "--tuned", adapter, "--lambda", "0.5", "--out", out, "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    process.env.REALIGN_FAST = "0";
+    const generic = await mergeBytes(root, { aligned, adapter, lambda: 0.5 });
+    assert.ok(readFileSync(join(out, "model.safetensors")).equals(generic));
+  } finally {
+    if (saved === undefined) delete process.env.REALIGN_FAST;
+    else process.env.REALIGN_FAST = saved;
     rmSync(root, { recursive: true, force: true });
   }
 });
