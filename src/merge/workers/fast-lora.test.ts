@@ -3,17 +3,22 @@
  * bytes as the generic path (REALIGN_FAST=0: lora-delta.ts, then the linear kernel and the bf16 encoder):
  * the organism's adapter (r=8, every projection) at several λ, linear and task_arithmetic, with the
  * default chunks (one chunk per tensor, computed on the main thread) and with small chunks split between
- * workers; and a GPT-2-style fan_in_fan_out adapter (weights stored [in, out]).
+ * workers; a GPT-2-style fan_in_fan_out adapter (weights stored [in, out]); the real CLI; and which
+ * tensors are eligible.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mergeLora, type MergeLoraOptions } from "../lora-merge.ts";
+import { loraAwareOpener, mergeLora, type MergeLoraOptions } from "../lora-merge.ts";
 import { fastLoraStats } from "./fast-lora.ts";
 import { writeRaw } from "../../../test/lora/write-safetensors.ts";
 import { runCli } from "../../../test/builders/cli.ts";
+import { recipeFromFlags, recipeInputs } from "../recipe.ts";
+import { planMerge, type SourceRef } from "../plan.ts";
+import { getMethod } from "../methods/registry.ts";
+import { createFastPath } from "./fast-path.ts";
 
 const ORG = join(import.meta.dirname, "..", "..", "..", "examples", "organism");
 
@@ -113,5 +118,43 @@ test("CLI: `realign merge --aligned A --tuned <adapter> --lambda 0.5` writes the
     if (saved === undefined) delete process.env.REALIGN_FAST;
     else process.env.REALIGN_FAST = saved;
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("eligibility: LoRA tensors with the aligned term yes; with a third model or REALIGN_FAST_LORA=0: no", async () => {
+  const aligned = join(ORG, "aligned");
+  const adapter = join(ORG, "lora");
+  const finetuned = join(ORG, "finetuned");
+  const two = recipeFromFlags({ aligned, tuned: adapter, lambda: 0.5 });
+  // three models: aligned, the adapter over aligned, the full fine-tune
+  const three = { ...two, models: [...two.models, { path: finetuned, params: { weight: 0.25 }, label: "ft" }] };
+  const loraNames = (plan: { tensors: readonly { name: string }[] }): string[] => plan.tensors.map((t) => t.name).filter((n) => /layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/.test(n));
+  for (const [recipe, want] of [[two, 42], [three, 0]] as const) {
+    const opener = loraAwareOpener(recipe);
+    const inputs = await Promise.all(recipeInputs(recipe).map(opener));
+    try {
+      const plan = planMerge(recipe, inputs);
+      assert.equal(loraNames(plan).length, 42);
+      const source = (r: SourceRef) => inputs[r.input]!.openTensor(r.name);
+      const count = (env: string | undefined): number => {
+        const saved = process.env.REALIGN_FAST_LORA;
+        if (env === undefined) delete process.env.REALIGN_FAST_LORA;
+        else process.env.REALIGN_FAST_LORA = env;
+        try {
+          const fast = createFastPath({ method: getMethod("linear")!, methodName: "linear", source, enabled: true });
+          return plan.tensors.filter((t) => loraNames({ tensors: [t] }).length === 1 && fast.eligible(t)).length;
+        } finally {
+          if (saved === undefined) delete process.env.REALIGN_FAST_LORA;
+          else process.env.REALIGN_FAST_LORA = saved;
+        }
+      };
+      assert.equal(count(undefined), want);
+      assert.equal(count("0"), 0);
+      // the other tensors (embeddings, norms) stay eligible for the linear fast path either way
+      const fast = createFastPath({ method: getMethod("linear")!, methodName: "linear", source, enabled: true });
+      assert.ok(plan.tensors.some((t) => t.name === "model.embed_tokens.weight" && fast.eligible(t)));
+    } finally {
+      await Promise.all(inputs.map((c) => c.close()));
+    }
   }
 });
