@@ -1,6 +1,7 @@
 // LoRA delta kernel: rows of θ + s·(U·V) with register blocking, fused with the merge's weighted sum and
-// the bf16 decode/encode. TypeScript reference: src/merge/lora-delta.ts (`addDeltaRange`) for the delta and
-// src/merge/kernels/fused.ts (`fusedBf16`) for the weighted sum; tests: src/merge/kernels/wasm-lora.test.ts.
+// the bf16 decode/encode. TypeScript reference: src/merge/lora-delta.ts (`addDeltaRange`) for the delta,
+// src/merge/methods/linear.ts (`weightedSum`) and the bf16 encoder of src/core/dtype.ts for the rest;
+// tests: src/merge/kernels/wasm-lora.test.ts (kernel), src/merge/workers/fast-lora.test.ts (whole merges).
 //
 // Arithmetic, lane by lane (IEEE binary32, f32x4.mul then f32x4.add: no fused multiply-add):
 //   acc = +0; for k = 0 … rank−1: acc = f32(acc + f32(U[i,k]·V[k,j]))
@@ -49,7 +50,10 @@
 
 // ---- epilogues ------------------------------------------------------------------------------------------
 
-/** Merge parameters, kept in globals for the duration of one call (set by the exports). */
+/**
+ * Merge parameters, kept in globals for the duration of one call (set by the exports). Globals belong to
+ * the instance, and every pool worker has its own instance, so concurrent calls do not share them.
+ */
 let gS: f32 = 0;
 let gCA: f32 = 0;
 let gCB: f32 = 0;
