@@ -126,6 +126,8 @@ const HAS_D: u32 = 4;
   const rowO: usize = <usize>cols * 2;
   const rowU: usize = <usize>rank << 2;
   const rowV: usize = <usize>cols << 2;
+  const rowU2 = rowU * 2;
+  const rowU3 = rowU * 3;
   let panel = (8192 / rank) & ~7;
   if (panel < 64) panel = 64;
   const cols8 = cols & ~7;
@@ -140,28 +142,26 @@ const HAS_D: u32 = 4;
     for (; i + 4 <= rows; i += 4) {
       const u0 = up + <usize>i * rowU;
       const u1 = u0 + rowU;
-      const u2 = u1 + rowU;
-      const u3 = u2 + rowU;
       for (let j = j0; j < j1; j += 8) {
         let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
         let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
         let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
         let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
         let vk = vp + (<usize>j << 2);
-        for (let k = 0; k < rank; k++) {
+        // running pointers: U row 0 at uk, rows 1–3 at fixed distances; V row k at vk
+        for (let uk = u0; uk < u1; uk += 4) {
           const v0 = v128.load(vk);
           const v1 = v128.load(vk, 16);
-          const ko = <usize>k << 2;
-          const b0 = v128.load32_splat(u0 + ko);
+          const b0 = v128.load32_splat(uk);
           a00 = f32x4.add(f32x4.mul(v0, b0), a00);
           a01 = f32x4.add(f32x4.mul(v1, b0), a01);
-          const b1 = v128.load32_splat(u1 + ko);
+          const b1 = v128.load32_splat(uk + rowU);
           a10 = f32x4.add(f32x4.mul(v0, b1), a10);
           a11 = f32x4.add(f32x4.mul(v1, b1), a11);
-          const b2 = v128.load32_splat(u2 + ko);
+          const b2 = v128.load32_splat(uk + rowU2);
           a20 = f32x4.add(f32x4.mul(v0, b2), a20);
           a21 = f32x4.add(f32x4.mul(v1, b2), a21);
-          const b3 = v128.load32_splat(u3 + ko);
+          const b3 = v128.load32_splat(uk + rowU3);
           a30 = f32x4.add(f32x4.mul(v0, b3), a30);
           a31 = f32x4.add(f32x4.mul(v1, b3), a31);
           vk += rowV;
