@@ -3,8 +3,8 @@
  * bytes as the generic path (REALIGN_FAST=0: lora-delta.ts, then the linear kernel and the bf16 encoder):
  * the organism's adapter (r=8, every projection) at several λ, linear and task_arithmetic, with the
  * default chunks (one chunk per tensor, computed on the main thread) and with small chunks split between
- * workers; a GPT-2-style fan_in_fan_out adapter (weights stored [in, out]); the real CLI; and which
- * tensors are eligible.
+ * workers; a GPT-2-style fan_in_fan_out adapter (weights stored [in, out]); the real CLI; Safe LoRA's
+ * projected factors; and which tensors are eligible.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -34,18 +34,28 @@ test("organism LoRA merge: fast path bytes = generic path bytes (λ 0.3/1 linear
   const root = mkdtempSync(join(tmpdir(), "realign-fast-lora-"));
   try {
     const base = { aligned: join(ORG, "aligned"), adapter: join(ORG, "lora") };
-    for (const [lambda, method] of [[0.3, "linear"], [1, "linear"], [0.7, "task_arithmetic"]] as const) {
+    // default chunks (one per tensor, on the main thread) and/or small chunks split between the workers
+    const cases = [
+      [0.3, "linear", true, true],
+      [1, "linear", true, false],
+      [0.7, "task_arithmetic", false, true],
+    ] as const;
+    for (const [lambda, method, whole, small] of cases) {
       const generic = await mergeBytes(root, { ...base, lambda, method, fastPath: false });
-      const before = { ...fastLoraStats };
-      const fast = await mergeBytes(root, { ...base, lambda, method });
-      assert.equal(fastLoraStats.tensors - before.tensors, 42, "every projection takes the LoRA fast path");
-      if (lambda !== 1) assert.equal(fastLoraStats.sharedReadChunks - before.sharedReadChunks, 42, "θ_aligned is read once for both terms");
-      assert.ok(fast.equals(generic), `λ=${lambda} ${method}: default chunks`);
-      // small chunks: 85-row chunks of the 192-wide tensors (32 rows of the 512-wide ones), split between the workers
-      const w0 = fastLoraStats.workerChunks;
-      const small = await mergeBytes(root, { ...base, lambda, method, fastRun: { chunkElems: 16384, slots: 3, loraLocalMaxMacs: 0 } });
-      assert.ok(fastLoraStats.workerChunks > w0, "chunks ran on the workers");
-      assert.ok(small.equals(generic), `λ=${lambda} ${method}: small chunks on workers`);
+      if (whole) {
+        const before = { ...fastLoraStats };
+        const fast = await mergeBytes(root, { ...base, lambda, method });
+        assert.equal(fastLoraStats.tensors - before.tensors, 42, "every projection takes the LoRA fast path");
+        if (lambda !== 1) assert.equal(fastLoraStats.sharedReadChunks - before.sharedReadChunks, 42, "θ_aligned is read once for both terms");
+        assert.ok(fast.equals(generic), `λ=${lambda} ${method}: default chunks`);
+      }
+      if (small) {
+        // 85-row chunks of the 192-wide tensors (32 rows of the 512-wide ones), split between the workers
+        const w0 = fastLoraStats.workerChunks;
+        const fast = await mergeBytes(root, { ...base, lambda, method, fastRun: { chunkElems: 16384, slots: 3, loraLocalMaxMacs: 0 } });
+        assert.ok(fastLoraStats.workerChunks > w0, "chunks ran on the workers");
+        assert.ok(fast.equals(generic), `λ=${lambda} ${method}: small chunks on workers`);
+      }
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -156,5 +166,24 @@ test("eligibility: LoRA tensors with the aligned term yes; with a third model or
     } finally {
       await Promise.all(inputs.map((c) => c.close()));
     }
+  }
+});
+
+test("Safe LoRA (projected B) merge: fast path bytes = generic path bytes", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-lora-safe-"));
+  try {
+    const o = {
+      aligned: join(ORG, "aligned"),
+      adapter: join(ORG, "lora"),
+      lambda: 0.6,
+      safeLora: { unaligned: join(ORG, "base"), select: { mode: "number", count: 20 } as const },
+    };
+    const generic = await mergeBytes(root, { ...o, fastPath: false });
+    const before = fastLoraStats.tensors;
+    const fast = await mergeBytes(root, o);
+    assert.equal(fastLoraStats.tensors - before, 42);
+    assert.ok(fast.equals(generic));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
