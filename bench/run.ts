@@ -133,6 +133,12 @@ function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<s
       inputs: [set.aligned],
       args: (out) => ["merge", "--aligned", set.aligned, "--tuned", lora!.dir, "--lambda", "0.5", "--out", out, "--json"],
     },
+    lora_generic: {
+      name: `LoRA r=16 as --tuned λ=0.5, generic path (REALIGN_FAST=0)`,
+      env: { REALIGN_FAST: "0" },
+      inputs: [set.aligned],
+      args: (out) => ["merge", "--aligned", set.aligned, "--tuned", lora!.dir, "--lambda", "0.5", "--out", out, "--json"],
+    },
     ties: {
       name: "ties d=0.5 (2 tuned)",
       inputs: [set.aligned, t1!, t2!],
@@ -198,7 +204,7 @@ async function main(): Promise<void> {
     }
     syncDisks();
     let lora: SyntheticLora | undefined;
-    if (args.methods.includes("lora")) {
+    if (args.methods.includes("lora") || args.methods.includes("lora_generic")) {
       const dir = join(work, "lora-r16");
       lora = writeSyntheticLora(dir, { layers: args.layers, rank: 16, seed: args.seed });
     }
@@ -268,7 +274,7 @@ async function main(): Promise<void> {
             floorSeconds: floor,
             peakRssMiB: st.maxRssKiB / 1024,
             cpuSeconds: (st.userUs + st.systemUs) / 1e6,
-            note: `output ${(outBytes / 1e9).toFixed(2)} GB` + (m === "lora" && lora ? `; B·A: ${(lora.flops / 1e9).toFixed(1)} GFLOP → ${(lora.flops / 1e9 / seconds).toFixed(1)} GFLOP/s over the whole run (lower bound of the kernel's rate)` : ""),
+            note: `output ${(outBytes / 1e9).toFixed(2)} GB` + (m.startsWith("lora") && lora ? `; B·A: ${(lora.flops / 1e9).toFixed(1)} GFLOP → ${(lora.flops / 1e9 / seconds).toFixed(1)} GFLOP/s over the whole run (lower bound of the kernel's rate)` : ""),
           };
         }
         rmSync(out, { recursive: true, force: true });

@@ -20,6 +20,26 @@ export interface KernelsWasmExports {
   abiVersion(): number;
   /** Σ of n float32 at byte offset p, as float64 (self-check). */
   sumF32(p: number, n: number): number;
+  /** LoRA delta in place on float32 rows (assembly/lora.ts; reference `addDeltaRange`). */
+  loraF32(x: number, u: number, v: number, rows: number, cols: number, rank: number, s: number): void;
+  /** LoRA delta fused with bf16 decode, a two-term weighted sum and bf16 encode (assembly/lora.ts). */
+  loraBf16(
+    theta: number,
+    y: number,
+    out: number,
+    u: number,
+    v: number,
+    rows: number,
+    cols: number,
+    rank: number,
+    s: number,
+    cA: number,
+    hasY: number,
+    cB: number,
+    aFirst: number,
+    hasD: number,
+    d: number,
+  ): void;
 }
 
 let cached: WasmModule | null | undefined;
