@@ -3,7 +3,7 @@
  * bf16 tensors through a ring of chunk slots in the kernel pool's shared memory, with read-ahead (async
  * positioned reads of the next slots while the workers merge the current one) and write-behind (the merged
  * slot is written while the next is computed). Output bytes equal the generic path's
- * (decode → method.kernel → encode) bit for bit: see `kernels/wasm-bf16.ts` and `fast-linear.test.ts`.
+ * (decode → method.kernel → encode) bit for bit: see `kernels/assembly/bf16.ts` and `fast-linear.test.ts`.
  *
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
  * two-model merge), whatever the tensor or model size; 2 GB embeddings are just more chunks.
