@@ -1,8 +1,9 @@
 /**
  * The fast path of elementwise merges whose method has a linear form (linear, task_arithmetic): streams
  * bf16 tensors through a ring of chunk slots in the kernel pool's shared memory, with read-ahead (async
- * positioned reads of the next slots while the workers merge the current one) and write-behind (the merged
- * slot is written while the next is computed). Output bytes equal the generic path's
+ * positioned reads of the next slots while the workers merge earlier ones) and write-behind (merged slots
+ * are written, in order, while later ones are computed). Each chunk is merged whole by one worker, round
+ * robin, so the workers never wait for each other. Output bytes equal the generic path's
  * (decode → method.kernel → encode) bit for bit: see `kernels/assembly/bf16.ts` and `fast-linear.test.ts`.
  *
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
@@ -118,12 +119,16 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const c = chunks[i]!;
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
-      await compute(pool, job, slot, accs, c.n);
-      const outBytes = pool.bytes(slot.out, c.n * 2);
+      // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
+      // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
+      const computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount);
+      const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
       writes[i] = track(
-        job.write(c.start * 2, outBytes).then(() => {
-          options.onProgress?.(c.job, c.start + c.n);
-        }),
+        Promise.all([computed, prevWrite])
+          .then(() => job.write(c.start * 2, pool.bytes(slot.out, c.n * 2)))
+          .then(() => {
+            options.onProgress?.(c.job, c.start + c.n);
+          }),
       );
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
@@ -137,8 +142,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   }
 }
 
-/** Merges n elements of `slot` (inputs → out). */
-async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number): Promise<void> {
+/** Merges n elements of `slot` (inputs → out) on worker `worker` (or on this thread when n is small). */
+async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, worker: number): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
   if (k === 0) {
@@ -170,14 +175,8 @@ async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonl
     if (n8 <= LOCAL_MAX) {
       for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
     } else {
-      const w = pool.workerCount;
-      const per = Math.ceil(n8 / w / 8) * 8;
-      const batches: KernelCall[][] = [];
-      for (let i = 0; i < w; i++) {
-        const from = Math.min(n8, i * per);
-        const to = Math.min(n8, from + per);
-        batches.push(to > from ? callsFor(from, to, accs[i]!) : []);
-      }
+      const batches: KernelCall[][] = Array.from({ length: pool.workerCount }, () => []);
+      batches[worker] = callsFor(0, n8, accs[worker]!);
       await pool.run(batches);
     }
   }
