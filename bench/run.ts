@@ -18,6 +18,8 @@ import { fileURLToPath } from "node:url";
 import { writeSyntheticLora, writeSyntheticSet, type SyntheticLora, type SyntheticSet } from "./synthetic.ts";
 import { dropCaches, syncDisks, timeRead, timeWrite } from "./floor.ts";
 import { measureKernels } from "./kernel.ts";
+// @ts-expect-error: plain JavaScript helper of bin/realign.mjs, no declarations
+import { sourceStamp } from "../scripts/lib-stamp.mjs";
 
 interface Args {
   layers: number;
@@ -152,6 +154,17 @@ function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<s
   };
 }
 
+/** Whether bin/realign.mjs will run lib/ (its stamp matches src/; see scripts/lib-stamp.mjs). */
+function libIsFresh(root: string): boolean {
+  try {
+    const built = JSON.parse(readFileSync(join(root, "lib/.stamp.json"), "utf8")) as { count: number; newestMtimeMs: number };
+    const now = (sourceStamp as (dir: string) => { count: number; newestMtimeMs: number })(join(root, "src"));
+    return built.count === now.count && built.newestMtimeMs === now.newestMtimeMs;
+  } catch {
+    return false;
+  }
+}
+
 function weightFiles(dir: string): string[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith(".safetensors"))
@@ -185,6 +198,12 @@ function fmtRate(x: number | null): string {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const root = fileURLToPath(new URL("..", import.meta.url));
+  // the children run bin/realign.mjs: build the kernels and lib/ first (no-ops when up to date) so that the
+  // bench measures the compiled entry, as an installed realign runs (bin falls back to tsx otherwise)
+  if (process.env.REALIGN_BIN === undefined) {
+    for (const script of ["scripts/build-wasm.mjs", "scripts/build-js.mjs"]) spawnSync(process.execPath, [join(root, script)], { stdio: "inherit" });
+  }
+  const entry = process.env.REALIGN_BIN !== undefined ? `CLI ${process.env.REALIGN_BIN}` : libIsFresh(root) ? "CLI from lib/ (compiled)" : "CLI through tsx (lib/ not built)";
   const work = args.dir ?? mkdtempSync(join(tmpdir(), "realign-bench-"));
   const needTwo = args.methods.some((m) => m === "ties" || m === "dare_ties");
   const cacheKey = join(work, `.set-L${args.layers}-S${args.seed}-T${needTwo ? 2 : 1}.json`);
@@ -304,10 +323,11 @@ async function main(): Promise<void> {
       loadavg1mStart: load0[0],
       loadavg1mEnd: loadavg()[0],
       nice: args.nice ? -20 : 0,
+      entry,
     };
     const header = `| case | seconds | params/s | × floor | peak RSS | CPU s |`;
     const lines = [
-      `${(set.params / 1e9).toFixed(3)} B params/checkpoint (Llama-3-8B shape, ${args.layers} layers, bf16, ${(set.bytes / 1e9).toFixed(2)} GB), ${machine.cache}, output to ${machine.outDir}, ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, ${machine.date}, load average ${machine.loadavg1mStart.toFixed(1)} → ${machine.loadavg1mEnd.toFixed(1)}${args.nice ? ", bench and merges at nice −20" : ""}`,
+      `${(set.params / 1e9).toFixed(3)} B params/checkpoint (Llama-3-8B shape, ${args.layers} layers, bf16, ${(set.bytes / 1e9).toFixed(2)} GB), ${machine.cache}, output to ${machine.outDir}, ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}, ${machine.date}, load average ${machine.loadavg1mStart.toFixed(1)} → ${machine.loadavg1mEnd.toFixed(1)}${args.nice ? ", bench and merges at nice −20" : ""}, ${entry}`,
       "",
       header,
       `|---|---:|---:|---:|---:|---:|`,

@@ -3,7 +3,7 @@
  * that order; a sink turns them into files inside the (temporary) output directory. The default sink writes
  * HF safetensors shards + index; a GGUF sink can implement the same interface.
  */
-import type { OutputTensorInfo } from "../formats/safetensors/write.ts";
+import type { OutputTensorInfo, WriteSyncOptions } from "../formats/safetensors/write.ts";
 import { createShardedWriter } from "../formats/safetensors/write.ts";
 import type { MergePlan } from "./plan.ts";
 import { InternalError } from "../errors.ts";
@@ -42,8 +42,12 @@ export type SinkFactory = (ctx: SinkContext) => Promise<TensorSink> | TensorSink
 /** transformers' default `max_shard_size` (decimal GB, as it counts). */
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
-/** The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`. */
-export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES): SinkFactory {
+/**
+ * The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`.
+ * Every shard is fsynced before `finish()` resolves (so before the output is renamed into place); `sync`
+ * tunes the background syncs that overlap disk writeback with the merge (formats/safetensors/write.ts).
+ */
+export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES, sync: WriteSyncOptions = {}): SinkFactory {
   return (ctx) => {
     if (ctx.file !== undefined) throw new InternalError("the safetensors sink writes a directory, not a single file");
     const numel = ctx.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
@@ -51,6 +55,7 @@ export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES)
       maxShardBytes,
       metadata: ctx.metadata,
       indexMetadata: { total_parameters: numel },
+      ...sync,
     });
     return {
       write: (bytes) => writer.write(bytes),

@@ -180,16 +180,22 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.vocabPolicy !== "error" && flags.vocabPolicy !== "tuned") {
     throw new UsageError("cli.bad_vocab_policy", `--vocab-policy: got ${flags.vocabPolicy}, expected error or tuned`);
   }
-  const ggufOutput = await ggufOutputOptions(flags);
-  const { withGgufInputs } = await import("../../convert/merge-io.ts");
+  // perf: the GGUF reader/writer and the LoRA reader (with zod) load only when a flag or an input needs them
+  // (about 75 ms of start-up otherwise); the decisions are withGgufInputs' and loraAwareOpener's own tests
+  const { isAdapterDir } = await import("../../formats/peft/adapter-files.ts");
+  const gguf = flags.outFormat !== "safetensors" || flags.ggufType !== undefined || flags.tokenizerPre !== undefined || [aligned, tuned].some((p) => p.toLowerCase().endsWith(".gguf"));
+  const lora = flags.safeLora !== undefined || flags.safeLoraThreshold !== undefined || flags.safeLoraLayers !== undefined || (await isAdapterDir(aligned)) || (await isAdapterDir(tuned));
+  const ggufOutput = gguf ? await ggufOutputOptions(flags) : {};
+  const withGgufInputs = gguf ? (await import("../../convert/merge-io.ts")).withGgufInputs : undefined;
   const { recipeFromFlags } = await import("../../merge/recipe.ts");
   const { mergeRecipe } = await import("../../merge/run.ts");
-  const { loraAwareOpener, safeLoraFromFlags } = await import("../../merge/lora-merge.ts"); // --tuned may be a LoRA adapter dir
-  const safeLora = safeLoraFromFlags(flags);
+  const loraMerge = lora ? await import("../../merge/lora-merge.ts") : undefined; // --tuned may be a LoRA adapter dir
+  const safeLora = loraMerge?.safeLoraFromFlags(flags);
   const { createProgress } = await import("../render.ts");
   const { cliSignal } = await import("../signal.ts");
   const recipe = recipeFromFlags({ aligned, tuned, lambda, method: flags.method, outDtype, vocabPolicy: flags.vocabPolicy, seed: parseSeed(flags.seed) });
   const progress = await createProgress({ quiet: flags.json === true });
+  const loraOpener = loraMerge?.loraAwareOpener(recipe, progress.onEvent, { safeLora });
   let summary: MergeSummary;
   try {
     summary = await mergeRecipe(recipe, {
@@ -199,7 +205,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       signal: cliSignal,
       onEvent: progress.onEvent,
       // .gguf inputs through the GGUF reader; LoRA adapter dirs and HF dirs through the LoRA-aware opener
-      openInput: withGgufInputs(loraAwareOpener(recipe, progress.onEvent, { safeLora })),
+      // (neither needed: mergeRecipe's default opener, openCheckpoint, which is what both fall back to)
+      openInput: withGgufInputs === undefined ? loraOpener : withGgufInputs(loraOpener),
       commandLine: commandLineOf(process.argv.slice(2)),
       ...ggufOutput,
     });

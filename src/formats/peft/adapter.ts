@@ -16,9 +16,8 @@ import { isFloatDtype } from "../../core/dtype.ts";
 import { formatShape, numelOf, type TensorMeta } from "../../core/tensor.ts";
 import { FormatError, IncompatibleModelsError, fsError } from "../../errors.ts";
 import { openSafetensors, type SafetensorsFile } from "../safetensors/read.ts";
-
-export const ADAPTER_CONFIG_FILE = "adapter_config.json";
-export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from "./adapter-files.ts";
+export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, isAdapterDir } from "./adapter-files.ts";
 
 const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
@@ -209,21 +208,6 @@ export interface PeftAdapter {
   /** The open weights file (positioned reads). */
   readonly file: SafetensorsFile;
   close(): Promise<void>;
-}
-
-/**
- * True when `dir` holds an adapter_config.json or an adapter_model.safetensors (how `--tuned` recognises an
- * adapter; a directory with weights but no config is then reported as `adapter.no_config`).
- */
-export async function isAdapterDir(dir: string): Promise<boolean> {
-  for (const name of [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE]) {
-    try {
-      if ((await stat(join(dir, name))).isFile()) return true;
-    } catch {
-      // not there
-    }
-  }
-  return false;
 }
 
 /**

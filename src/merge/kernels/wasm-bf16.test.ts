@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { instantiateBf16Wasm, sharedWasmMemory, wasmSimdAvailable } from "./wasm-bf16.ts";
+import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory, wasmSimdAvailable } from "./wasm-module.ts";
 import { fusedBf16 } from "./fused.ts";
 
 // Hand-computed bf16 cases, 8 lanes (one SIMD step): a, b → 0.5·a + 0.5·b
@@ -15,7 +15,7 @@ const WANT = [0x3f80, 0x3f82, 0x0000, 0x8000, 0x7f80, 0x7fc1, 0xffc1, 0x7f7f];
 
 test("wasm bf16 kernels: module validates and matches hand-computed values (ties to even, ±0, Inf, NaN)", { skip: !wasmSimdAvailable() && "no WebAssembly SIMD" }, () => {
   const mem = sharedWasmMemory(1);
-  const k = instantiateBf16Wasm(mem);
+  const k = instantiateKernelsWasm(mem, compileKernelsWasm()!);
   const u16 = new Uint16Array(mem.buffer);
   u16.set(A, 0);
   u16.set(B, 8);

@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { compileKernelsWasm, instantiateKernelsWasm } from "./wasm-module.ts";
-import { sharedWasmMemory } from "./wasm-bf16.ts";
+import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory } from "./wasm-module.ts";
 import { KernelPool } from "../workers/pool.ts";
 
 test("the AssemblyScript kernels module is built and shares the pool's memory", async () => {

@@ -1,22 +1,67 @@
 /**
- * Loads realign's AssemblyScript kernels module, `build/wasm/kernels.wasm`, compiled from
+ * Loads realign's WebAssembly kernels module, `build/wasm/kernels.wasm`, compiled with AssemblyScript from
  * `src/merge/kernels/assembly/*.ts` by `scripts/build-wasm.mjs` (run by `npm ci` through `prepare`, and by
  * `npm test`). The module imports the kernel pool's shared memory as `env.memory` and has no data segment,
- * so it can share one `WebAssembly.Memory` with the bf16 module of `wasm-bf16.ts`.
+ * so the pool's allocator owns that memory from byte 0.
  *
  * When the file is missing or cannot be compiled (an install with `--ignore-scripts`, a runtime without
- * WebAssembly SIMD), `compileKernelsWasm()` returns undefined and callers keep their TypeScript kernels,
- * which are the reference the tests compare the WebAssembly ones against.
+ * WebAssembly SIMD or shared memory), `compileKernelsWasm()` returns undefined, `wasmSimdAvailable()` is
+ * false and callers keep their TypeScript kernels, which are the reference the tests compare the
+ * WebAssembly ones against. `REALIGN_KERNELS_WASM=<path>` loads the module from another path (tests use a
+ * missing path to check the fallback).
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { wasmApi, type WasmMemory, type WasmModule } from "./wasm-bf16.ts";
+
+// --- the WebAssembly API, typed locally (lib ES2023 + @types/node 20 do not declare it) ----------------
+
+/** A `WebAssembly.Memory`. */
+export interface WasmMemory {
+  readonly buffer: ArrayBufferLike;
+}
+/** A compiled `WebAssembly.Module` (opaque; structured-cloneable to workers). */
+export type WasmModule = object;
+interface WasmApi {
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
+  validate(bytes: Uint8Array): boolean;
+}
+/** The runtime's WebAssembly object, or undefined when the runtime has none. */
+export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** Creates a shared memory of `pages` 64 KiB pages (fixed size). @throws when WebAssembly is unavailable. */
+export function sharedWasmMemory(pages: number): WasmMemory {
+  if (wasmApi === undefined) throw new Error("WebAssembly is not available");
+  return new wasmApi.Memory({ initial: pages, maximum: pages, shared: true });
+}
+
+// --- the kernels module -----------------------------------------------------------------------------
 
 /** Absolute path of the compiled kernels module. */
-export const KERNELS_WASM_PATH = fileURLToPath(new URL("../../../build/wasm/kernels.wasm", import.meta.url));
+export const KERNELS_WASM_PATH = process.env.REALIGN_KERNELS_WASM ?? fileURLToPath(new URL("../../../build/wasm/kernels.wasm", import.meta.url));
 
-/** Exports of the kernels module every build has (kernel files add theirs; see assembly/index.ts). */
-export interface KernelsWasmExports {
+/**
+ * The bf16 weighted-sum kernels of the linear fast path (`assembly/bf16.ts`; reference `fused.ts`
+ * `fusedBf16`). Pointers are byte offsets into the shared memory (2-byte aligned); n = elements, a multiple
+ * of 8; coefficients and divisors are float32.
+ * - `wsum2(a, b, out, n, c0, c1)`           out = bf16(f32(c0·a) + f32(c1·b))
+ * - `wsum2d(a, b, out, n, c0, c1, d)`       out = bf16((f32(c0·a) + f32(c1·b)) / d)
+ * - `first(x, acc, n, c)`                    acc(f32, n × 4 bytes) = f32(c·x)   (k-input path, step 1)
+ * - `accum(x, acc, n, c)`                    acc = f32(acc + f32(c·x))
+ * - `fin(acc, out, n)` / `find(acc, out, n, d)`   out = bf16(acc) / bf16(acc / d)
+ */
+export interface Bf16WasmExports {
+  wsum2(a: number, b: number, out: number, n: number, c0: number, c1: number): void;
+  wsum2d(a: number, b: number, out: number, n: number, c0: number, c1: number, d: number): void;
+  first(x: number, acc: number, n: number, c: number): void;
+  accum(x: number, acc: number, n: number, c: number): void;
+  fin(acc: number, out: number, n: number): void;
+  find(acc: number, out: number, n: number, d: number): void;
+}
+
+/** Exports of the kernels module (kernel files add theirs; see assembly/index.ts). */
+export interface KernelsWasmExports extends Bf16WasmExports {
   abiVersion(): number;
   /** Σ of n float32 at byte offset p, as float64 (self-check). */
   sumF32(p: number, n: number): number;
@@ -57,6 +102,17 @@ export function compileKernelsWasm(): WasmModule | undefined {
     return undefined;
   }
   return cached ?? undefined;
+}
+
+/** True when the kernels module is built and this runtime runs it (WebAssembly SIMD + shared memory). */
+export function wasmSimdAvailable(): boolean {
+  if (compileKernelsWasm() === undefined) return false;
+  try {
+    sharedWasmMemory(1);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Instantiates the kernels module over `memory` (imported as env.memory). */

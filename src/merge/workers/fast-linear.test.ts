@@ -45,6 +45,7 @@ const CASES: { name: string; method: MergeMethod<unknown>; params: ResolvedParam
   { name: "linear unnormalized weights (divisor)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.6 }, { weight: 0.9 }] }, models: 2, base: false },
   { name: "linear λ=0 (one term: copy)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 1 }, { weight: 0 }] }, models: 2, base: false },
   { name: "linear three models", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0.2 }, { weight: 0.5 }, { weight: 0.3 }] }, models: 3, base: false },
+  { name: "linear three models, normalized (k-term path with divisor)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.2 }, { weight: 0.5 }, { weight: 0.4 }] }, models: 3, base: false },
   { name: "task_arithmetic λ=0.5", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, models: 1, base: true },
   { name: "task_arithmetic two models, normalize", method: taskArithmetic as MergeMethod<unknown>, params: { global: { lambda: 0.8, normalize: true }, perModel: [{ weight: 0.4 }, { weight: 1.1 }] }, models: 2, base: true },
   { name: "all-zero weights", method: linear as MergeMethod<unknown>, params: { global: { normalize: false }, perModel: [{ weight: 0 }, { weight: 0 }] }, models: 2, base: false },

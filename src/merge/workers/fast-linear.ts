@@ -1,9 +1,10 @@
 /**
  * The fast path of elementwise merges whose method has a linear form (linear, task_arithmetic): streams
  * bf16 tensors through a ring of chunk slots in the kernel pool's shared memory, with read-ahead (async
- * positioned reads of the next slots while the workers merge the current one) and write-behind (the merged
- * slot is written while the next is computed). Output bytes equal the generic path's
- * (decode → method.kernel → encode) bit for bit: see `kernels/wasm-bf16.ts` and `fast-linear.test.ts`.
+ * positioned reads of the next slots while the workers merge earlier ones) and write-behind (merged slots
+ * are written, in order, while later ones are computed). Each chunk is merged whole by one worker, round
+ * robin, so the workers never wait for each other. Output bytes equal the generic path's
+ * (decode → method.kernel → encode) bit for bit: see `kernels/assembly/bf16.ts` and `fast-linear.test.ts`.
  *
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
  * two-model merge), whatever the tensor or model size; 2 GB embeddings are just more chunks.
@@ -103,6 +104,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
   const writes: (Promise<void> | undefined)[] = new Array(chunks.length);
   const inflight = new Set<Promise<void>>();
+  /** Chunk computations handed to the workers and not finished yet. */
+  const computing = new Set<Promise<void>>();
   const track = (p: Promise<void>): Promise<void> => {
     inflight.add(p);
     void p.then(
@@ -134,17 +137,29 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const c = chunks[i]!;
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
+      let computed: Promise<void>;
       if (job.lora !== undefined) {
+        // a LoRA chunk is split by rows over every worker and uses the one U·V region of its tensor: let the
+        // chunks already handed out finish first, then compute this one before handing out the next
+        await Promise.all(computing);
         const coefs = job.terms.map((t) => t.coef);
         await computeLora(pool, job.lora, factors!, slot.inputs.slice(0, job.terms.length), coefs, job.divisor, slot.out, c.start, c.n, options.loraLocalMaxMacs);
+        computed = Promise.resolve();
       } else {
-        await compute(pool, job, slot, accs, c.n);
+        // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
+        // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
+        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount);
+        computing.add(computed);
+        const done = (): void => void computing.delete(computed);
+        computed.then(done, done);
       }
-      const outBytes = pool.bytes(slot.out, c.n * 2);
+      const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
       writes[i] = track(
-        job.write(c.start * 2, outBytes).then(() => {
-          options.onProgress?.(c.job, c.start + c.n);
-        }),
+        Promise.all([computed, prevWrite])
+          .then(() => job.write(c.start * 2, pool.bytes(slot.out, c.n * 2)))
+          .then(() => {
+            options.onProgress?.(c.job, c.start + c.n);
+          }),
       );
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
@@ -158,8 +173,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   }
 }
 
-/** Merges n elements of `slot` (inputs → out). */
-async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number): Promise<void> {
+/** Merges n elements of `slot` (inputs → out) on worker `worker` (or on this thread when n is small). */
+async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, worker: number): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
   if (k === 0) {
@@ -191,14 +206,8 @@ async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonl
     if (n8 <= LOCAL_MAX) {
       for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
     } else {
-      const w = pool.workerCount;
-      const per = Math.ceil(n8 / w / 8) * 8;
-      const batches: KernelCall[][] = [];
-      for (let i = 0; i < w; i++) {
-        const from = Math.min(n8, i * per);
-        const to = Math.min(n8, from + per);
-        batches.push(to > from ? callsFor(from, to, accs[i]!) : []);
-      }
+      const batches: KernelCall[][] = Array.from({ length: pool.workerCount }, () => []);
+      batches[worker] = callsFor(0, n8, accs[worker]!);
       await pool.run(batches);
     }
   }

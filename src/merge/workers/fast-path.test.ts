@@ -1,8 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { buildHfDir, llamaConfig, type BuildTensor } from "../../../test/builders/safetensors.ts";
 import { recipeFromFlags } from "../recipe.ts";
 import { mergeRecipe } from "../run.ts";
@@ -94,6 +96,44 @@ test("fast path eligibility: bf16 linear-form tensors yes; F32 tensors, measurin
     } finally {
       await Promise.all(inputs.map((c) => c.close()));
     }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("without build/wasm/kernels.wasm the fast path is off (eligible() false) and the merge still writes the generic bytes", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-"));
+  try {
+    const aligned = buildHfDir(join(root, "aligned"), { tensors: tensors(1), config: llamaConfig({ vocab_size: 211 }) });
+    const tuned = buildHfDir(join(root, "tuned"), { tensors: tensors(2), config: llamaConfig({ vocab_size: 211 }) });
+    const generic = join(root, "generic");
+    await mergeRecipe(recipeFromFlags({ aligned, tuned, lambda: 0.5 }), { out: generic, fastPath: false, writeCard: false });
+    // a fresh process (the module is cached per process) told to load the kernels from a missing path
+    const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
+    const script = `
+      const [pool, fastPath, recipe, run, ck, plan, reg] = await Promise.all(process.argv.slice(1, 8).map((p) => import(p)));
+      const [aligned, tuned, out] = process.argv.slice(8);
+      const r = recipe.recipeFromFlags({ aligned, tuned, lambda: 0.5 });
+      const inputs = await Promise.all([aligned, tuned].map((p) => ck.openCheckpoint(p)));
+      const p = plan.planMerge(r, inputs);
+      const fast = fastPath.createFastPath({ method: reg.getMethod("linear"), methodName: "linear", source: (s) => inputs[s.input].openTensor(s.name), enabled: true });
+      const eligible = p.tensors.filter((t) => fast.eligible(t)).length;
+      await Promise.all(inputs.map((c) => c.close()));
+      await run.mergeRecipe(r, { out, writeCard: false });
+      console.log(JSON.stringify({ available: pool.KernelPool.available(), eligible }));`;
+    const res = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script,
+        ...["./pool.ts", "./fast-path.ts", "../recipe.ts", "../run.ts", "../../formats/hf-dir/checkpoint.ts", "../plan.ts", "../methods/registry.ts"].map(here),
+        aligned, tuned, join(root, "fallback")],
+      { encoding: "utf8", env: { ...process.env, REALIGN_KERNELS_WASM: join(root, "missing.wasm"), REALIGN_FAST: "1" } },
+    );
+    assert.equal(res.status, 0, res.stderr);
+    assert.deepEqual(JSON.parse(res.stdout.trim().split("\n").pop()!), { available: false, eligible: 0 });
+    const g = readDir(generic);
+    const f = readDir(join(root, "fallback"));
+    assert.deepEqual([...f.keys()], [...g.keys()]);
+    for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -1,20 +1,20 @@
 /**
- * A pool of worker threads running the bf16 WebAssembly kernels over one shared `WebAssembly.Memory`.
- * Started once per merge: `os.availableParallelism()` workers by default, each instantiating the ~2 KB
- * module over the same memory (file reads land in that memory, workers compute in place, writes go
- * out of it: no copies). The main thread keeps its own instance for tails and tiny tensors.
+ * A pool of worker threads running realign's WebAssembly kernels (build/wasm/kernels.wasm, compiled from
+ * src/merge/kernels/assembly; see kernels/wasm-module.ts) over one shared `WebAssembly.Memory`.
+ * Started once per merge: `os.availableParallelism()` workers by default, each instantiating the module
+ * over the same memory (file reads land in that memory, workers compute in place, writes go out of it:
+ * no copies). The main thread keeps its own instance for tails and tiny tensors.
  *
  * Memory is a bump allocator sized up front (`memoryBytes`): the pool never grows, so the merge's
  * footprint is fixed whatever the model size.
  */
 import { Worker } from "node:worker_threads";
 import { availableParallelism } from "node:os";
-import { compileBf16Wasm, instantiateBf16Wasm, sharedWasmMemory, wasmSimdAvailable, type Bf16WasmExports, type WasmMemory } from "../kernels/wasm-bf16.ts";
-import { compileKernelsWasm, instantiateKernelsWasm, type KernelsWasmExports } from "../kernels/wasm-module.ts";
+import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory, wasmSimdAvailable, type KernelsWasmExports, type WasmMemory } from "../kernels/wasm-module.ts";
 import { InternalError } from "../../errors.ts";
 
-/** Every kernel the pool can run: the hand-assembled bf16 module's and the AssemblyScript module's. */
-export type PoolKernels = Bf16WasmExports & Partial<KernelsWasmExports>;
+/** Every kernel the pool can run: the exports of the AssemblyScript kernels module. */
+export type PoolKernels = KernelsWasmExports;
 
 /** One kernel call: export name and its arguments. */
 export type KernelCall = readonly [keyof PoolKernels, ...number[]];
@@ -32,7 +32,7 @@ export class KernelPool {
   readonly memory: WasmMemory;
   /** Kernels instantiated on the main thread (tails, tiny tensors). */
   readonly local: PoolKernels;
-  /** Whether the AssemblyScript kernels (build/wasm/kernels.wasm) are loaded; see `kernels/wasm-module.ts`. */
+  /** Whether the AssemblyScript kernels (build/wasm/kernels.wasm) are loaded: always true for a started pool. */
   readonly hasKernelsModule: boolean;
   readonly workerCount: number;
   private readonly workers: Worker[];
@@ -44,17 +44,14 @@ export class KernelPool {
   private constructor(memoryBytes: number, workers: number) {
     const pages = Math.ceil(memoryBytes / PAGE);
     this.memory = sharedWasmMemory(pages);
-    const module = compileBf16Wasm();
     const kernelsModule = compileKernelsWasm();
-    this.hasKernelsModule = kernelsModule !== undefined;
-    this.local = {
-      ...(kernelsModule === undefined ? {} : instantiateKernelsWasm(this.memory, kernelsModule)),
-      ...instantiateBf16Wasm(this.memory, module),
-    };
+    if (kernelsModule === undefined) throw new InternalError("the WebAssembly kernels module (build/wasm/kernels.wasm) is not available");
+    this.hasKernelsModule = true;
+    this.local = instantiateKernelsWasm(this.memory, kernelsModule);
     this.workerCount = workers;
     const url = new URL("./kernel-worker.mjs", import.meta.url);
     this.workers = Array.from({ length: workers }, () => {
-      const w = new Worker(url, { workerData: { module, kernelsModule, memory: this.memory } });
+      const w = new Worker(url, { workerData: { kernelsModule, memory: this.memory } });
       w.on("message", (msg: { id: number; error?: string }) => {
         const p = this.pending.get(msg.id);
         if (p === undefined) return;
@@ -76,14 +73,17 @@ export class KernelPool {
     });
   }
 
-  /** True when the WebAssembly SIMD kernels can run here (else callers use the TypeScript kernels). */
+  /**
+   * True when the WebAssembly kernels can run here: build/wasm/kernels.wasm is built and the runtime has
+   * WebAssembly SIMD and shared memory (else callers use the TypeScript kernels).
+   */
   static available(): boolean {
     return wasmSimdAvailable();
   }
 
-  /** Starts the pool. @throws InternalError when WebAssembly SIMD or shared memory is unavailable. */
+  /** Starts the pool. @throws InternalError when the kernels module, WebAssembly SIMD or shared memory is unavailable. */
   static start(options: KernelPoolOptions): KernelPool {
-    if (!KernelPool.available()) throw new InternalError("WebAssembly SIMD with shared memory is not available in this runtime");
+    if (!KernelPool.available()) throw new InternalError("the WebAssembly kernels (build/wasm/kernels.wasm, SIMD, shared memory) are not available");
     return new KernelPool(options.memoryBytes, Math.max(1, options.workers ?? availableParallelism()));
   }
 
