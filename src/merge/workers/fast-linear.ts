@@ -42,6 +42,8 @@ export interface FastRunOptions {
   readonly signal?: AbortSignal;
   /** Called after each chunk is written (job index, elements of that job done). */
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
+  /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
+  readonly localMax?: number;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */
@@ -118,7 +120,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const c = chunks[i]!;
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
-      await compute(pool, job, slot, accs, c.n);
+      await compute(pool, job, slot, accs, c.n, options.localMax ?? LOCAL_MAX);
       const outBytes = pool.bytes(slot.out, c.n * 2);
       writes[i] = track(
         job.write(c.start * 2, outBytes).then(() => {
@@ -138,7 +140,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
 }
 
 /** Merges n elements of `slot` (inputs → out). */
-async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number): Promise<void> {
+async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, localMax: number): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
   if (k === 0) {
@@ -167,7 +169,7 @@ async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonl
     return calls;
   };
   if (n8 > 0) {
-    if (n8 <= LOCAL_MAX) {
+    if (n8 <= localMax) {
       for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
     } else {
       const w = pool.workerCount;

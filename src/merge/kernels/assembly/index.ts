@@ -19,3 +19,4 @@ export function sumF32(p: usize, n: i32): f64 {
   for (let i = 0; i < n; i++) s += <f64>load<f32>(p + (<usize>i << 2));
   return s;
 }
+export * from "./ties";
