@@ -161,6 +161,33 @@ export function tiesCount2(bp: usize, x0p: usize, x1p: usize, n: i32, vb0: i32, 
 // the shared merge core: sign election, disjoint mean, bf16 output, non-finite check
 // ---------------------------------------------------------------------------------------------------
 
+/** Normalisation by reciprocals (set by setWeights): every possible divisor is a power of two. */
+let recipOk: bool = false;
+let rW0: f64 = 1;
+let rW1: f64 = 1;
+let rW01: f64 = 1;
+
+/** True when 1/x is exact: x = ±2ᵏ with both x and 1/x normal. */
+@inline function pow2Recip(x: f64): bool {
+  const u = reinterpret<u64>(x);
+  const e = <i32>((u >>> 52) & 0x7ff);
+  return (u & 0xfffffffffffff) == 0 && e >= 2 && e <= 2044;
+}
+
+/** Reciprocal of a divisor as the reference uses it (0 → 1). */
+@inline function recipOf(d: f64): f64 {
+  return d == 0 ? 1 : 1 / d;
+}
+
+/** Decides the reciprocal normalisation for weights w0, w1 (divisors 1, w₀, w₁ and (0 + w₀) + w₁). */
+function setWeights(w0: f64, w1: f64): void {
+  const w01 = (0 + w0) + w1;
+  recipOk = (w0 == 0 || pow2Recip(w0)) && (w1 == 0 || pow2Recip(w1)) && (w01 == 0 || pow2Recip(w01));
+  rW0 = recipOf(0 + w0);
+  rW1 = recipOf(0 + w1);
+  rW01 = recipOf(w01);
+}
+
 /** Ties still to keep in this call, per model (TIES): entries equal to V are kept while > 0. */
 let tieLeft0: i32 = 0;
 let tieLeft1: i32 = 0;
@@ -208,18 +235,28 @@ function firstBits(m: u32, k: i32): u32 {
   return i32x4.ne(v128.and(i32x4.splat(km), i32x4(1, 2, 4, 8)), i32x4.splat(0));
 }
 
-/** Two lanes of the election in float64: a, c weighted terms; bj base values. */
+/**
+ * Two lanes of the election in float64: a, c weighted terms; bj base values. Exact rewrites of the
+ * reference's sequence: total = (0 + a) + c has the sign of a + c (they differ only in the sign of a zero);
+ * a term that passes (a > 0, a < 0 or NaN) is never ±0, so 0 + a = a; NaN terms also add their weight
+ * to D, which cannot matter (the sum is NaN then).
+ */
 @inline function elect2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
   const z = f64x2.splat(0);
-  const total = f64x2.add(f64x2.add(z, a), c);
-  const neg = f64x2.lt(total, z);
+  const neg = f64x2.lt(f64x2.add(a, c), z);
   const ca = v128.or(v128.bitselect(f64x2.lt(a, z), f64x2.gt(a, z), neg), f64x2.ne(a, a));
   const cc = v128.or(v128.bitselect(f64x2.lt(c, z), f64x2.gt(c, z), neg), f64x2.ne(c, c));
-  const s1 = v128.and(f64x2.add(z, a), ca);
+  const s1 = v128.and(a, ca);
   const sum = v128.bitselect(f64x2.add(s1, c), s1, cc);
-  const d1 = v128.and(f64x2.add(z, w0), ca);
+  if (!normalize) return f64x2.add(bj, f64x2.mul(lam, sum));
+  if (recipOk) {
+    // D ∈ {1, w₀, w₁, w₀ + w₁}, all powers of two: Σ/D = Σ·(1/D) exactly
+    const rd = v128.bitselect(v128.bitselect(f64x2.splat(rW01), f64x2.splat(rW1), ca), v128.bitselect(f64x2.splat(rW0), f64x2.splat(1), ca), cc);
+    return f64x2.add(bj, f64x2.mul(lam, f64x2.mul(sum, rd)));
+  }
+  const d1 = v128.and(w0, ca);
   const d = v128.bitselect(f64x2.add(d1, w1), d1, cc);
-  const r = normalize ? f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z))) : sum;
+  const r = f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z)));
   return f64x2.add(bj, f64x2.mul(lam, r));
 }
 
@@ -252,8 +289,15 @@ function firstBits(m: u32, k: i32): u32 {
 
 /** Records element j + lane of the first non-finite output whose inputs are all finite (flagp: [index u32, value bits u32, scratch 16 B]). */
 @inline function checkFinite(o: v128, b: v128, x0: v128, x1: v128, j: i32, flagp: usize): void {
-  const bad = v128.andnot(v128.and(finiteMask(b), v128.and(finiteMask(x0), finiteMask(x1))), finiteMask(o));
-  if (v128.any_true(bad)) recordBad(o, i32x4.bitmask(bad), j, flagp);
+  const e = i32x4.splat(0x7f800000);
+  const bad = i32x4.eq(v128.and(o, e), e);
+  if (!v128.any_true(bad)) return; // (the common case: every output finite)
+  checkInputs(o, bad, b, x0, x1, j, flagp);
+}
+
+function checkInputs(o: v128, bad: v128, b: v128, x0: v128, x1: v128, j: i32, flagp: usize): void {
+  const m = v128.and(bad, v128.and(finiteMask(b), v128.and(finiteMask(x0), finiteMask(x1))));
+  if (v128.any_true(m)) recordBad(o, i32x4.bitmask(m), j, flagp);
 }
 
 function recordBad(o: v128, m: u32, j: i32, flagp: usize): void {
@@ -333,6 +377,7 @@ export function ties2(
 ): void {
   tieLeft0 = left0;
   tieLeft1 = left1;
+  setWeights(w0, w1);
   const vv0 = i32x4.splat(vb0);
   const vv1 = i32x4.splat(vb1);
   const W0 = f64x2.splat(w0);
@@ -341,6 +386,36 @@ export function ties2(
   const F1 = f64x2.splat(f1);
   const L = f64x2.splat(lambda);
   let j = 0;
+  if ((left0 == 0 || left0 >= n) && (left1 == 0 || left1 >= n)) {
+    // no partial tie budget in this range: keep |δ| > T with T = V (no ties kept) or V − 1 (all kept)
+    const t0 = i32x4.splat(left0 == 0 ? vb0 : vb0 - 1);
+    const t1 = i32x4.splat(left1 == 0 ? vb1 : vb1 - 1);
+    for (; j + 8 <= n; j += 8) {
+      const o2 = <usize>j << 1;
+      const b8 = v128.load(bp + o2);
+      const x08 = v128.load(x0p + o2);
+      const x18 = v128.load(x1p + o2);
+      const bl = decLo(b8);
+      const bh = decHi(b8);
+      const x0l = decLo(x08);
+      const x0h = decHi(x08);
+      const x1l = decLo(x18);
+      const x1h = decHi(x18);
+      const d0l = f32x4.sub(x0l, bl);
+      const d0h = f32x4.sub(x0h, bh);
+      const d1l = f32x4.sub(x1l, bl);
+      const d1h = f32x4.sub(x1h, bh);
+      const s0l = i32x4.gt_s(absBits(d0l), t0);
+      const s0h = i32x4.gt_s(absBits(d0h), t0);
+      const s1l = i32x4.gt_s(absBits(d1l), t1);
+      const s1h = i32x4.gt_s(absBits(d1h), t1);
+      const rl = merge4(bl, v128.and(d0l, s0l), v128.and(d1l, s1l), F0, F1, W0, W1, L, normalize);
+      const rh = merge4(bh, v128.and(d0h, s0h), v128.and(d1h, s1h), F0, F1, W0, W1, L, normalize);
+      v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+      checkFinite(rl, bl, x0l, x1l, j, flagp);
+      checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+    }
+  }
   for (; j + 8 <= n; j += 8) {
     const o2 = <usize>j << 1;
     const b8 = v128.load(bp + o2);
@@ -474,6 +549,7 @@ export function dare2(
   key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
   w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
 ): void {
+  setWeights(w0, w1);
   const KEY0 = i32x4.splat(key0);
   const K20 = i32x4.splat(k20);
   const KK0 = i32x4.splat(K0);
