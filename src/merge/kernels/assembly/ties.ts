@@ -188,6 +188,10 @@ function setWeights(w0: f64, w1: f64): void {
   rW01 = recipOf(w01);
 }
 
+/** Both rescale factors are 1 / λ is 1 (set by the kernels at entry): the products by 1 are skipped (x·1 = x exactly, NaN payloads included). */
+let unitF: bool = false;
+let unitL: bool = false;
+
 /** Ties still to keep in this call, per model (TIES): entries equal to V are kept while > 0. */
 let tieLeft0: i32 = 0;
 let tieLeft1: i32 = 0;
@@ -243,21 +247,25 @@ function firstBits(m: u32, k: i32): u32 {
  */
 @inline function elect2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
   const z = f64x2.splat(0);
-  const neg = f64x2.lt(f64x2.add(a, c), z);
-  const ca = v128.or(v128.bitselect(f64x2.lt(a, z), f64x2.gt(a, z), neg), f64x2.ne(a, a));
-  const cc = v128.or(v128.bitselect(f64x2.lt(c, z), f64x2.gt(c, z), neg), f64x2.ne(c, c));
-  const s1 = v128.and(a, ca);
-  const sum = v128.bitselect(f64x2.add(s1, c), s1, cc);
-  if (!normalize) return f64x2.add(bj, f64x2.mul(lam, sum));
+  // a term passes iff (total < 0 ? t < 0 : t > 0) or t is NaN, i.e. iff !(t·s ≤ 0) with s = −1 where
+  // total < 0 (a sign flip by xor, exact): la / lc are the masks of the terms that do NOT pass
+  const flip = v128.and(f64x2.lt(f64x2.add(a, c), z), f64x2.splat(-0.0));
+  const la = f64x2.le(v128.xor(a, flip), z);
+  const lc = f64x2.le(v128.xor(c, flip), z);
+  const s1 = v128.andnot(a, la);
+  const sum = v128.bitselect(s1, f64x2.add(s1, c), lc);
+  if (!normalize) return unitL ? f64x2.add(bj, sum) : f64x2.add(bj, f64x2.mul(lam, sum));
+  let r: v128;
   if (recipOk) {
     // D ∈ {1, w₀, w₁, w₀ + w₁}, all powers of two: Σ/D = Σ·(1/D) exactly
-    const rd = v128.bitselect(v128.bitselect(f64x2.splat(rW01), f64x2.splat(rW1), ca), v128.bitselect(f64x2.splat(rW0), f64x2.splat(1), ca), cc);
-    return f64x2.add(bj, f64x2.mul(lam, f64x2.mul(sum, rd)));
+    const rd = v128.bitselect(v128.bitselect(f64x2.splat(1), f64x2.splat(rW0), la), v128.bitselect(f64x2.splat(rW1), f64x2.splat(rW01), la), lc);
+    r = f64x2.mul(sum, rd);
+  } else {
+    const d1 = v128.andnot(w0, la);
+    const d = v128.bitselect(d1, f64x2.add(d1, w1), lc);
+    r = f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z)));
   }
-  const d1 = v128.and(w0, ca);
-  const d = v128.bitselect(f64x2.add(d1, w1), d1, cc);
-  const r = f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z)));
-  return f64x2.add(bj, f64x2.mul(lam, r));
+  return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
 }
 
 /** Four lanes: kept deltas v0 / v1 (float32, +0 where dropped), base b (float32) → float32 result. */
@@ -265,10 +273,11 @@ function firstBits(m: u32, k: i32): u32 {
   const v0h = i32x4.shuffle(v0, v0, 2, 3, 2, 3);
   const v1h = i32x4.shuffle(v1, v1, 2, 3, 2, 3);
   const bh = i32x4.shuffle(b, b, 2, 3, 2, 3);
-  const aL = f64x2.mul(w0, f64x2.mul(f64x2.promote_low_f32x4(v0), f0));
-  const cL = f64x2.mul(w1, f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
-  const aH = f64x2.mul(w0, f64x2.mul(f64x2.promote_low_f32x4(v0h), f0));
-  const cH = f64x2.mul(w1, f64x2.mul(f64x2.promote_low_f32x4(v1h), f1));
+  // f = 1 (no rescale): x·1 = x exactly (NaN payload included), so the product is skipped
+  const aL = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0) : f64x2.mul(f64x2.promote_low_f32x4(v0), f0));
+  const cL = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1) : f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
+  const aH = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0h) : f64x2.mul(f64x2.promote_low_f32x4(v0h), f0));
+  const cH = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1h) : f64x2.mul(f64x2.promote_low_f32x4(v1h), f1));
   const rL = f32x4.demote_f64x2_zero(elect2(f64x2.promote_low_f32x4(b), aL, cL, w0, w1, lam, normalize));
   const rH = f32x4.demote_f64x2_zero(elect2(f64x2.promote_low_f32x4(bh), aH, cH, w0, w1, lam, normalize));
   return i32x4.shuffle(rL, rH, 0, 1, 4, 5);
@@ -378,6 +387,8 @@ export function ties2(
   tieLeft0 = left0;
   tieLeft1 = left1;
   setWeights(w0, w1);
+  unitF = f0 == 1 && f1 == 1;
+  unitL = lambda == 1;
   const vv0 = i32x4.splat(vb0);
   const vv1 = i32x4.splat(vb1);
   const W0 = f64x2.splat(w0);
@@ -550,6 +561,8 @@ export function dare2(
   w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
 ): void {
   setWeights(w0, w1);
+  unitF = f0 == 1 && f1 == 1;
+  unitL = lambda == 1;
   const KEY0 = i32x4.splat(key0);
   const K20 = i32x4.splat(k20);
   const KK0 = i32x4.splat(K0);
