@@ -527,22 +527,31 @@ export function dareL1(bp: usize, xp: usize, n: i32, offset: i32, key: i32, k2: 
     const fh = v128.and(ah, i32x4.lt_s(ah, inf));
     const kl = v128.and(fl, keep4(offset + j, KEY, K2, KK));
     const kh = v128.and(fh, keep4(offset + j + 4, KEY, K2, KK));
-    total += <f64>f32x4.extract_lane(fl, 0);
-    kept += <f64>f32x4.extract_lane(kl, 0);
-    total += <f64>f32x4.extract_lane(fl, 1);
-    kept += <f64>f32x4.extract_lane(kl, 1);
-    total += <f64>f32x4.extract_lane(fl, 2);
-    kept += <f64>f32x4.extract_lane(kl, 2);
-    total += <f64>f32x4.extract_lane(fl, 3);
-    kept += <f64>f32x4.extract_lane(kl, 3);
-    total += <f64>f32x4.extract_lane(fh, 0);
-    kept += <f64>f32x4.extract_lane(kh, 0);
-    total += <f64>f32x4.extract_lane(fh, 1);
-    kept += <f64>f32x4.extract_lane(kh, 1);
-    total += <f64>f32x4.extract_lane(fh, 2);
-    kept += <f64>f32x4.extract_lane(kh, 2);
-    total += <f64>f32x4.extract_lane(fh, 3);
-    kept += <f64>f32x4.extract_lane(kh, 3);
+    // float64 lanes by promotion (2 per op); the running sums stay sequential in element order
+    const t0 = f64x2.promote_low_f32x4(fl);
+    const t1 = f64x2.promote_low_f32x4(i32x4.shuffle(fl, fl, 2, 3, 2, 3));
+    const t2 = f64x2.promote_low_f32x4(fh);
+    const t3 = f64x2.promote_low_f32x4(i32x4.shuffle(fh, fh, 2, 3, 2, 3));
+    const k0 = f64x2.promote_low_f32x4(kl);
+    const k1 = f64x2.promote_low_f32x4(i32x4.shuffle(kl, kl, 2, 3, 2, 3));
+    const k2v = f64x2.promote_low_f32x4(kh);
+    const k3 = f64x2.promote_low_f32x4(i32x4.shuffle(kh, kh, 2, 3, 2, 3));
+    total += f64x2.extract_lane(t0, 0);
+    kept += f64x2.extract_lane(k0, 0);
+    total += f64x2.extract_lane(t0, 1);
+    kept += f64x2.extract_lane(k0, 1);
+    total += f64x2.extract_lane(t1, 0);
+    kept += f64x2.extract_lane(k1, 0);
+    total += f64x2.extract_lane(t1, 1);
+    kept += f64x2.extract_lane(k1, 1);
+    total += f64x2.extract_lane(t2, 0);
+    kept += f64x2.extract_lane(k2v, 0);
+    total += f64x2.extract_lane(t2, 1);
+    kept += f64x2.extract_lane(k2v, 1);
+    total += f64x2.extract_lane(t3, 0);
+    kept += f64x2.extract_lane(k3, 0);
+    total += f64x2.extract_lane(t3, 1);
+    kept += f64x2.extract_lane(k3, 1);
   }
   for (; j < n; j++) {
     const a = absDeltaAt(bp, xp, j);
