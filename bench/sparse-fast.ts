@@ -15,6 +15,7 @@ const methods = (args.find((a) => !a.startsWith("--")) ?? "ties,dare_ties").spli
 const opt = (name: string, d: number): number => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : d);
 const rows = opt("--rows", 4096);
 const repeat = opt("--repeat", 3);
+const chunkElems = opt("--chunk", 2 * 1024 * 1024);
 const cols = 4096;
 const n = rows * cols;
 
@@ -33,7 +34,7 @@ const tuned = [0, 1].map(() => {
 const srcs = [alignedBits, ...tuned].map((a) => new Uint8Array(a.buffer));
 
 for (const workers of [1, 2]) {
-  const pool = KernelPool.start({ memoryBytes: fastTiesMemoryBytes(workers), workers });
+  const pool = KernelPool.start({ memoryBytes: fastTiesMemoryBytes(workers, { chunkElems }), workers });
   for (const name of methods) {
     const ctx = tensorContext("model.layers.0.mlp.up_proj.weight", [rows, cols], 7, 0);
     const params = { global: { lambda: 1 }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] };
@@ -52,7 +53,7 @@ for (const workers of [1, 2]) {
     for (let r = 0; r < repeat; r++) {
       const t0 = performance.now();
       const c0 = process.resourceUsage();
-      await runFastTies([job], pool);
+      await runFastTies([job], pool, { chunkElems });
       const wall = (performance.now() - t0) / 1000;
       const c1 = process.resourceUsage();
       const cpu = (c1.userCPUTime + c1.systemCPUTime - c0.userCPUTime - c0.systemCPUTime) / 1e6;

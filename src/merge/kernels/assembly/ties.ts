@@ -242,8 +242,9 @@ function firstBits(m: u32, k: i32): u32 {
 /**
  * Two lanes of the election in float64: a, c weighted terms; bj base values. Exact rewrites of the
  * reference's sequence: total = (0 + a) + c has the sign of a + c (they differ only in the sign of a zero);
- * a term that passes (a > 0, a < 0 or NaN) is never ±0, so 0 + a = a; NaN terms also add their weight
- * to D, which cannot matter (the sum is NaN then).
+ * a term that passes (a > 0, a < 0 or NaN) is never ±0, so 0 + a = a, and a term that does not pass
+ * may be replaced by +0 in the sums; NaN terms also add their weight to D, which cannot matter (the sum
+ * is NaN then).
  */
 @inline function elect2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
   const z = f64x2.splat(0);
@@ -252,8 +253,8 @@ function firstBits(m: u32, k: i32): u32 {
   const flip = v128.and(f64x2.lt(f64x2.add(a, c), z), f64x2.splat(-0.0));
   const la = f64x2.le(v128.xor(a, flip), z);
   const lc = f64x2.le(v128.xor(c, flip), z);
-  const s1 = v128.andnot(a, la);
-  const sum = v128.bitselect(s1, f64x2.add(s1, c), lc);
+  // passing terms are never ±0, so adding +0 for a term that does not pass is exact
+  const sum = f64x2.add(v128.andnot(a, la), v128.andnot(c, lc));
   if (!normalize) return unitL ? f64x2.add(bj, sum) : f64x2.add(bj, f64x2.mul(lam, sum));
   let r: v128;
   if (recipOk) {
@@ -261,8 +262,7 @@ function firstBits(m: u32, k: i32): u32 {
     const rd = v128.bitselect(v128.bitselect(f64x2.splat(1), f64x2.splat(rW0), la), v128.bitselect(f64x2.splat(rW1), f64x2.splat(rW01), la), lc);
     r = f64x2.mul(sum, rd);
   } else {
-    const d1 = v128.andnot(w0, la);
-    const d = v128.bitselect(d1, f64x2.add(d1, w1), lc);
+    const d = f64x2.add(v128.andnot(w0, la), v128.andnot(w1, lc));
     r = f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z)));
   }
   return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
