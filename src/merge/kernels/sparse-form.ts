@@ -1,5 +1,5 @@
 /**
- * The "sparse form" of a TIES or DARE-TIES tensor merge with two tuned models: the numbers the fast path
+ * The "sparse form" of a TIES, DARE-TIES or DARE-linear tensor merge with two tuned models: the numbers the fast path
  * (`workers/fast-ties.ts`) needs, derived from the method parameters exactly as `methods/gta.ts` derives
  * them (weights, λ, normalize and rescale defaults of the method's row, keep counts, stream keys). It is
  * undefined for every setting the fast path does not implement, which then runs the generic path: other
@@ -31,14 +31,22 @@ export interface DareForm extends SparseFormCommon {
   readonly densities: readonly [number, number];
   /** 1 (no rescale), 1/p (inverse_density) or "l1" (the default: ‖δ‖₁ / ‖kept δ‖₁). */
   readonly factors: readonly [number, number] | "l1";
+  /** dare_linear: no sign election; θ = b + λ·(Σ uᵢ / divisor). */
+  readonly linear: boolean;
+  /** dare_linear's divisor: (0 + w₀) + w₁ when normalize and its magnitude is ≥ 1e-8, else 1 (gta.ts). */
+  readonly divisor: number;
 }
 
 export type SparseForm = TiesForm | DareForm;
 
-const ROWS: Record<string, { kind: "ties" | "dare"; defaultNormalize: boolean; defaultRescale: boolean }> = {
-  ties: { kind: "ties", defaultNormalize: true, defaultRescale: false },
-  dare_ties: { kind: "dare", defaultNormalize: false, defaultRescale: true },
+const ROWS: Record<string, { kind: "ties" | "dare"; linear: boolean; defaultNormalize: boolean; defaultRescale: boolean }> = {
+  ties: { kind: "ties", linear: false, defaultNormalize: true, defaultRescale: false },
+  dare_ties: { kind: "dare", linear: false, defaultNormalize: false, defaultRescale: true },
+  dare_linear: { kind: "dare", linear: true, defaultNormalize: false, defaultRescale: true },
 };
+
+/** |Σw| below which the no-consensus normalisation divides by 1 (gta.ts MIN_WEIGHT_SUM, mergekit). */
+const MIN_WEIGHT_SUM = 1e-8;
 
 function num(v: unknown, fallback: number): number {
   return v === undefined ? fallback : Number(v);
@@ -67,6 +75,8 @@ export function sparseFormOf(methodName: string, params: ResolvedParams, ctx: Te
   }
   if (n > 4294967296) return undefined;
   const factors = !rescale ? ([1, 1] as const) : inverse ? ([1 / densities[0]!, 1 / densities[1]!] as const) : "l1";
+  let wsum = 0;
+  for (const x of weights) wsum += x;
   return {
     kind: "dare",
     weights: w,
@@ -75,5 +85,7 @@ export function sparseFormOf(methodName: string, params: ResolvedParams, ctx: Te
     keys: [streamKey(ctx.seed, ctx.name, 0), streamKey(ctx.seed, ctx.name, 1)],
     densities: [densities[0]!, densities[1]!],
     factors,
+    linear: row.linear,
+    divisor: row.linear && normalize && Math.abs(wsum) >= MIN_WEIGHT_SUM ? wsum : 1,
   };
 }

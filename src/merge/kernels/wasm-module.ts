@@ -26,7 +26,7 @@ export interface KernelsWasmExports {
   tiesCount2(bp: number, x0p: number, x1p: number, n: number, vb0: number, vb1: number, outp: number): void;
   ties2(bp: number, x0p: number, x1p: number, op: number, n: number, vb0: number, vb1: number, left0: number, left1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number): void;
   dareL1(bp: number, xp: number, n: number, offset: number, key: number, k2: number, K: number, statep: number): void;
-  dare2(bp: number, x0p: number, x1p: number, op: number, n: number, offset: number, key0: number, k20: number, K0: number, key1: number, k21: number, K1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number): void;
+  dare2(bp: number, x0p: number, x1p: number, op: number, n: number, offset: number, key0: number, k20: number, K0: number, key1: number, k21: number, K1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number, linear: number, divisor: number): void;
 }
 
 let cached: WasmModule | null | undefined;

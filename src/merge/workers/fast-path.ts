@@ -52,7 +52,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
   const enabled = (options.enabled ?? process.env.REALIGN_FAST !== "0") && KernelPool.available();
   let pool: KernelPool | undefined;
   // the sparse fast path needs the AssemblyScript kernels (build/wasm/kernels.wasm)
-  const isSparse = (options.methodName === "ties" || options.methodName === "dare_ties") && compileKernelsWasm() !== undefined;
+  const isSparse = ["ties", "dare_ties", "dare_linear"].includes(options.methodName) && compileKernelsWasm() !== undefined;
   const termRefs = (t: TensorPlan): SourceRef[] | undefined => {
     const form = linearFormOf(options.methodName, t.params, t.models.length);
     if (form === undefined) return undefined;

@@ -105,6 +105,11 @@ const CASES: Case[] = [
   { method: "dare_ties", params: { lambda: 1, rescale_mode: "inverse_density", normalize: true }, perModel: [{ weight: 1, density: 0.7 }, { weight: 0.25, density: 0.2 }] },
   { method: "dare_ties", params: { normalize: true }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
   { method: "dare_ties", params: { lambda: 1.5, rescale: false }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
+  { method: "dare_linear", params: { lambda: 0.8, rescale_mode: "inverse_density" }, perModel: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.3 }] },
+  { method: "dare_linear", params: { normalize: true }, perModel: [{ weight: 0.7, density: 0.5 }, { weight: 0.6, density: 0.4 }] }, // l1; divisor 1.3
+  { method: "dare_linear", params: { normalize: true, lambda: 1 }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.6 }] }, // divisor 2
+  { method: "dare_linear", params: { normalize: true, lambda: 0.5 }, perModel: [{ weight: 1, density: 0.5 }, { weight: -1, density: 0.6 }] }, // Σw = 0 → 1
+  { method: "dare_linear", params: { rescale: false }, perModel: [{ weight: -0.5, density: 0.5 }, { weight: -0.25, density: 0.5 }] }, // −0 terms on a −0 base
 ];
 
 for (const c of CASES) {
@@ -178,7 +183,7 @@ test("TIES fast path: a non-finite merged value with finite inputs fails as on t
   }
 });
 
-test("sparseFormOf: TIES and DARE-TIES with two models and densities in (0, 1) only", () => {
+test("sparseFormOf: TIES, DARE-TIES and DARE-linear with two models and densities in (0, 1) only", () => {
   const ctx = tensorContext("model.layers.0.mlp.up_proj.weight", [10, 10], 7, 0);
   const two = (d0: number, d1: number) => [{ weight: 1, density: d0 }, { weight: 0.5, density: d1 }];
   const ties = sparseFormOf("ties", { global: {}, perModel: two(0.5, 0.3) }, ctx, 2);
@@ -194,4 +199,8 @@ test("sparseFormOf: TIES and DARE-TIES with two models and densities in (0, 1) o
   assert.equal(dare?.factors, "l1");
   assert.equal(dare?.normalize, false);
   assert.deepEqual(sparseFormOf("dare_ties", { global: { rescale: false }, perModel: two(0.5, 0.3) }, ctx, 2)?.factors, [1, 1]);
+  const lin = sparseFormOf("dare_linear", { global: { normalize: true }, perModel: two(0.5, 0.3) }, ctx, 2);
+  assert.equal(lin?.kind === "dare" && lin.linear && lin.divisor, 1.5);
+  const lin2 = sparseFormOf("dare_linear", { global: {}, perModel: two(0.5, 0.3) }, ctx, 2);
+  assert.equal(lin2?.kind === "dare" && lin2.divisor, 1); // normalize defaults to false
 });

@@ -48,9 +48,12 @@ export interface FastTiesJob extends FastTiesCommon {
   readonly factors: readonly [number, number];
 }
 
-/** DARE-TIES: each model keeps element j iff uniformAt(keys[i], j) < densities[i] (0 < p < 1). */
+/** DARE-TIES / DARE-linear: each model keeps element j iff uniformAt(keys[i], j) < densities[i] (0 < p < 1). */
 export interface FastDareJob extends FastTiesCommon {
   readonly kind: "dare";
+  /** dare_linear: θ = b + λ·(Σ uᵢ / divisor) instead of the sign election. */
+  readonly linear: boolean;
+  readonly divisor: number;
   readonly keys: readonly [number, number];
   readonly densities: readonly [number, number];
   /** Fixed factors (1 or 1/p), or "l1": ‖δ‖₁ / ‖kept δ‖₁ from a measure pass. */
@@ -433,6 +436,8 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
             job.lambda,
             job.normalize ? 1 : 0,
             s.misc + 16,
+            job.linear ? 1 : 0,
+            job.divisor,
           ],
         ];
       });

@@ -192,6 +192,12 @@ function setWeights(w0: f64, w1: f64): void {
 let unitF: bool = false;
 let unitL: bool = false;
 
+/** dare_linear: no sign election; divisor D (linDivMode 0: D = 1, 1: power of two, 2: other). */
+let linearMode: bool = false;
+let linDivMode: i32 = 0;
+let linDiv: f64 = 1;
+let linRecip: f64 = 1;
+
 /** Ties still to keep in this call, per model (TIES): entries equal to V are kept while > 0. */
 let tieLeft0: i32 = 0;
 let tieLeft1: i32 = 0;
@@ -268,6 +274,20 @@ function firstBits(m: u32, k: i32): u32 {
   return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
 }
 
+/**
+ * Two lanes of the no-consensus combine (dare_linear): θ = b + λ·(((0 + a) + c) / D), D the constant
+ * divisor (skipped when 1, a product by its reciprocal when a power of two: both exact).
+ */
+@inline function linear2(bj: v128, a: v128, c: v128, lam: v128): v128 {
+  const m = f64x2.add(f64x2.add(f64x2.splat(0), a), c);
+  const r = linDivMode == 0 ? m : linDivMode == 1 ? f64x2.mul(m, f64x2.splat(linRecip)) : f64x2.div(m, f64x2.splat(linDiv));
+  return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
+}
+
+@inline function combine2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
+  return linearMode ? linear2(bj, a, c, lam) : elect2(bj, a, c, w0, w1, lam, normalize);
+}
+
 /** Four lanes: kept deltas v0 / v1 (float32, +0 where dropped), base b (float32) → float32 result. */
 @inline function merge4(b: v128, v0: v128, v1: v128, f0: v128, f1: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
   const v0h = i32x4.shuffle(v0, v0, 2, 3, 2, 3);
@@ -278,8 +298,8 @@ function firstBits(m: u32, k: i32): u32 {
   const cL = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1) : f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
   const aH = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0h) : f64x2.mul(f64x2.promote_low_f32x4(v0h), f0));
   const cH = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1h) : f64x2.mul(f64x2.promote_low_f32x4(v1h), f1));
-  const rL = f32x4.demote_f64x2_zero(elect2(f64x2.promote_low_f32x4(b), aL, cL, w0, w1, lam, normalize));
-  const rH = f32x4.demote_f64x2_zero(elect2(f64x2.promote_low_f32x4(bh), aH, cH, w0, w1, lam, normalize));
+  const rL = f32x4.demote_f64x2_zero(combine2(f64x2.promote_low_f32x4(b), aL, cL, w0, w1, lam, normalize));
+  const rH = f32x4.demote_f64x2_zero(combine2(f64x2.promote_low_f32x4(bh), aH, cH, w0, w1, lam, normalize));
   return i32x4.shuffle(rL, rH, 0, 1, 4, 5);
 }
 
@@ -359,7 +379,7 @@ function scalarElement(bp: usize, x0p: usize, x1p: usize, op: usize, j: i32, k0:
   const d1 = reinterpret<f32>(x1u) - b;
   const a = w0 * (k0 ? <f64>d0 * f0 : 0);
   const c = w1 * (k1 ? <f64>d1 * f1 : 0);
-  const r = <f32>scalarElect(<f64>b, a, c, w0, w1, lam, normalize);
+  const r = <f32>(linearMode ? <f64>b + lam * ((<f64>0 + a + c) / linDiv) : scalarElect(<f64>b, a, c, w0, w1, lam, normalize));
   const u = reinterpret<u32>(r);
   const h = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
   store<u16>(op + o2, <u16>h);
@@ -386,6 +406,7 @@ export function ties2(
 ): void {
   tieLeft0 = left0;
   tieLeft1 = left1;
+  linearMode = false;
   setWeights(w0, w1);
   unitF = f0 == 1 && f1 == 1;
   unitL = lambda == 1;
@@ -563,12 +584,20 @@ export function dareL1(bp: usize, xp: usize, n: i32, offset: i32, key: i32, k2: 
   store<f64>(statep + 8, kept);
 }
 
-/** DARE-TIES merge of n elements starting at tensor element `offset` (two models) into bf16 at op. */
+/**
+ * DARE-TIES merge of n elements starting at tensor element `offset` (two models) into bf16 at op; with
+ * `linear`, dare_linear's plain weighted sum divided by `divisor` instead of the sign election.
+ */
 export function dare2(
   bp: usize, x0p: usize, x1p: usize, op: usize, n: i32, offset: i32,
   key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
   w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
+  linear: bool, divisor: f64,
 ): void {
+  linearMode = linear;
+  linDiv = divisor;
+  linDivMode = divisor == 1 ? 0 : pow2Recip(divisor) ? 1 : 2;
+  linRecip = 1 / divisor;
   setWeights(w0, w1);
   unitF = f0 == 1 && f1 == 1;
   unitL = lambda == 1;
