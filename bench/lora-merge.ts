@@ -2,7 +2,8 @@
  * End-to-end throughput of the LoRA fast path: a synthetic aligned checkpoint of `layers` bf16 matrices
  * 4096×4096 and a rank-`r` adapter on all of them, merged at λ = 0.5 through `mergeLora` (the same call as
  * `realign merge --tuned <adapter dir>`). Prints wall time, M params/s and the delta GFLOP/s it implies.
- * Not a test; run with `node --import tsx bench/lora-merge.ts [layers r]`. Writes into the OS temp dir.
+ * Not a test; run with `node --import tsx bench/lora-merge.ts [layers r]` (REALIGN_FAST=0 for the generic path).
+ * Writes into the OS temp dir.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -63,12 +64,16 @@ try {
     ]).flat(),
   );
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   await mergeLora({ aligned, adapter, lambda: 0.5, out: join(root, "out"), writeCard: false });
   const s = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / 1e6;
   const params = layers * N * N;
   console.log(
     `${layers} × ${N}×${N} bf16, r=${r}: ${s.toFixed(2)} s, ${(params / s / 1e6).toFixed(0)} M params/s, ` +
-      `delta ${((2 * params * r) / s / 1e9).toFixed(2)} GFLOP/s end to end`,
+      `delta ${((2 * params * r) / s / 1e9).toFixed(2)} GFLOP/s end to end, ${cpu.toFixed(2)} CPU s (all threads)` +
+      (process.env.REALIGN_FAST === "0" ? " [REALIGN_FAST=0]" : ""),
   );
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -117,8 +117,25 @@ function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<s
       inputs: [set.aligned],
       args: (out) => ["convert", "--in", set.aligned, "--out", out, "--type", "bf16", "--json"],
     },
+    convert_sequential: {
+      name: "convert HF → GGUF (bf16 matrices), sequential path (REALIGN_FAST=0)",
+      env: { REALIGN_FAST: "0" },
+      inputs: [set.aligned],
+      args: (out) => ["convert", "--in", set.aligned, "--out", out, "--type", "bf16", "--json"],
+    },
+    convert_f16: {
+      name: "convert HF → GGUF (f16 matrices, the default --type)",
+      inputs: [set.aligned],
+      args: (out) => ["convert", "--in", set.aligned, "--out", out, "--type", "f16", "--json"],
+    },
     lora: {
       name: `LoRA r=16 adapter as --tuned λ=0.5 (${lora?.targeted ?? 0} projections)`,
+      inputs: [set.aligned],
+      args: (out) => ["merge", "--aligned", set.aligned, "--tuned", lora!.dir, "--lambda", "0.5", "--out", out, "--json"],
+    },
+    lora_generic: {
+      name: `LoRA r=16 as --tuned λ=0.5, generic path (REALIGN_FAST=0)`,
+      env: { REALIGN_FAST: "0" },
       inputs: [set.aligned],
       args: (out) => ["merge", "--aligned", set.aligned, "--tuned", lora!.dir, "--lambda", "0.5", "--out", out, "--json"],
     },
@@ -199,11 +216,11 @@ async function main(): Promise<void> {
     }
     syncDisks();
     let lora: SyntheticLora | undefined;
-    if (args.methods.includes("lora")) {
+    if (args.methods.includes("lora") || args.methods.includes("lora_generic")) {
       const dir = join(work, "lora-r16");
       lora = writeSyntheticLora(dir, { layers: args.layers, rank: 16, seed: args.seed });
     }
-    if (args.methods.includes("convert")) {
+    if (args.methods.some((m) => m.startsWith("convert"))) {
       // convert needs a tokenizer: the organism's (in the repo); its 640-token vocabulary is only metadata here
       for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(root, "examples/organism/aligned", f), join(set.aligned, f));
     }
@@ -237,7 +254,7 @@ async function main(): Promise<void> {
       if (spec === undefined) throw new Error(`unknown case ${m} (known: ${Object.keys(specs).join(", ")})`);
       let best: Row | undefined;
       for (let r = 0; r < args.repeat; r++) {
-        const out = join(outRoot, `realign-bench-out-${m}${m === "convert" ? ".gguf" : ""}`);
+        const out = join(outRoot, `realign-bench-out-${m}${m.startsWith("convert") ? ".gguf" : ""}`);
         const stats = join(work, `stats-${m}.json`);
         rmSync(out, { recursive: true, force: true });
         rmSync(stats, { force: true });
@@ -269,7 +286,7 @@ async function main(): Promise<void> {
             floorSeconds: floor,
             peakRssMiB: st.maxRssKiB / 1024,
             cpuSeconds: (st.userUs + st.systemUs) / 1e6,
-            note: `output ${(outBytes / 1e9).toFixed(2)} GB` + (m === "lora" && lora ? `; B·A: ${(lora.flops / 1e9).toFixed(1)} GFLOP → ${(lora.flops / 1e9 / seconds).toFixed(1)} GFLOP/s over the whole run (lower bound of the kernel's rate)` : ""),
+            note: `output ${(outBytes / 1e9).toFixed(2)} GB` + (m.startsWith("lora") && lora ? `; B·A: ${(lora.flops / 1e9).toFixed(1)} GFLOP → ${(lora.flops / 1e9 / seconds).toFixed(1)} GFLOP/s over the whole run (lower bound of the kernel's rate)` : ""),
           };
         }
         rmSync(out, { recursive: true, force: true });

@@ -9,7 +9,7 @@ import { CancelledError } from "../errors.ts";
 
 const ALIGNED = fileURLToPath(new URL("../../examples/organism/aligned", import.meta.url));
 
-test("an aborted conversion throws CancelledError and leaves neither the output nor a temp file", async () => {
+for (const fast of [true, false]) test(`an aborted conversion throws CancelledError and leaves neither the output nor a temp file (${fast ? "stream" : "sequential path"})`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-cancel-"));
   try {
     const controller = new AbortController();
@@ -18,6 +18,7 @@ test("an aborted conversion throws CancelledError and leaves neither the output 
       input: ALIGNED,
       output: join(dir, "a.gguf"),
       signal: controller.signal,
+      fast,
       onEvent: (e) => {
         if (e.kind === "progress") {
           events.push(e.label ?? "");

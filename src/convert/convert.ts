@@ -3,9 +3,11 @@
  * file llama.cpp, Ollama and LM Studio load, following llama.cpp's convert_hf_to_gguf.py conventions
  * (tensor names, `{arch}.*` hyper-parameters, `tokenizer.*` keys, Q/K permutation, F32 norms).
  *
- * Streaming: tensors are read, transformed and encoded in row chunks (≤ 4 Mi elements), so memory stays
- * bounded by the chunk, not the model. The output is written to a temp file beside `output` and renamed
- * into place only when complete.
+ * Streaming: an HF input goes through stream.ts (a ring of 8 MiB slots, read-ahead, write-behind; same-type
+ * tensors are byte copies). A GGUF input, or `fast: false` / `REALIGN_FAST=0`, takes the sequential path:
+ * row chunks (≤ 4 Mi elements) read, decoded, transformed and encoded one after another. Both write the
+ * same bytes; memory stays bounded by the chunks, not the model. The output is written to a temp file
+ * beside `output`, fsynced, and renamed into place only when complete.
  */
 import { basename, resolve } from "node:path";
 import { openAtomicOutput } from "../core/files.ts";
@@ -20,6 +22,7 @@ import { byteLengthOf, encodeGgufFromF32 } from "../formats/gguf/tensor-data.ts"
 import type { GgufMetadata } from "../formats/gguf/types.ts";
 import { qkPermutation } from "../formats/gguf/qk-permute.ts";
 import { CONVERT_TYPES, flattenConfig, planConversion, type ConvertType, type TensorConversion } from "./plan.ts";
+import { streamTensors } from "./stream.ts";
 import { tokenizerMetadata } from "./tokenizer.ts";
 
 /** Elements per chunk read, transformed and written. */
@@ -45,6 +48,13 @@ export interface ConvertOptions {
   onEvent?: OnEvent;
   /** Aborting stops with CancelledError and leaves nothing at `output`. */
   signal?: AbortSignal;
+  /**
+   * Stream HF inputs through the read-ahead/write-behind ring (stream.ts); false takes the sequential path
+   * (same bytes). @default true unless REALIGN_FAST=0
+   */
+  fast?: boolean;
+  /** Bytes per ring slot of the fast path (tests use small ones). @default STREAM_CHUNK_BYTES (8 MiB) */
+  chunkBytes?: number;
 }
 
 export interface ConvertSummary {
@@ -63,8 +73,8 @@ export function parseConvertType(s: string): ConvertType {
   throw new UsageError("convert.bad_type", `--type: got ${s}, expected f32, f16, bf16 or q8_0`, { details: { got: s } });
 }
 
-/** Streams one tensor's converted bytes to the writer in row chunks. */
-async function writeTensor(w: GgufWriter, src: TensorSource, t: TensorConversion, signal: AbortSignal | undefined): Promise<void> {
+/** The sequential path: one tensor's converted bytes to the writer in row chunks, read → decode → encode → write. */
+async function writeTensorSequential(w: GgufWriter, src: TensorSource, t: TensorConversion, signal: AbortSignal | undefined): Promise<void> {
   const hfShape = src.shape;
   const nRows = hfShape.length === 0 ? 1 : hfShape[0]!;
   const rowElems = hfShape.length <= 1 ? 1 : hfShape.slice(1).reduce((a, b) => a * b, 1);
@@ -122,12 +132,19 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       const layout = w.writeTensorInfos(plan.tensors.map((t) => ({ name: t.ggufName, shape: t.shape, type: t.type })));
       onEvent({ kind: "phase", name: "convert", total: plan.tensors.length, unit: "tensors" });
       let done = 0;
-      for (const t of plan.tensors) {
-        if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-        else await writeTensor(w, ckpt.openTensor(t.hfName), t, options.signal);
-        onEvent({ kind: "progress", done: ++done, total: plan.tensors.length, label: t.ggufName });
+      const progress = (label: string): void => onEvent({ kind: "progress", done: ++done, total: plan.tensors.length, label });
+      if (!isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0")) {
+        const tensors = plan.tensors.map((conv) => ({ conv, src: conv.data === undefined ? ckpt.openTensor(conv.hfName) : undefined }));
+        await streamTensors(w, tensors, { chunkBytes: options.chunkBytes, signal: options.signal, onTensorDone: (i) => progress(plan.tensors[i]!.ggufName) });
+        await w.closeAsync();
+      } else {
+        for (const t of plan.tensors) {
+          if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+          else await writeTensorSequential(w, ckpt.openTensor(t.hfName), t, options.signal);
+          progress(t.ggufName);
+        }
+        w.close();
       }
-      w.close();
       out.commit();
       return { output: out.target, arch: plan.arch.arch, type, tensorCount: plan.tensors.length, fileSize: layout.fileSize, warnings: plan.warnings };
     } catch (e) {

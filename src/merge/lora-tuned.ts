@@ -12,6 +12,7 @@ import { numelOf, type Checkpoint, type TensorMeta, type TensorSource } from "..
 import { InternalError } from "../errors.ts";
 import { baseNameWarning, mapAdapter, openAdapter, type AdapterEntry, type AdapterMapping, type PeftAdapter } from "../formats/peft/adapter.ts";
 import { addDeltaRange, deltaScratch, lowRankFromAB, type LowRankDelta } from "./lora-delta.ts";
+import { markLoraSource } from "./lora-source.ts";
 
 /** A computed tuned checkpoint plus what the adapter mapping found. */
 export interface LoraTunedCheckpoint extends Checkpoint {
@@ -38,25 +39,35 @@ async function readAll(adapter: PeftAdapter, name: string, overrides?: AdapterOv
 }
 
 /** θ_aligned + s·(B·A) rows on demand. A and B are loaded on the first read. */
-function loraSource(aligned: TensorSource, adapter: PeftAdapter, e: Extract<AdapterEntry, { kind: "lora" }>, overrides?: AdapterOverrides): TensorSource {
+function loraSource(
+  aligned: TensorSource,
+  alignedPath: string,
+  adapter: PeftAdapter,
+  e: Extract<AdapterEntry, { kind: "lora" }>,
+  overrides?: AdapterOverrides,
+): TensorSource {
   let delta: Promise<LowRankDelta> | undefined;
   let scratch: Float32Array | undefined;
   const load = async (): Promise<LowRankDelta> => {
     const [a, b] = await Promise.all([readAll(adapter, e.aName, overrides), readAll(adapter, e.bName, overrides)]);
     return lowRankFromAB(a, b, e.rank, e.inDim, e.outDim, e.scale, e.transposed);
   };
-  return {
+  const getDelta = (): Promise<LowRankDelta> => (delta ??= load());
+  const source: TensorSource = {
     name: aligned.name,
     dtype: aligned.dtype,
     shape: aligned.shape,
     async read(offsetElems, countElems, out) {
       await aligned.read(offsetElems, countElems, out);
-      delta ??= load();
-      const d = await delta;
+      const d = await getDelta();
       scratch ??= deltaScratch(d.cols);
       addDeltaRange(d, offsetElems, countElems, out, scratch);
     },
   };
+  // the merge's fast path may compute it in the kernel pool from the stored bytes (workers/fast-lora.ts)
+  const rows = e.transposed ? e.inDim : e.outDim;
+  const cols = e.transposed ? e.outDim : e.inDim;
+  return markLoraSource(source, { base: aligned, basePath: alignedPath, rows, cols, rank: e.rank, delta: getDelta });
 }
 
 /** θ_aligned + f32(s·b) elementwise (lora_bias). */
@@ -135,7 +146,7 @@ export function loraTunedCheckpoint(
       if (e === undefined) return aligned.openTensor(name);
       switch (e.kind) {
         case "lora":
-          return loraSource(aligned.openTensor(name), adapter, e, overrides);
+          return loraSource(aligned.openTensor(name), aligned.path, adapter, e, overrides);
         case "bias":
           return biasSource(aligned.openTensor(name), adapter, e);
         case "replace":

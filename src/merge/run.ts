@@ -189,7 +189,15 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
       };
 
       // perf: runs of bf16 linear-form tensors take the fused WebAssembly path (workers/fast-path.ts)
-      const fast = createFastPath({ method, methodName: plan.method, source, signal, enabled: options.fastPath, run: options.fastRun });
+      const fast = createFastPath({
+        method,
+        methodName: plan.method,
+        source,
+        inputPath: (ref) => inputs[ref.input]!.path,
+        signal,
+        enabled: options.fastPath,
+        run: options.fastRun,
+      });
       try {
       for (let ti = 0; ti < plan.tensors.length; ti++) {
         const t = plan.tensors[ti]!;

@@ -8,7 +8,7 @@
  * padding to `general.alignment` (default 32), then each tensor's data followed by zero padding to the
  * alignment (as gguf-py and gguf.cpp write it).
  */
-import { closeSync, openSync, writeSync } from "node:fs";
+import { close as closeCb, closeSync, fsync as fsyncCb, fsyncSync, openSync, write as writeCb, writeSync } from "node:fs";
 import { InternalError, fsError } from "../../errors.ts";
 import { GGML_MAX_DIMS, GGML_MAX_NAME_BYTES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE_ID, GGUF_VERSION, KEYS, ggmlType } from "./constants.ts";
 import type { GgufArray, GgufMetadata, GgufTensorDecl, GgufValue } from "./types.ts";
@@ -67,17 +67,27 @@ class ByteBuilder {
   }
   u64(v: number | bigint): void {
     const at = this.reserve(8);
-    this.view.setBigUint64(at, BigInt(v), true);
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) {
+      // two u32 halves: no BigInt per string length (tokenizer arrays write hundreds of thousands)
+      this.view.setUint32(at, v % 0x100000000, true);
+      this.view.setUint32(at + 4, Math.floor(v / 0x100000000), true);
+    } else {
+      this.view.setBigUint64(at, BigInt(v), true);
+    }
   }
   i64(v: bigint): void {
     const at = this.reserve(8);
     this.view.setBigInt64(at, v, true);
   }
   string(s: string): void {
-    const bytes = this.encoder.encode(s);
-    this.u64(bytes.length);
-    const at = this.reserve(bytes.length);
-    this.buf.set(bytes, at);
+    // UTF-8 straight into the buffer (at most 3 bytes per UTF-16 unit), length patched in front.
+    const lenAt = this.reserve(8);
+    const max = s.length * 3;
+    const at = this.reserve(max);
+    const { written } = this.encoder.encodeInto(s, this.buf.subarray(at, at + max));
+    this.length = at + written;
+    this.view.setUint32(lenAt, written, true);
+    this.view.setUint32(lenAt + 4, 0, true);
   }
   zeros(n: number): void {
     const at = this.reserve(n);
@@ -194,7 +204,10 @@ export class GgufWriter {
   private writtenInCurrent = 0;
   private out = new Uint8Array(1 << 20);
   private outLen = 0;
+  /** Bytes handed to the OS or buffered (the logical end of the file so far). */
   private position = 0;
+  /** File offset of the next raw write (every write is positioned, so sync and async writes mix). */
+  private filePos = 0;
 
   private constructor(
     private fd: number,
@@ -233,11 +246,25 @@ export class GgufWriter {
   private rawWrite(bytes: Uint8Array): void {
     let done = 0;
     try {
-      while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done);
+      while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.filePos + done);
     } catch (e) {
       throw fsError(e, this.path, "writing GGUF");
     }
+    this.filePos += bytes.length;
     this.position += bytes.length;
+  }
+  /** Positioned write of all of `bytes` at `pos` on the libuv thread pool (loops over short writes). */
+  private writeAtAsync(bytes: Uint8Array, pos: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const step = (done: number): void => {
+        if (done === bytes.length) return resolve();
+        writeCb(this.fd, bytes, done, bytes.length - done, pos + done, (err, n) => {
+          if (err) reject(fsError(err, this.path, "writing GGUF"));
+          else step(done + n);
+        });
+      };
+      step(0);
+    });
   }
   private flush(): void {
     if (this.outLen === 0) return;
@@ -326,11 +353,8 @@ export class GgufWriter {
     return this.decls[this.current]?.name;
   }
 
-  /**
-   * TENSOR_INFOS/WEIGHTS → WEIGHTS: appends a chunk of the current tensor's data (tensors in declared
-   * order). When a tensor is complete, its padding is written and the next one becomes current.
-   */
-  writeTensorData(name: string, chunk: Uint8Array): void {
+  /** Checks that `chunk` continues the current tensor `name`; returns that tensor's byte length. */
+  private checkChunk(name: string, chunk: Uint8Array): number {
     this.expect("tensor_infos", "weights");
     const decl = this.decls[this.current];
     if (decl === undefined || decl.name !== name) {
@@ -340,26 +364,75 @@ export class GgufWriter {
     if (this.writtenInCurrent + chunk.length > len) {
       throw new InternalError(`gguf writer for ${this.path}: tensor ${name} got ${this.writtenInCurrent + chunk.length} bytes, expected ${len}`);
     }
-    this.emit(chunk);
-    this.writtenInCurrent += chunk.length;
-    this.state = "weights";
-    if (this.writtenInCurrent === len) {
-      this.emitZeros(alignUp(len, this.alignment) - len);
-      this.current++;
-      this.writtenInCurrent = 0;
-      this.skipEmptyTensors();
-    }
+    return len;
   }
 
-  /** WEIGHTS → CLOSED: flushes and closes; every declared tensor must be complete. */
-  close(): void {
+  /** Bookkeeping after a chunk of `len`-byte tensor: returns the padding owed when the tensor is complete. */
+  private advance(chunkLength: number, len: number): number {
+    this.writtenInCurrent += chunkLength;
+    this.state = "weights";
+    if (this.writtenInCurrent !== len) return 0;
+    this.current++;
+    this.writtenInCurrent = 0;
+    this.skipEmptyTensors();
+    return alignUp(len, this.alignment) - len;
+  }
+
+  /**
+   * TENSOR_INFOS/WEIGHTS → WEIGHTS: appends a chunk of the current tensor's data (tensors in declared
+   * order). When a tensor is complete, its padding is written and the next one becomes current.
+   */
+  writeTensorData(name: string, chunk: Uint8Array): void {
+    const len = this.checkChunk(name, chunk);
+    this.emit(chunk);
+    this.emitZeros(this.advance(chunk.length, len));
+  }
+
+  /**
+   * As writeTensorData, but the bytes go out as a positioned write on the thread pool (write-behind): the
+   * order checks and file positions are settled now, in call order, so several calls may be in flight.
+   * `chunk` must stay unchanged until the returned promise settles. Buffered header bytes are flushed first
+   * (synchronously). Await every returned promise before `closeAsync`.
+   * @throws InternalError (synchronously) for a chunk out of order; the promise rejects with IoError.
+   */
+  writeTensorDataAsync(name: string, chunk: Uint8Array): Promise<void> {
+    const len = this.checkChunk(name, chunk);
+    this.flush();
+    const at = this.filePos;
+    const pad = this.advance(chunk.length, len);
+    this.filePos += chunk.length + pad;
+    this.position += chunk.length + pad;
+    const data = this.writeAtAsync(chunk, at);
+    return pad === 0 ? data : Promise.all([data, this.writeAtAsync(new Uint8Array(pad), at + chunk.length)]).then(() => undefined);
+  }
+
+  private checkComplete(): void {
     this.expect("tensor_infos", "weights");
     if (this.current < this.decls.length) {
       throw new InternalError(`gguf writer for ${this.path}: closed with tensor ${this.decls[this.current]!.name} incomplete (${this.writtenInCurrent}/${this.byteLengths[this.current]} bytes)`);
     }
+  }
+
+  /** WEIGHTS → CLOSED: flushes, fsyncs (the data is on disk before the caller renames it into place) and closes; every declared tensor must be complete. */
+  close(): void {
+    this.checkComplete();
     this.flush();
+    try {
+      fsyncSync(this.fd);
+    } catch (e) {
+      throw fsError(e, this.path, "syncing GGUF");
+    }
     closeSync(this.fd);
     this.state = "closed";
+  }
+
+  /** As close, with the fsync and close on the thread pool. Call after every writeTensorDataAsync settled. */
+  async closeAsync(): Promise<void> {
+    this.checkComplete();
+    this.flush();
+    await new Promise<void>((resolve, reject) => fsyncCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "syncing GGUF")) : resolve())));
+    this.state = "closed";
+    await new Promise<void>((resolve, reject) => closeCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "closing GGUF")) : resolve())));
   }
 
   /** Closes the file without checks (after an error). Idempotent. */

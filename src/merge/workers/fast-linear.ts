@@ -11,6 +11,7 @@
 import { CancelledError } from "../../errors.ts";
 import { fusedBf16 } from "../kernels/fused.ts";
 import type { KernelCall, KernelPool } from "./pool.ts";
+import { computeLora, LoraFactors, loraUvBytes, type FastLora } from "./fast-lora.ts";
 
 /** One input term of a tensor: a coefficient and a reader of the stored bf16 bytes. */
 export interface FastTerm {
@@ -32,6 +33,11 @@ export interface FastJob {
    * the returned promise settles.
    */
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
+  /**
+   * When one term is a LoRA tensor θ + s·U·V (its `read` gives θ's stored bytes): at most 2 terms; chunks
+   * then hold whole rows (`cols` ≤ chunkElems). See fast-lora.ts.
+   */
+  readonly lora?: FastLora;
 }
 
 export interface FastRunOptions {
@@ -40,6 +46,8 @@ export interface FastRunOptions {
   /** Ring slots (≥ 2). @default 4 */
   readonly slots?: number;
   readonly signal?: AbortSignal;
+  /** LoRA chunks with fewer multiply-adds run on the main thread (tests lower it). @default 2²⁰ */
+  readonly loraLocalMaxMacs?: number;
   /** Called after each chunk is written (job index, elements of that job done). */
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
@@ -81,11 +89,17 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     out: pool.alloc(chunk * 2),
   }));
   const accs = Array.from({ length: pool.workerCount + 1 }, () => pool.alloc(ACC_BLOCK * 4));
+  // LoRA jobs: one region for the current tensor's U and V
+  const uvBytes = Math.max(0, ...jobs.map((j) => (j.lora === undefined ? 0 : loraUvBytes(j.lora.rows, j.lora.cols, j.lora.rank))));
+  const factors = uvBytes > 0 ? new LoraFactors(pool, pool.alloc(uvBytes), uvBytes) : undefined;
 
   // The flat list of chunks across jobs.
   const chunks: { job: number; start: number; n: number }[] = [];
   jobs.forEach((job, j) => {
-    for (let start = 0; start < job.numel; start += chunk) chunks.push({ job: j, start, n: Math.min(chunk, job.numel - start) });
+    // a LoRA tensor's chunks hold whole rows
+    const step = job.lora === undefined ? chunk : Math.floor(chunk / job.lora.cols) * job.lora.cols;
+    if (step <= 0) throw new RangeError(`LoRA rows of ${job.lora!.cols} elements exceed chunkElems ${chunk}`);
+    for (let start = 0; start < job.numel; start += step) chunks.push({ job: j, start, n: Math.min(step, job.numel - start) });
   });
 
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
@@ -105,6 +119,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     const slot = slots[i % nSlots]!;
     const prevWrite = i >= nSlots ? writes[i - nSlots] : undefined;
     const job = jobs[c.job]!;
+    // start loading the LoRA factors early (the promise is cached by the source; errors surface in compute)
+    if (job.lora !== undefined && c.start === 0) job.lora.delta().catch(() => {});
     reads[i] = track(
       (prevWrite ?? Promise.resolve()).then(() =>
         Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined),
@@ -120,7 +136,12 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const c = chunks[i]!;
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
-      await compute(pool, job, slot, accs, c.n, options.localMax ?? LOCAL_MAX);
+      if (job.lora !== undefined) {
+        const coefs = job.terms.map((t) => t.coef);
+        await computeLora(pool, job.lora, factors!, slot.inputs.slice(0, job.terms.length), coefs, job.divisor, slot.out, c.start, c.n, options.loraLocalMaxMacs);
+      } else {
+        await compute(pool, job, slot, accs, c.n, options.localMax ?? LOCAL_MAX);
+      }
       const outBytes = pool.bytes(slot.out, c.n * 2);
       writes[i] = track(
         job.write(c.start * 2, outBytes).then(() => {

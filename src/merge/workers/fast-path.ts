@@ -5,6 +5,9 @@
  * the same order. Everything else stays on the generic path (decode → method.kernel → encode), which is
  * the reference: both produce identical bytes (`fast-path.test.ts`).
  *
+ * A LoRA adapter's computed tensor (θ_aligned + s·B·A, `lora-source.ts`) is a term too: with at most one
+ * other term, the pool computes it from θ's stored bytes and the factors (`fast-lora.ts`).
+ *
  * The worker pool is started lazily on the first eligible tensor and stopped by `close()`.
  * `REALIGN_FAST=0` in the environment (or `enabled: false`) turns the fast path off.
  */
@@ -19,6 +22,8 @@ import { fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { nonFiniteError } from "../methods/finite.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "./fast-ties.ts";
+import { LORA_UV_MAX_BYTES, loraUvBytes, type FastLora } from "./fast-lora.ts";
+import { loraSourceInfo } from "../lora-source.ts";
 
 export interface FastPath {
   /** Whether tensor `t` can take the fast path. */
@@ -37,6 +42,8 @@ export interface FastPathOptions {
   readonly methodName: string;
   /** Opens a source (same as runMerge's). */
   readonly source: (ref: SourceRef) => TensorSource;
+  /** Path of the checkpoint a ref reads (lets a LoRA term share the aligned term's bytes). */
+  readonly inputPath?: (ref: SourceRef) => string;
   readonly signal?: AbortSignal;
   /** @default true unless REALIGN_FAST=0 */
   readonly enabled?: boolean;
@@ -46,10 +53,15 @@ export interface FastPathOptions {
 
 /** Most terms (inputs with a non-zero coefficient) a fast-path tensor may have. */
 const MAX_TERMS = 8;
+/** Default elements per chunk (as fast-linear.ts). */
+const DEFAULT_CHUNK = 2 * 1024 * 1024;
 
 /** A FastPath for one merge. Cheap to create: nothing starts until `run`. */
 export function createFastPath(options: FastPathOptions): FastPath {
   const enabled = (options.enabled ?? process.env.REALIGN_FAST !== "0") && KernelPool.available();
+  // LoRA terms need the AssemblyScript kernels (build/wasm/kernels.wasm); REALIGN_FAST_LORA=0 turns them off
+  const loraEnabled = enabled && process.env.REALIGN_FAST_LORA !== "0" && compileKernelsWasm() !== undefined;
+  const chunkElems = options.run?.chunkElems ?? DEFAULT_CHUNK;
   let pool: KernelPool | undefined;
   // the sparse fast path needs the AssemblyScript kernels (build/wasm/kernels.wasm)
   const isSparse = ["ties", "dare_ties", "dare_linear"].includes(options.methodName) && compileKernelsWasm() !== undefined;
@@ -61,7 +73,8 @@ export function createFastPath(options: FastPathOptions): FastPath {
   const startPool = (runOptions: FastRunOptions): KernelPool => {
     // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
     const workers = availableParallelism();
-    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions), fastTiesMemoryBytes(workers, runOptions));
+    const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
+    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions));
     return KernelPool.start({ memoryBytes: bytes, workers });
   };
   const runSparse = async (tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void> => {
@@ -104,10 +117,18 @@ export function createFastPath(options: FastPathOptions): FastPath {
       if (options.method.measurePasses(t.ctx, t.params) !== 0) return false;
       const refs = termRefs(t);
       if (refs === undefined || refs.length > MAX_TERMS) return false;
-      return refs.every((r) => {
+      let loras = 0;
+      const ok = refs.every((r) => {
         const s = options.source(r);
+        const info = loraSourceInfo(s);
+        if (info !== undefined) {
+          loras++;
+          const fits = info.rows * info.cols === t.numel && info.cols <= chunkElems && loraUvBytes(info.rows, info.cols, info.rank) <= LORA_UV_MAX_BYTES;
+          return loraEnabled && fits && info.base.dtype === "BF16" && info.base.readBytes !== undefined;
+        }
         return s.dtype === "BF16" && s.readBytes !== undefined;
       });
+      return ok && (loras === 0 || (loras === 1 && refs.length <= 2));
     },
     async run(tensors, write, onBytes) {
       if (isSparse) {
@@ -122,20 +143,28 @@ export function createFastPath(options: FastPathOptions): FastPath {
         const refs = termRefs(t)!;
         maxTerms = Math.max(maxTerms, refs.length);
         const sources = refs.map(options.source);
+        // a LoRA term reads θ's stored bytes; the pool adds s·U·V (fast-lora.ts)
+        let lora: FastLora | undefined;
+        let shared = -1; // a term that reads the very bytes the LoRA term adds its delta to (read them once)
+        const stored = sources.map((s, i) => {
+          const info = loraSourceInfo(s);
+          if (info === undefined) return s;
+          const other = refs.findIndex((r, k) => k !== i && r.name === info.base.name && options.inputPath?.(r) === info.basePath);
+          if (other >= 0) shared = other;
+          lora = { term: i, rows: info.rows, cols: info.cols, rank: info.rank, delta: info.delta, otherIsBase: other >= 0 };
+          return info.base;
+        });
         jobs.push({
           numel: t.numel,
           divisor: form.divisor,
-          terms: form.terms.map((term, i) => ({ coef: term.coef, read: (off, out) => sources[i]!.readBytes!(off, out) })),
+          ...(lora === undefined ? {} : { lora }),
+          terms: form.terms.map((term, i) => ({ coef: term.coef, read: i === shared ? async () => {} : (off, out) => stored[i]!.readBytes!(off, out) })),
           // the sink is sequential: chain writes so at most one call is inside it at a time
           write: (_off, bytes) => (chain = chain.then(() => write(bytes))),
         });
       }
       const runOptions = { ...options.run, signal: options.signal };
-      if (pool === undefined) {
-        // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
-        const workers = availableParallelism();
-        pool = startPool(runOptions);
-      }
+      pool ??= startPool(runOptions);
       const done = new Array<number>(jobs.length).fill(0);
       await runFastLinear(jobs, pool, {
         ...runOptions,

@@ -20,3 +20,4 @@ export function sumF32(p: usize, n: i32): f64 {
   return s;
 }
 export * from "./ties";
+export * from "./lora";
