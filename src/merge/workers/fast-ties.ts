@@ -232,12 +232,13 @@ async function stream(
   }
 }
 
-/** Clears every thread's flag and returns a checker that throws the job's error for the first flagged element. */
+/** Clears every thread's non-finite flag (see recordBad in assembly/ties.ts) before a kernel dispatch. */
 function resetFlags(ctx: RunCtx): void {
   const u32 = new Uint32Array(ctx.pool.memory.buffer);
   for (const s of ctx.scratch) u32[(s.misc + 16) >>> 2] = 0xffffffff;
 }
 
+/** Throws the job's non-finite error for the first flagged element of the chunk at `start` (ranges in index order). */
 function checkFlags(ctx: RunCtx, job: FastSparseJob, start: number, rs: readonly [number, number][]): void {
   const u32 = new Uint32Array(ctx.pool.memory.buffer);
   for (let r = 0; r < rs.length; r++) {
