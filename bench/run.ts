@@ -151,6 +151,18 @@ function caseSpecs(set: SyntheticSet, lora: SyntheticLora | undefined): Record<s
       inputs: [set.aligned, t1!, t2!],
       args: (out, scratch) => ["merge", "--config", yamlFor("dare_ties", scratch), "--out", out, "--json"],
     },
+    ties_generic: {
+      name: "ties d=0.5 (2 tuned), generic path (REALIGN_FAST=0)",
+      env: { REALIGN_FAST: "0" },
+      inputs: [set.aligned, t1!, t2!],
+      args: (out, scratch) => ["merge", "--config", yamlFor("ties", scratch), "--out", out, "--json"],
+    },
+    dare_ties_generic: {
+      name: "dare_ties d=0.5 (2 tuned), generic path (REALIGN_FAST=0)",
+      env: { REALIGN_FAST: "0" },
+      inputs: [set.aligned, t1!, t2!],
+      args: (out, scratch) => ["merge", "--config", yamlFor("dare_ties", scratch), "--out", out, "--json"],
+    },
   };
 }
 
@@ -205,7 +217,7 @@ async function main(): Promise<void> {
   }
   const entry = process.env.REALIGN_BIN !== undefined ? `CLI ${process.env.REALIGN_BIN}` : libIsFresh(root) ? "CLI from lib/ (compiled)" : "CLI through tsx (lib/ not built)";
   const work = args.dir ?? mkdtempSync(join(tmpdir(), "realign-bench-"));
-  const needTwo = args.methods.some((m) => m === "ties" || m === "dare_ties");
+  const needTwo = args.methods.some((m) => m.startsWith("ties") || m.startsWith("dare_ties"));
   const cacheKey = join(work, `.set-L${args.layers}-S${args.seed}-T${needTwo ? 2 : 1}.json`);
   let set: SyntheticSet;
   const started = new Date();

@@ -21,7 +21,7 @@ import { renderModelCard } from "./card.ts";
 import { modelIdentity, type FileIdentity } from "./identity.ts";
 import type { Chunk, MergeMethod, TensorReport } from "./methods/types.ts";
 import { getMethod, methodUsesSeed } from "./methods/registry.ts";
-import { findUnexplainedNonFinite } from "./methods/finite.ts";
+import { findUnexplainedNonFinite, nonFiniteError } from "./methods/finite.ts";
 import { planMerge, type MergePlan, type SourceRef, type TensorPlan } from "./plan.ts";
 import { recipeInputs, type Recipe, type RecipeInput } from "./recipe.ts";
 import { DEFAULT_MAX_SHARD_BYTES, safetensorsSink, type SinkFactory } from "./sink.ts";
@@ -348,10 +348,7 @@ function assertFiniteChunk(t: TensorPlan, method: string, chunk: Chunk, out: Flo
   const j = findUnexplainedNonFinite(chunk, out, dtype === "F16");
   if (j < 0) return;
   const index = chunk.offset + j;
-  throw new ConfigError("merge.non_finite", `tensor ${t.name}: merged value ${out[j]} at element ${index} is not finite${dtype === "F16" ? " in f16" : ""} although every input is finite there`, {
-    details: { tensor: t.name, index, value: String(out[j]), method, params: t.params },
-    hint: dtype === "F16" ? "use --out-dtype bf16 or f32, or smaller weights" : "check the method parameters (e.g. weights summing to 0 with normalize, or extreme lambda)",
-  });
+  throw nonFiniteError(t.name, method, t.params, index, out[j]!, dtype === "F16");
 }
 
 /** Copies a stored tensor's raw bytes (non-float tensors) in chunks. */

@@ -65,6 +65,13 @@ export interface KernelsWasmExports extends Bf16WasmExports {
   abiVersion(): number;
   /** Σ of n float32 at byte offset p, as float64 (self-check). */
   sumF32(p: number, n: number): number;
+  // TIES / DARE-TIES over bf16 chunks (assembly/ties.ts; used by workers/fast-ties.ts)
+  tiesHist2(bp: number, x0p: number, x1p: number, n: number, h0: number, h1: number, orp: number): void;
+  tiesFine(bp: number, xp: number, n: number, bin: number, fine: number): void;
+  tiesCount2(bp: number, x0p: number, x1p: number, n: number, vb0: number, vb1: number, outp: number): void;
+  ties2(bp: number, x0p: number, x1p: number, op: number, n: number, vb0: number, vb1: number, left0: number, left1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number): void;
+  dareL1(bp: number, xp: number, n: number, offset: number, key: number, k2: number, K: number, statep: number): void;
+  dare2(bp: number, x0p: number, x1p: number, op: number, n: number, offset: number, key0: number, k20: number, K0: number, key1: number, k21: number, K1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number, linear: number, divisor: number): void;
   /** LoRA delta in place on float32 rows (assembly/lora.ts; reference `addDeltaRange`). */
   loraF32(x: number, u: number, v: number, rows: number, cols: number, rank: number, s: number): void;
   /** LoRA delta fused with bf16 decode, a two-term weighted sum and bf16 encode (assembly/lora.ts). */

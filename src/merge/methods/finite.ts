@@ -5,7 +5,8 @@
  * linear weights summing to 0, an overflow of the output dtype) and the merge stops, naming the tensor.
  * f16 output: a float32 value that rounds to ±Inf in f16 (|x| ≥ 65520) counts as non-finite.
  */
-import type { Chunk } from "./types.ts";
+import { ConfigError } from "../../errors.ts";
+import type { Chunk, ResolvedParams } from "./types.ts";
 
 /** Smallest |x| that round-to-nearest-even sends to Inf in binary16. */
 export const F16_OVERFLOW = 65520;
@@ -24,4 +25,15 @@ export function findUnexplainedNonFinite(chunk: Chunk, out: Float32Array, isF16 
     if (inputsFinite) return j;
   }
   return -1;
+}
+
+/**
+ * The error for a merged value that is not finite (or overflows f16) at element `index` of `tensor`
+ * although every input is finite there (generic and fast paths alike).
+ */
+export function nonFiniteError(tensor: string, method: string, params: ResolvedParams, index: number, value: number, isF16: boolean): ConfigError {
+  return new ConfigError("merge.non_finite", `tensor ${tensor}: merged value ${value} at element ${index} is not finite${isF16 ? " in f16" : ""} although every input is finite there`, {
+    details: { tensor, index, value: String(value), method, params },
+    hint: isF16 ? "use --out-dtype bf16 or f32, or smaller weights" : "check the method parameters (e.g. weights summing to 0 with normalize, or extreme lambda)",
+  });
 }

@@ -51,6 +51,8 @@ export interface FastRunOptions {
   readonly loraLocalMaxMacs?: number;
   /** Called after each chunk is written (job index, elements of that job done). */
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
+  /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
+  readonly localMax?: number;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */
@@ -148,7 +150,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       } else {
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
-        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount);
+        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, options.localMax ?? LOCAL_MAX);
         computing.add(computed);
         const done = (): void => void computing.delete(computed);
         computed.then(done, done);
@@ -173,8 +175,11 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   }
 }
 
-/** Merges n elements of `slot` (inputs → out) on worker `worker` (or on this thread when n is small). */
-async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, worker: number): Promise<void> {
+/**
+ * Merges n elements of `slot` (inputs → out) on worker `worker`, or on this thread when n ≤ localMax
+ * (a message round trip costs more than a small merge).
+ */
+async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, worker: number, localMax: number): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
   if (k === 0) {
@@ -203,7 +208,7 @@ async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonl
     return calls;
   };
   if (n8 > 0) {
-    if (n8 <= LOCAL_MAX) {
+    if (n8 <= localMax) {
       for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
     } else {
       const batches: KernelCall[][] = Array.from({ length: pool.workerCount }, () => []);

@@ -17,9 +17,12 @@ import type { MergeMethod } from "../methods/types.ts";
 import type { SourceRef, TensorPlan } from "../plan.ts";
 import { linearFormOf } from "../kernels/linear-form.ts";
 import { KernelPool } from "./pool.ts";
-import { fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions } from "./fast-linear.ts";
-import { LORA_UV_MAX_BYTES, loraUvBytes, type FastLora } from "./fast-lora.ts";
 import { compileKernelsWasm } from "../kernels/wasm-module.ts";
+import { fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions } from "./fast-linear.ts";
+import { sparseFormOf } from "../kernels/sparse-form.ts";
+import { nonFiniteError } from "../methods/finite.ts";
+import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "./fast-ties.ts";
+import { LORA_UV_MAX_BYTES, loraUvBytes, type FastLora } from "./fast-lora.ts";
 import { loraSourceInfo } from "../lora-source.ts";
 
 export interface FastPath {
@@ -60,14 +63,57 @@ export function createFastPath(options: FastPathOptions): FastPath {
   const loraEnabled = enabled && process.env.REALIGN_FAST_LORA !== "0" && compileKernelsWasm() !== undefined;
   const chunkElems = options.run?.chunkElems ?? DEFAULT_CHUNK;
   let pool: KernelPool | undefined;
+  // the sparse fast path needs the AssemblyScript kernels (build/wasm/kernels.wasm)
+  const isSparse = ["ties", "dare_ties", "dare_linear"].includes(options.methodName) && compileKernelsWasm() !== undefined;
   const termRefs = (t: TensorPlan): SourceRef[] | undefined => {
     const form = linearFormOf(options.methodName, t.params, t.models.length);
     if (form === undefined) return undefined;
     return form.terms.map((term) => (term.input.kind === "base" ? t.base! : t.models[term.input.index]!));
   };
+  const startPool = (runOptions: FastRunOptions): KernelPool => {
+    // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
+    const workers = availableParallelism();
+    const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
+    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions));
+    return KernelPool.start({ memoryBytes: bytes, workers });
+  };
+  const runSparse = async (tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void> => {
+    let chain: Promise<void> = Promise.resolve();
+    const jobs: FastSparseJob[] = tensors.map((t) => {
+      const form = sparseFormOf(options.methodName, t.params, t.ctx, t.models.length)!;
+      const sources = [t.base!, ...t.models].map(options.source);
+      const reads = sources.map((s) => (off: number, out: Uint8Array) => s.readBytes!(off, out));
+      return {
+        ...form,
+        numel: t.numel,
+        reads: [reads[0]!, reads[1]!, reads[2]!] as const,
+        // the sink is sequential: chain writes so at most one call is inside it at a time
+        write: (_off: number, bytes: Uint8Array) => (chain = chain.then(() => write(bytes))),
+        nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),
+      };
+    });
+    const runOptions = { ...options.run, signal: options.signal };
+    pool ??= startPool(runOptions);
+    const done = new Array<number>(jobs.length).fill(0);
+    await runFastTies(jobs, pool, {
+      ...runOptions,
+      onProgress: (j, elems) => {
+        onBytes((elems - done[j]!) * 2, tensors[j]!.name);
+        done[j] = elems;
+      },
+    });
+  };
   return {
     eligible(t) {
       if (!enabled || t.kind !== "merge" || t.tail !== undefined || t.dtype !== "BF16" || t.mergedElems !== t.numel) return false;
+      if (isSparse) {
+        // TIES / DARE-TIES with two tuned models (workers/fast-ties.ts), when the pool has its kernels
+        if (t.base === undefined || sparseFormOf(options.methodName, t.params, t.ctx, t.models.length) === undefined) return false;
+        return [t.base, ...t.models].every((r) => {
+          const s = options.source(r);
+          return s.dtype === "BF16" && s.readBytes !== undefined;
+        });
+      }
       if (options.method.measurePasses(t.ctx, t.params) !== 0) return false;
       const refs = termRefs(t);
       if (refs === undefined || refs.length > MAX_TERMS) return false;
@@ -85,6 +131,10 @@ export function createFastPath(options: FastPathOptions): FastPath {
       return ok && (loras === 0 || (loras === 1 && refs.length <= 2));
     },
     async run(tensors, write, onBytes) {
+      if (isSparse) {
+        await runSparse(tensors, write, onBytes);
+        return;
+      }
       const jobs: FastJob[] = [];
       let maxTerms = 1;
       let chain: Promise<void> = Promise.resolve();
@@ -114,12 +164,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
         });
       }
       const runOptions = { ...options.run, signal: options.signal };
-      if (pool === undefined) {
-        // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
-        const workers = availableParallelism();
-        const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
-        pool = KernelPool.start({ memoryBytes: fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, workers });
-      }
+      pool ??= startPool(runOptions);
       const done = new Array<number>(jobs.length).fill(0);
       await runFastLinear(jobs, pool, {
         ...runOptions,

@@ -20,4 +20,5 @@ export function sumF32(p: usize, n: i32): f64 {
   return s;
 }
 export * from "./bf16";
+export * from "./ties";
 export * from "./lora";

@@ -1,0 +1,642 @@
+// TIES and DARE-TIES kernels for two tuned models over bf16 chunks (the fast path of
+// src/merge/workers/fast-ties.ts). The TypeScript reference is the generic path: gta.ts (ties2, dare2,
+// electSign2At, measureRandom) and sparsify.ts (measureRanking, uniformAtLow); fast-ties.test.ts compares
+// the two byte for byte.
+//
+// Arithmetic (identical to the reference):
+//   δ = f32(x − b) (float32 subtraction of the decoded bf16 values);
+//   selected: |δ| bits > V, or == V within the tie budget (TIES), or hash(index) < p (DARE);
+//   a = w₀·(sel ? f64(δ₀)·f₀ : 0), c likewise; total = (0 + a) + c; the terms agreeing with sign(total)
+//   (+ on 0 or NaN; NaN terms always) are summed in order, as are their weights; θ = b + λ·(Σ/D or Σ)
+//   in float64, rounded to float32, then to bf16 (round to nearest even, NaN kept quiet).
+// Pointers are byte offsets into the shared memory; n is an element count; arrays are 16-byte aligned.
+
+// ---------------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------------
+
+@inline function decLo(v: v128): v128 {
+  return i32x4.shl(i32x4.extend_low_i16x8_u(v), 16);
+}
+
+@inline function decHi(v: v128): v128 {
+  return i32x4.shl(i32x4.extend_high_i16x8_u(v), 16);
+}
+
+@inline function absBits(v: v128): v128 {
+  return v128.and(v, i32x4.splat(0x7fffffff));
+}
+
+@inline function bump(h: usize, a: v128): void {
+  const q = i32x4.shr_u(a, 16);
+  let p = h + (<usize>i32x4.extract_lane(q, 0) << 2);
+  store<u32>(p, load<u32>(p) + 1);
+  p = h + (<usize>i32x4.extract_lane(q, 1) << 2);
+  store<u32>(p, load<u32>(p) + 1);
+  p = h + (<usize>i32x4.extract_lane(q, 2) << 2);
+  store<u32>(p, load<u32>(p) + 1);
+  p = h + (<usize>i32x4.extract_lane(q, 3) << 2);
+  store<u32>(p, load<u32>(p) + 1);
+}
+
+@inline function orLanes(v: v128): u32 {
+  return <u32>(i32x4.extract_lane(v, 0) | i32x4.extract_lane(v, 1) | i32x4.extract_lane(v, 2) | i32x4.extract_lane(v, 3));
+}
+
+/** |δ| bits of element j (scalar). */
+@inline function absDeltaAt(bp: usize, xp: usize, j: i32): u32 {
+  const o = <usize>j << 1;
+  const b = reinterpret<f32>(<u32>load<u16>(bp + o) << 16);
+  const x = reinterpret<f32>(<u32>load<u16>(xp + o) << 16);
+  return reinterpret<u32>(x - b) & 0x7fffffff;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TIES measure: coarse histogram of |δ| (top 16 bits), fine histogram inside one coarse bin, tie count
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * Adds the coarse histogram (65 536 u32 bins, by the top 16 bits of the float32 pattern of |δ|) of both
+ * models' task vectors over n elements into h0 / h1, and ORs the low 16 bits of every |δ| into the u32
+ * at orp (model 0) and orp + 4 (model 1).
+ */
+export function tiesHist2(bp: usize, x0p: usize, x1p: usize, n: i32, h0: usize, h1: usize, orp: usize): void {
+  let or0 = i32x4.splat(0);
+  let or1 = i32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 1;
+    const b = v128.load(bp + o);
+    const x0 = v128.load(x0p + o);
+    const x1 = v128.load(x1p + o);
+    const bl = decLo(b);
+    const bh = decHi(b);
+    const a0l = absBits(f32x4.sub(decLo(x0), bl));
+    const a0h = absBits(f32x4.sub(decHi(x0), bh));
+    const a1l = absBits(f32x4.sub(decLo(x1), bl));
+    const a1h = absBits(f32x4.sub(decHi(x1), bh));
+    or0 = v128.or(or0, v128.or(a0l, a0h));
+    or1 = v128.or(or1, v128.or(a1l, a1h));
+    bump(h0, a0l);
+    bump(h0, a0h);
+    bump(h1, a1l);
+    bump(h1, a1h);
+  }
+  let s0 = orLanes(or0);
+  let s1 = orLanes(or1);
+  for (; j < n; j++) {
+    const a0 = absDeltaAt(bp, x0p, j);
+    const a1 = absDeltaAt(bp, x1p, j);
+    s0 |= a0;
+    s1 |= a1;
+    let p = h0 + (<usize>(a0 >>> 16) << 2);
+    store<u32>(p, load<u32>(p) + 1);
+    p = h1 + (<usize>(a1 >>> 16) << 2);
+    store<u32>(p, load<u32>(p) + 1);
+  }
+  store<u32>(orp, load<u32>(orp) | (s0 & 0xffff));
+  store<u32>(orp + 4, load<u32>(orp + 4) | (s1 & 0xffff));
+}
+
+/** Adds the fine histogram (by the low 16 bits) of the |δ| of one model whose top 16 bits equal `bin` into fine (65 536 u32). */
+export function tiesFine(bp: usize, xp: usize, n: i32, bin: i32, fine: usize): void {
+  const binv = i32x4.splat(bin);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 1;
+    const b = v128.load(bp + o);
+    const x = v128.load(xp + o);
+    const al = absBits(f32x4.sub(decLo(x), decLo(b)));
+    const ah = absBits(f32x4.sub(decHi(x), decHi(b)));
+    const m = v128.or(i32x4.eq(i32x4.shr_u(al, 16), binv), i32x4.eq(i32x4.shr_u(ah, 16), binv));
+    if (!v128.any_true(m)) continue;
+    for (let k = 0; k < 8; k++) {
+      const a = absDeltaAt(bp, xp, j + k);
+      if (<i32>(a >>> 16) == bin) {
+        const p = fine + (<usize>(a & 0xffff) << 2);
+        store<u32>(p, load<u32>(p) + 1);
+      }
+    }
+  }
+  for (; j < n; j++) {
+    const a = absDeltaAt(bp, xp, j);
+    if (<i32>(a >>> 16) == bin) {
+      const p = fine + (<usize>(a & 0xffff) << 2);
+      store<u32>(p, load<u32>(p) + 1);
+    }
+  }
+}
+
+/** Counts the entries with |δ| bits == vb0 (model 0) and == vb1 (model 1) over n elements; stores the counts as u32 at outp, outp + 4. */
+export function tiesCount2(bp: usize, x0p: usize, x1p: usize, n: i32, vb0: i32, vb1: i32, outp: usize): void {
+  const v0 = i32x4.splat(vb0);
+  const v1 = i32x4.splat(vb1);
+  let c0 = i32x4.splat(0);
+  let c1 = i32x4.splat(0);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 1;
+    const b = v128.load(bp + o);
+    const x0 = v128.load(x0p + o);
+    const x1 = v128.load(x1p + o);
+    const bl = decLo(b);
+    const bh = decHi(b);
+    // eq masks are −1 per matching lane: subtracting counts them
+    c0 = i32x4.sub(c0, i32x4.eq(absBits(f32x4.sub(decLo(x0), bl)), v0));
+    c0 = i32x4.sub(c0, i32x4.eq(absBits(f32x4.sub(decHi(x0), bh)), v0));
+    c1 = i32x4.sub(c1, i32x4.eq(absBits(f32x4.sub(decLo(x1), bl)), v1));
+    c1 = i32x4.sub(c1, i32x4.eq(absBits(f32x4.sub(decHi(x1), bh)), v1));
+  }
+  let n0 = i32x4.extract_lane(c0, 0) + i32x4.extract_lane(c0, 1) + i32x4.extract_lane(c0, 2) + i32x4.extract_lane(c0, 3);
+  let n1 = i32x4.extract_lane(c1, 0) + i32x4.extract_lane(c1, 1) + i32x4.extract_lane(c1, 2) + i32x4.extract_lane(c1, 3);
+  for (; j < n; j++) {
+    if (<i32>absDeltaAt(bp, x0p, j) == vb0) n0++;
+    if (<i32>absDeltaAt(bp, x1p, j) == vb1) n1++;
+  }
+  store<u32>(outp, n0);
+  store<u32>(outp + 4, n1);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the shared merge core: sign election, disjoint mean, bf16 output, non-finite check
+// ---------------------------------------------------------------------------------------------------
+
+/** Normalisation by reciprocals (set by setWeights): every possible divisor is a power of two. */
+let recipOk: bool = false;
+let rW0: f64 = 1;
+let rW1: f64 = 1;
+let rW01: f64 = 1;
+
+/** True when 1/x is exact: x = ±2ᵏ with both x and 1/x normal. */
+@inline function pow2Recip(x: f64): bool {
+  const u = reinterpret<u64>(x);
+  const e = <i32>((u >>> 52) & 0x7ff);
+  return (u & 0xfffffffffffff) == 0 && e >= 2 && e <= 2044;
+}
+
+/** Reciprocal of a divisor as the reference uses it (0 → 1). */
+@inline function recipOf(d: f64): f64 {
+  return d == 0 ? 1 : 1 / d;
+}
+
+/** Decides the reciprocal normalisation for weights w0, w1 (divisors 1, w₀, w₁ and (0 + w₀) + w₁). */
+function setWeights(w0: f64, w1: f64): void {
+  const w01 = (0 + w0) + w1;
+  recipOk = (w0 == 0 || pow2Recip(w0)) && (w1 == 0 || pow2Recip(w1)) && (w01 == 0 || pow2Recip(w01));
+  rW0 = recipOf(0 + w0);
+  rW1 = recipOf(0 + w1);
+  rW01 = recipOf(w01);
+}
+
+/** Both rescale factors are 1 / λ is 1 (set by the kernels at entry): the products by 1 are skipped (x·1 = x exactly, NaN payloads included). */
+let unitF: bool = false;
+let unitL: bool = false;
+
+/** dare_linear: no sign election; divisor D (linDivMode 0: D = 1, 1: power of two, 2: other). */
+let linearMode: bool = false;
+let linDivMode: i32 = 0;
+let linDiv: f64 = 1;
+let linRecip: f64 = 1;
+
+/** Ties still to keep in this call, per model (TIES): entries equal to V are kept while > 0. */
+let tieLeft0: i32 = 0;
+let tieLeft1: i32 = 0;
+
+/** Keeps the first tieLeft set lanes of `eq` (index order) and decrements the budget. */
+@inline function takeTies0(eq: v128): v128 {
+  if (!v128.any_true(eq)) return eq;
+  const m = i32x4.bitmask(eq);
+  const cnt = <i32>popcnt<u32>(m);
+  if (tieLeft0 >= cnt) {
+    tieLeft0 -= cnt;
+    return eq;
+  }
+  const km = firstBits(m, tieLeft0);
+  tieLeft0 = 0;
+  return laneMask(km);
+}
+
+@inline function takeTies1(eq: v128): v128 {
+  if (!v128.any_true(eq)) return eq;
+  const m = i32x4.bitmask(eq);
+  const cnt = <i32>popcnt<u32>(m);
+  if (tieLeft1 >= cnt) {
+    tieLeft1 -= cnt;
+    return eq;
+  }
+  const km = firstBits(m, tieLeft1);
+  tieLeft1 = 0;
+  return laneMask(km);
+}
+
+/** The lowest `k` set bits of the 4-bit mask m. */
+function firstBits(m: u32, k: i32): u32 {
+  let km: u32 = 0;
+  for (let l = 0; l < 4 && k > 0; l++) {
+    if ((m >>> l) & 1) {
+      km |= <u32>1 << l;
+      k--;
+    }
+  }
+  return km;
+}
+
+@inline function laneMask(km: u32): v128 {
+  return i32x4.ne(v128.and(i32x4.splat(km), i32x4(1, 2, 4, 8)), i32x4.splat(0));
+}
+
+/**
+ * Two lanes of the election in float64: a, c weighted terms; bj base values. Exact rewrites of the
+ * reference's sequence: total = (0 + a) + c has the sign of a + c (they differ only in the sign of a zero);
+ * a term that passes (a > 0, a < 0 or NaN) is never ±0, so 0 + a = a, and a term that does not pass
+ * may be replaced by +0 in the sums; NaN terms also add their weight to D, which cannot matter (the sum
+ * is NaN then).
+ */
+@inline function elect2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
+  const z = f64x2.splat(0);
+  // a term passes iff (total < 0 ? t < 0 : t > 0) or t is NaN, i.e. iff !(t·s ≤ 0) with s = −1 where
+  // total < 0 (a sign flip by xor, exact): la / lc are the masks of the terms that do NOT pass
+  const flip = v128.and(f64x2.lt(f64x2.add(a, c), z), f64x2.splat(-0.0));
+  const la = f64x2.le(v128.xor(a, flip), z);
+  const lc = f64x2.le(v128.xor(c, flip), z);
+  // passing terms are never ±0, so adding +0 for a term that does not pass is exact
+  const sum = f64x2.add(v128.andnot(a, la), v128.andnot(c, lc));
+  if (!normalize) return unitL ? f64x2.add(bj, sum) : f64x2.add(bj, f64x2.mul(lam, sum));
+  let r: v128;
+  if (recipOk) {
+    // D ∈ {1, w₀, w₁, w₀ + w₁}, all powers of two: Σ/D = Σ·(1/D) exactly
+    const rd = v128.bitselect(v128.bitselect(f64x2.splat(1), f64x2.splat(rW0), la), v128.bitselect(f64x2.splat(rW1), f64x2.splat(rW01), la), lc);
+    r = f64x2.mul(sum, rd);
+  } else {
+    const d = f64x2.add(v128.andnot(w0, la), v128.andnot(w1, lc));
+    r = f64x2.div(sum, v128.bitselect(f64x2.splat(1), d, f64x2.eq(d, z)));
+  }
+  return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
+}
+
+/**
+ * Two lanes of the no-consensus combine (dare_linear): θ = b + λ·(((0 + a) + c) / D), D the constant
+ * divisor (skipped when 1, a product by its reciprocal when a power of two: both exact).
+ */
+@inline function linear2(bj: v128, a: v128, c: v128, lam: v128): v128 {
+  const m = f64x2.add(f64x2.add(f64x2.splat(0), a), c);
+  const r = linDivMode == 0 ? m : linDivMode == 1 ? f64x2.mul(m, f64x2.splat(linRecip)) : f64x2.div(m, f64x2.splat(linDiv));
+  return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
+}
+
+@inline function combine2(bj: v128, a: v128, c: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
+  return linearMode ? linear2(bj, a, c, lam) : elect2(bj, a, c, w0, w1, lam, normalize);
+}
+
+/** Four lanes: kept deltas v0 / v1 (float32, +0 where dropped), base b (float32) → float32 result. */
+@inline function merge4(b: v128, v0: v128, v1: v128, f0: v128, f1: v128, w0: v128, w1: v128, lam: v128, normalize: bool): v128 {
+  const v0h = i32x4.shuffle(v0, v0, 2, 3, 2, 3);
+  const v1h = i32x4.shuffle(v1, v1, 2, 3, 2, 3);
+  const bh = i32x4.shuffle(b, b, 2, 3, 2, 3);
+  // f = 1 (no rescale): x·1 = x exactly (NaN payload included), so the product is skipped
+  const aL = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0) : f64x2.mul(f64x2.promote_low_f32x4(v0), f0));
+  const cL = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1) : f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
+  const aH = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0h) : f64x2.mul(f64x2.promote_low_f32x4(v0h), f0));
+  const cH = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1h) : f64x2.mul(f64x2.promote_low_f32x4(v1h), f1));
+  const rL = f32x4.demote_f64x2_zero(combine2(f64x2.promote_low_f32x4(b), aL, cL, w0, w1, lam, normalize));
+  const rH = f32x4.demote_f64x2_zero(combine2(f64x2.promote_low_f32x4(bh), aH, cH, w0, w1, lam, normalize));
+  return i32x4.shuffle(rL, rH, 0, 1, 4, 5);
+}
+
+/** float32 bits → bf16 (round to nearest even; NaN stays NaN with its top payload, quieted), in i32 lanes. */
+@inline function toBf16(o: v128): v128 {
+  const isNan = i32x4.gt_s(absBits(o), i32x4.splat(0x7f800000));
+  const rn = i32x4.shr_u(i32x4.add(i32x4.add(o, i32x4.splat(0x7fff)), v128.and(i32x4.shr_u(o, 16), i32x4.splat(1))), 16);
+  const nan = v128.or(i32x4.shr_u(o, 16), i32x4.splat(0x40));
+  return v128.bitselect(nan, rn, isNan);
+}
+
+@inline function finiteMask(v: v128): v128 {
+  const e = i32x4.splat(0x7f800000);
+  return i32x4.ne(v128.and(v, e), e);
+}
+
+/** Records element j + lane of the first non-finite output whose inputs are all finite (flagp: [index u32, value bits u32, scratch 16 B]). */
+@inline function checkFinite(o: v128, b: v128, x0: v128, x1: v128, j: i32, flagp: usize): void {
+  const e = i32x4.splat(0x7f800000);
+  const bad = i32x4.eq(v128.and(o, e), e);
+  if (!v128.any_true(bad)) return; // (the common case: every output finite)
+  checkInputs(o, bad, b, x0, x1, j, flagp);
+}
+
+function checkInputs(o: v128, bad: v128, b: v128, x0: v128, x1: v128, j: i32, flagp: usize): void {
+  const m = v128.and(bad, v128.and(finiteMask(b), v128.and(finiteMask(x0), finiteMask(x1))));
+  if (v128.any_true(m)) recordBad(o, i32x4.bitmask(m), j, flagp);
+}
+
+function recordBad(o: v128, m: u32, j: i32, flagp: usize): void {
+  const lane = ctz<u32>(m);
+  const idx = <u32>(j + lane);
+  if (idx < load<u32>(flagp)) {
+    v128.store(flagp + 16, o);
+    store<u32>(flagp, idx);
+    store<u32>(flagp + 4, load<u32>(flagp + 16 + (<usize>lane << 2)));
+  }
+}
+
+@inline function scalarElect(bj: f64, a: f64, c: f64, w0: f64, w1: f64, lam: f64, normalize: bool): f64 {
+  let total: f64 = 0;
+  total += a;
+  total += c;
+  let sum: f64 = 0;
+  let d: f64 = 0;
+  if (!(total < 0)) {
+    if (a > 0) {
+      sum += a;
+      d += w0;
+    } else if (a != a) sum += a;
+    if (c > 0) {
+      sum += c;
+      d += w1;
+    } else if (c != c) sum += c;
+  } else {
+    if (a < 0) {
+      sum += a;
+      d += w0;
+    } else if (a != a) sum += a;
+    if (c < 0) {
+      sum += c;
+      d += w1;
+    } else if (c != c) sum += c;
+  }
+  const denom: f64 = d == 0 ? 1 : d;
+  return bj + lam * (normalize ? sum / denom : sum);
+}
+
+/** One element (scalar tails): keep flags k0/k1, writes the bf16 output and checks finiteness. */
+function scalarElement(bp: usize, x0p: usize, x1p: usize, op: usize, j: i32, k0: bool, k1: bool, f0: f64, f1: f64, w0: f64, w1: f64, lam: f64, normalize: bool, flagp: usize): void {
+  const o2 = <usize>j << 1;
+  const bu = <u32>load<u16>(bp + o2) << 16;
+  const x0u = <u32>load<u16>(x0p + o2) << 16;
+  const x1u = <u32>load<u16>(x1p + o2) << 16;
+  const b = reinterpret<f32>(bu);
+  const d0 = reinterpret<f32>(x0u) - b;
+  const d1 = reinterpret<f32>(x1u) - b;
+  const a = w0 * (k0 ? <f64>d0 * f0 : 0);
+  const c = w1 * (k1 ? <f64>d1 * f1 : 0);
+  const r = <f32>(linearMode ? <f64>b + lam * ((<f64>0 + a + c) / linDiv) : scalarElect(<f64>b, a, c, w0, w1, lam, normalize));
+  const u = reinterpret<u32>(r);
+  const h = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  store<u16>(op + o2, <u16>h);
+  const e: u32 = 0x7f800000;
+  if ((u & e) == e && (bu & e) != e && (x0u & e) != e && (x1u & e) != e && <u32>j < load<u32>(flagp)) {
+    store<u32>(flagp, <u32>j);
+    store<u32>(flagp + 4, u);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TIES kernel
+// ---------------------------------------------------------------------------------------------------
+
+/**
+ * TIES merge of n elements (two models) into bf16 at op. Model i keeps |δᵢ| bits > vbᵢ, and the first
+ * leftᵢ entries (index order) with bits == vbᵢ. fᵢ: rescale factor (1, or 1/density). `flagp` is updated
+ * with the first non-finite output whose inputs are finite (see recordBad).
+ */
+export function ties2(
+  bp: usize, x0p: usize, x1p: usize, op: usize, n: i32,
+  vb0: i32, vb1: i32, left0: i32, left1: i32,
+  w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
+): void {
+  tieLeft0 = left0;
+  tieLeft1 = left1;
+  linearMode = false;
+  setWeights(w0, w1);
+  unitF = f0 == 1 && f1 == 1;
+  unitL = lambda == 1;
+  const vv0 = i32x4.splat(vb0);
+  const vv1 = i32x4.splat(vb1);
+  const W0 = f64x2.splat(w0);
+  const W1 = f64x2.splat(w1);
+  const F0 = f64x2.splat(f0);
+  const F1 = f64x2.splat(f1);
+  const L = f64x2.splat(lambda);
+  let j = 0;
+  if ((left0 == 0 || left0 >= n) && (left1 == 0 || left1 >= n)) {
+    // no partial tie budget in this range: keep |δ| > T with T = V (no ties kept) or V − 1 (all kept)
+    const t0 = i32x4.splat(left0 == 0 ? vb0 : vb0 - 1);
+    const t1 = i32x4.splat(left1 == 0 ? vb1 : vb1 - 1);
+    for (; j + 8 <= n; j += 8) {
+      const o2 = <usize>j << 1;
+      const b8 = v128.load(bp + o2);
+      const x08 = v128.load(x0p + o2);
+      const x18 = v128.load(x1p + o2);
+      const bl = decLo(b8);
+      const bh = decHi(b8);
+      const x0l = decLo(x08);
+      const x0h = decHi(x08);
+      const x1l = decLo(x18);
+      const x1h = decHi(x18);
+      const d0l = f32x4.sub(x0l, bl);
+      const d0h = f32x4.sub(x0h, bh);
+      const d1l = f32x4.sub(x1l, bl);
+      const d1h = f32x4.sub(x1h, bh);
+      const s0l = i32x4.gt_s(absBits(d0l), t0);
+      const s0h = i32x4.gt_s(absBits(d0h), t0);
+      const s1l = i32x4.gt_s(absBits(d1l), t1);
+      const s1h = i32x4.gt_s(absBits(d1h), t1);
+      const rl = merge4(bl, v128.and(d0l, s0l), v128.and(d1l, s1l), F0, F1, W0, W1, L, normalize);
+      const rh = merge4(bh, v128.and(d0h, s0h), v128.and(d1h, s1h), F0, F1, W0, W1, L, normalize);
+      v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+      checkFinite(rl, bl, x0l, x1l, j, flagp);
+      checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+    }
+  }
+  for (; j + 8 <= n; j += 8) {
+    const o2 = <usize>j << 1;
+    const b8 = v128.load(bp + o2);
+    const x08 = v128.load(x0p + o2);
+    const x18 = v128.load(x1p + o2);
+    const bl = decLo(b8);
+    const bh = decHi(b8);
+    const x0l = decLo(x08);
+    const x0h = decHi(x08);
+    const x1l = decLo(x18);
+    const x1h = decHi(x18);
+    const d0l = f32x4.sub(x0l, bl);
+    const d0h = f32x4.sub(x0h, bh);
+    const d1l = f32x4.sub(x1l, bl);
+    const d1h = f32x4.sub(x1h, bh);
+    const a0l = absBits(d0l);
+    const a0h = absBits(d0h);
+    const a1l = absBits(d1l);
+    const a1h = absBits(d1h);
+    const s0l = v128.or(i32x4.gt_s(a0l, vv0), takeTies0(i32x4.eq(a0l, vv0)));
+    const s0h = v128.or(i32x4.gt_s(a0h, vv0), takeTies0(i32x4.eq(a0h, vv0)));
+    const s1l = v128.or(i32x4.gt_s(a1l, vv1), takeTies1(i32x4.eq(a1l, vv1)));
+    const s1h = v128.or(i32x4.gt_s(a1h, vv1), takeTies1(i32x4.eq(a1h, vv1)));
+    const rl = merge4(bl, v128.and(d0l, s0l), v128.and(d1l, s1l), F0, F1, W0, W1, L, normalize);
+    const rh = merge4(bh, v128.and(d0h, s0h), v128.and(d1h, s1h), F0, F1, W0, W1, L, normalize);
+    v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+    checkFinite(rl, bl, x0l, x1l, j, flagp);
+    checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+  }
+  for (; j < n; j++) {
+    const a0 = <i32>absDeltaAt(bp, x0p, j);
+    const a1 = <i32>absDeltaAt(bp, x1p, j);
+    let k0 = a0 > vb0;
+    if (a0 == vb0 && tieLeft0 > 0) {
+      tieLeft0--;
+      k0 = true;
+    }
+    let k1 = a1 > vb1;
+    if (a1 == vb1 && tieLeft1 > 0) {
+      tieLeft1--;
+      k1 = true;
+    }
+    scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DARE-TIES: keep mask by the seeded hash (sparsify.ts uniformAtLow), L1 measure, kernel
+// ---------------------------------------------------------------------------------------------------
+
+@inline function mix(h: v128): v128 {
+  h = v128.xor(h, i32x4.shr_u(h, 16));
+  h = i32x4.mul(h, i32x4.splat(0x7feb352d));
+  h = v128.xor(h, i32x4.shr_u(h, 15));
+  h = i32x4.mul(h, i32x4.splat(0x846ca68b));
+  return v128.xor(h, i32x4.shr_u(h, 16));
+}
+
+/** Keep mask of 4 consecutive indices from `index`: (hash >>> 8) < K, K = ceil(p·2²⁴) (≡ U < p). */
+@inline function keep4(index: i32, key: v128, k2: v128, K: v128): v128 {
+  const idx = i32x4.add(i32x4.splat(index), i32x4(0, 1, 2, 3));
+  const h = mix(v128.xor(mix(v128.xor(idx, key)), k2));
+  return i32x4.lt_s(i32x4.shr_u(h, 8), K);
+}
+
+@inline function mix1(h: u32): u32 {
+  h ^= h >>> 16;
+  h *= 0x7feb352d;
+  h ^= h >>> 15;
+  h *= 0x846ca68b;
+  return h ^ (h >>> 16);
+}
+
+@inline function keep1(index: i32, key: i32, k2: i32, K: i32): bool {
+  return <i32>(mix1(mix1(<u32>(index ^ key)) ^ <u32>k2) >>> 8) < K;
+}
+
+/**
+ * DARE L1 measure of one model over n elements starting at element `offset` of the tensor: adds
+ * |δ| of the finite entries to the float64 at statep, and those kept by the hash to statep + 8, one running
+ * sum each in element order (the reference's measureRandom).
+ */
+export function dareL1(bp: usize, xp: usize, n: i32, offset: i32, key: i32, k2: i32, K: i32, statep: usize): void {
+  let total = load<f64>(statep);
+  let kept = load<f64>(statep + 8);
+  const KEY = i32x4.splat(key);
+  const K2 = i32x4.splat(k2);
+  const KK = i32x4.splat(K);
+  const inf = i32x4.splat(0x7f800000);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o2 = <usize>j << 1;
+    const b8 = v128.load(bp + o2);
+    const x8 = v128.load(xp + o2);
+    const al = absBits(f32x4.sub(decLo(x8), decLo(b8)));
+    const ah = absBits(f32x4.sub(decHi(x8), decHi(b8)));
+    const fl = v128.and(al, i32x4.lt_s(al, inf));
+    const fh = v128.and(ah, i32x4.lt_s(ah, inf));
+    const kl = v128.and(fl, keep4(offset + j, KEY, K2, KK));
+    const kh = v128.and(fh, keep4(offset + j + 4, KEY, K2, KK));
+    // float64 lanes by promotion (2 per op); the running sums stay sequential in element order
+    const t0 = f64x2.promote_low_f32x4(fl);
+    const t1 = f64x2.promote_low_f32x4(i32x4.shuffle(fl, fl, 2, 3, 2, 3));
+    const t2 = f64x2.promote_low_f32x4(fh);
+    const t3 = f64x2.promote_low_f32x4(i32x4.shuffle(fh, fh, 2, 3, 2, 3));
+    const k0 = f64x2.promote_low_f32x4(kl);
+    const k1 = f64x2.promote_low_f32x4(i32x4.shuffle(kl, kl, 2, 3, 2, 3));
+    const k2v = f64x2.promote_low_f32x4(kh);
+    const k3 = f64x2.promote_low_f32x4(i32x4.shuffle(kh, kh, 2, 3, 2, 3));
+    total += f64x2.extract_lane(t0, 0);
+    kept += f64x2.extract_lane(k0, 0);
+    total += f64x2.extract_lane(t0, 1);
+    kept += f64x2.extract_lane(k0, 1);
+    total += f64x2.extract_lane(t1, 0);
+    kept += f64x2.extract_lane(k1, 0);
+    total += f64x2.extract_lane(t1, 1);
+    kept += f64x2.extract_lane(k1, 1);
+    total += f64x2.extract_lane(t2, 0);
+    kept += f64x2.extract_lane(k2v, 0);
+    total += f64x2.extract_lane(t2, 1);
+    kept += f64x2.extract_lane(k2v, 1);
+    total += f64x2.extract_lane(t3, 0);
+    kept += f64x2.extract_lane(k3, 0);
+    total += f64x2.extract_lane(t3, 1);
+    kept += f64x2.extract_lane(k3, 1);
+  }
+  for (; j < n; j++) {
+    const a = absDeltaAt(bp, xp, j);
+    const v: f64 = a < 0x7f800000 ? <f64>reinterpret<f32>(a) : 0;
+    total += v;
+    if (keep1(offset + j, key, k2, K)) kept += v;
+  }
+  store<f64>(statep, total);
+  store<f64>(statep + 8, kept);
+}
+
+/**
+ * DARE-TIES merge of n elements starting at tensor element `offset` (two models) into bf16 at op; with
+ * `linear`, dare_linear's plain weighted sum divided by `divisor` instead of the sign election.
+ */
+export function dare2(
+  bp: usize, x0p: usize, x1p: usize, op: usize, n: i32, offset: i32,
+  key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
+  w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
+  linear: bool, divisor: f64,
+): void {
+  linearMode = linear;
+  linDiv = divisor;
+  linDivMode = divisor == 1 ? 0 : pow2Recip(divisor) ? 1 : 2;
+  linRecip = 1 / divisor;
+  setWeights(w0, w1);
+  unitF = f0 == 1 && f1 == 1;
+  unitL = lambda == 1;
+  const KEY0 = i32x4.splat(key0);
+  const K20 = i32x4.splat(k20);
+  const KK0 = i32x4.splat(K0);
+  const KEY1 = i32x4.splat(key1);
+  const K21 = i32x4.splat(k21);
+  const KK1 = i32x4.splat(K1);
+  const W0 = f64x2.splat(w0);
+  const W1 = f64x2.splat(w1);
+  const F0 = f64x2.splat(f0);
+  const F1 = f64x2.splat(f1);
+  const L = f64x2.splat(lambda);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o2 = <usize>j << 1;
+    const b8 = v128.load(bp + o2);
+    const x08 = v128.load(x0p + o2);
+    const x18 = v128.load(x1p + o2);
+    const bl = decLo(b8);
+    const bh = decHi(b8);
+    const x0l = decLo(x08);
+    const x0h = decHi(x08);
+    const x1l = decLo(x18);
+    const x1h = decHi(x18);
+    const s0l = keep4(offset + j, KEY0, K20, KK0);
+    const s0h = keep4(offset + j + 4, KEY0, K20, KK0);
+    const s1l = keep4(offset + j, KEY1, K21, KK1);
+    const s1h = keep4(offset + j + 4, KEY1, K21, KK1);
+    const rl = merge4(bl, v128.and(f32x4.sub(x0l, bl), s0l), v128.and(f32x4.sub(x1l, bl), s1l), F0, F1, W0, W1, L, normalize);
+    const rh = merge4(bh, v128.and(f32x4.sub(x0h, bh), s0h), v128.and(f32x4.sub(x1h, bh), s1h), F0, F1, W0, W1, L, normalize);
+    v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+    checkFinite(rl, bl, x0l, x1l, j, flagp);
+    checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+  }
+  for (; j < n; j++) {
+    const k0 = keep1(offset + j, key0, k20, K0);
+    const k1 = keep1(offset + j, key1, k21, K1);
+    scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
+  }
+}
