@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { compileKernelsWasm, instantiateKernelsWasm, type KernelsWasmExports } from "./wasm-module.ts";
-import { sharedWasmMemory, type WasmMemory } from "./wasm-bf16.ts";
+import { sharedWasmMemory, type WasmMemory } from "./wasm-module.ts";
 import { addDeltaRange, deltaScratch, lowRankFromAB, type LowRankDelta } from "../lora-delta.ts";
 import { weightedSum } from "../methods/linear.ts";
 import { decodeToF32, encodeFromF32 } from "../../core/dtype.ts";
