@@ -41,6 +41,12 @@ export interface TensorSource extends TensorMeta {
    * tensor (used to copy non-float tensors bit for bit). Computed sources omit it.
    */
   readBytes?(byteOffset: number, out: Uint8Array): Promise<void>;
+  /**
+   * Where `readBytes` reads from, when it is one open file: stored byte j of the tensor is at absolute
+   * position `offset + j` of file descriptor `fd` (open while the source is). Lets worker threads read
+   * the bytes themselves (merge/workers/fast-ties.ts); `readBytes` stays the reference and reports errors.
+   */
+  readonly fileSpan?: { readonly fd: number; readonly offset: number };
 }
 
 /**

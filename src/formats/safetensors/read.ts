@@ -20,6 +20,8 @@ export interface SafetensorsFile {
    * @throws FormatError `safetensors.truncated` if the file ends first; IoError on read failure.
    */
   readAt(position: number, out: Uint8Array): Promise<void>;
+  /** The open file's descriptor (valid until `close`). */
+  readonly fd: number;
   /** A chunked float32 reader for tensor `name`. */
   tensor(name: string): TensorSource;
   /**
@@ -77,6 +79,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
       header,
       byName,
       readAt,
+      fd: fh.fd,
       tensor(name) {
         const info = byName.get(name);
         if (info === undefined) throw new InternalError(`tensor ${name} not in ${path}`);
@@ -143,5 +146,6 @@ export function tensorSource(file: SafetensorsFile, info: SafetensorsTensorInfo)
       }
       await file.readAt(info.byteOffset + byteOffset, out);
     },
+    fileSpan: { fd: file.fd, offset: info.byteOffset },
   };
 }

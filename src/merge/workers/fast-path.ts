@@ -83,10 +83,13 @@ export function createFastPath(options: FastPathOptions): FastPath {
       const form = sparseFormOf(options.methodName, t.params, t.ctx, t.models.length)!;
       const sources = [t.base!, ...t.models].map(options.source);
       const reads = sources.map((s) => (off: number, out: Uint8Array) => s.readBytes!(off, out));
+      const spans = sources.map((s) => s.fileSpan);
       return {
         ...form,
         numel: t.numel,
         reads: [reads[0]!, reads[1]!, reads[2]!] as const,
+        // the workers read plain file ranges themselves (fast-ties.ts)
+        ...(spans.every((sp) => sp !== undefined) && process.env.REALIGN_WORKER_READS !== "0" ? { spans: [spans[0]!, spans[1]!, spans[2]!] as const } : {}),
         // the sink is sequential: chain writes so at most one call is inside it at a time
         write: (_off: number, bytes: Uint8Array) => (chain = chain.then(() => write(bytes))),
         nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),

@@ -1,33 +1,49 @@
 /**
  * The fast path of TIES and DARE-TIES with two tuned models (bf16 in, bf16 out): the worker pool runs the
- * AssemblyScript kernels of `kernels/assembly/ties.ts` over a ring of chunk slots in its shared memory,
- * with read-ahead and write-behind as in `fast-linear.ts`. Per tensor:
+ * AssemblyScript kernels of `kernels/assembly/ties.ts` over a ring of chunk slots in its shared memory.
+ * Each chunk goes whole to one worker, round robin; when the inputs are plain file ranges (`spans`) that
+ * worker also reads the chunk (positioned readSync into the slot) right before computing it, so reading
+ * is spread over the cores with the computing and the data is still in cache when the kernel runs. Merged
+ * slots are written behind, in order. Per tensor:
  *
  * - TIES: pass 1 streams the tensor and the workers add 65 536-bin histograms of |δ| (top 16 bits of the
- *   float32 pattern) per model; the main thread adds the workers' histograms and lets `endRankingPass`
- *   (sparsify.ts, the reference's own code) pick the threshold V and the number of entries equal to V to
- *   keep. When some |δ| has non-zero low 16 bits, a fine pass histograms the boundary bin (as the
- *   reference's pass 1). The kernel pass keeps |δ| > V and the first `tiesNeeded` entries equal to V in
- *   index order: while the tie budget is partial, each worker first counts its range's entries equal to V
- *   and the main thread hands out the budget range by range.
+ *   float32 pattern) per model, each worker into its own; the main thread adds them once per tensor and
+ *   lets `endRankingPass` (sparsify.ts, the reference's own code) pick the threshold V and the number of
+ *   entries equal to V to keep. When some |δ| has non-zero low 16 bits, a fine pass histograms the
+ *   boundary bin (as the reference's pass 1). The kernel pass keeps |δ| > V and the first `tiesNeeded`
+ *   entries equal to V in index order: while the budget left exceeds what the chunks in flight could take,
+ *   chunks keep all their ties and the kernel reports how many it used; past that, each chunk's worker
+ *   counts its ties first and the main thread hands out the budgets in chunk order (see runTies).
  * - DARE-TIES: the keep mask is the reference's seeded hash (uniformAtLow); with the l1 rescale, a measure
- *   pass keeps one float64 running sum per model in element order (worker i sums model i over the whole
- *   chunk, so the sums are sequential as in the reference).
+ *   pass keeps one float64 running sum per model in element order (worker i sums model i; a worker runs its
+ *   calls in the order sent, so the sums are sequential as in the reference).
  *
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
  * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms per worker.
  */
 import { CancelledError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
-import type { KernelCall, KernelPool } from "./pool.ts";
+import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
+
+/** Stored byte j of a tensor is at position offset + j of file descriptor fd (TensorSource.fileSpan). */
+export interface FastSpan {
+  readonly fd: number;
+  readonly offset: number;
+}
 
 interface FastTiesCommon {
   readonly numel: number;
   /** Base (aligned), tuned model 0, tuned model 1. */
   readonly reads: readonly [FastRead, FastRead, FastRead];
+  /**
+   * Where `reads` read from, when all three are plain file ranges: the workers then read their chunks
+   * themselves (a positioned readSync before the kernel), so reading is spread over the cores with the
+   * computing; `reads` still serve small chunks and report read errors.
+   */
+  readonly spans?: readonly [FastSpan, FastSpan, FastSpan];
   readonly weights: readonly [number, number];
   readonly lambda: number;
   readonly normalize: boolean;
@@ -63,7 +79,7 @@ export interface FastDareJob extends FastTiesCommon {
 export type FastSparseJob = FastTiesJob | FastDareJob;
 
 export interface FastTiesOptions {
-  /** Elements per chunk (multiple of 8). @default 2 Mi */
+  /** Elements per chunk (multiple of 8). @default 1 Mi */
   readonly chunkElems?: number;
   /** Ring slots (≥ 2). @default 4 */
   readonly slots?: number;
@@ -74,7 +90,7 @@ export interface FastTiesOptions {
   readonly localMax?: number;
 }
 
-const DEFAULT_CHUNK = 2 * 1024 * 1024;
+const DEFAULT_CHUNK = 1024 * 1024;
 const DEFAULT_SLOTS = 4;
 const HIST_BYTES = 65536 * 4;
 const MISC_BYTES = 64;
@@ -89,12 +105,14 @@ const RESCALE_MIN_NORM = 1e-7;
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * 4 * chunk * 2 + (workers + 1) * (3 * HIST_BYTES + MISC_BYTES) + 64 + 64 * (slots * 4 + 3 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * (3 * HIST_BYTES + MISC_BYTES) + 64 + 64 * (slots * 5 + 4 * (workers + 1) + 8);
 }
 
 interface Slot {
   readonly inputs: readonly [number, number, number];
   readonly out: number;
+  /** The chunk's kernel results: [0] first flagged index, [4] its value bits, [8] [12] tie budgets left, [16..32) scratch, [32] [36] tie counts. */
+  readonly misc: number;
 }
 
 /** Per-thread scratch (index workerCount = the main thread): histograms and a misc block. */
@@ -102,7 +120,7 @@ interface Scratch {
   readonly h0: number;
   readonly h1: number;
   readonly fine: number;
-  /** [0] or0, [4] or1, [8] count0, [12] count1, [16] flag index, [20] flag value, [32..48) scratch. */
+  /** [0] or0, [4] or1, [8] count0, [12] count1, [16..48) scratch. */
   readonly misc: number;
 }
 
@@ -119,6 +137,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
     const slots: Slot[] = Array.from({ length: nSlots }, () => ({
       inputs: [pool.alloc(chunk * 2), pool.alloc(chunk * 2), pool.alloc(chunk * 2)] as const,
       out: pool.alloc(chunk * 2),
+      misc: pool.alloc(MISC_BYTES),
     }));
     const scratch: Scratch[] = Array.from({ length: pool.workerCount + 1 }, () => ({
       h0: pool.alloc(HIST_BYTES),
@@ -148,106 +167,133 @@ interface RunCtx {
   readonly localMax: number;
 }
 
-/** Worker ranges [from, to) of a chunk of n elements (multiples of 8 except the last end). */
-function ranges(n: number, workers: number, localMax: number): [number, number][] {
-  if (n <= localMax) return [[0, n]];
-  const per = Math.ceil(n / workers / 8) * 8;
-  const out: [number, number][] = [];
-  for (let w = 0; w < workers; w++) {
-    const from = Math.min(n, w * per);
-    const to = w === workers - 1 ? n : Math.min(n, from + per);
-    out.push([from, to]);
-  }
-  return out;
-}
-
-/** Runs one call list per range: on the main thread (scratch index workerCount) when there is one range, else on the workers. */
-async function dispatch(ctx: RunCtx, rs: readonly [number, number][], calls: (r: number, s: Scratch) => KernelCall[]): Promise<void> {
+/**
+ * Runs chunk i's calls whole on worker i mod workerCount (round robin: chunks never wait for each other),
+ * or on the main thread when n ≤ localMax. `calls` gets the scratch of the thread that runs them.
+ */
+function runChunk(ctx: RunCtx, i: number, n: number, calls: (s: Scratch) => KernelCall[], pre: readonly WorkerCall[] = []): Promise<void> {
   const pool = ctx.pool;
-  if (rs.length === 1) {
-    for (const [name, ...args] of calls(0, ctx.scratch[pool.workerCount]!)) (pool.local[name] as (...a: number[]) => void)(...args);
-    return;
+  if (n <= ctx.localMax && pre.length === 0) {
+    for (const [name, ...args] of calls(ctx.scratch[pool.workerCount]!)) (pool.local[name] as (...a: number[]) => void)(...args);
+    return Promise.resolve();
   }
-  await pool.run(rs.map((_, w) => calls(w, ctx.scratch[w]!)));
+  const w = i % pool.workerCount;
+  const batches: WorkerCall[][] = Array.from({ length: pool.workerCount }, () => []);
+  batches[w] = [...pre, ...calls(ctx.scratch[w]!)];
+  return pool.run(batches);
 }
 
-/** Scratch used by range r of a split into `count` ranges. */
-function scratchOf(ctx: RunCtx, r: number, count: number): Scratch {
-  return ctx.scratch[count === 1 ? ctx.pool.workerCount : r]!;
+/** A chunk handed out: `done` settles when its kernels have run. (An object, so that awaiting the dispatch does not wait for it.) */
+interface Dispatched {
+  readonly done: Promise<void>;
 }
 
 /**
- * Streams one tensor through the slot ring: reads (read-ahead of nSlots − 1 chunks), `compute`, and when
- * `write` is given, write-behind of each slot's output.
+ * Streams one tensor through the slot ring and calls `compute` for every chunk in order (it resolves once
+ * the chunk is handed out; chunks then run concurrently, one per worker, round robin). A chunk's inputs
+ * are read ahead by async reads (nSlots chunks ahead), or, with `workerReads` and the job's `spans`, by the
+ * worker that computes it: `compute` gets those read calls as `pre`, to send first to that worker. With `write`, each
+ * slot's output is written behind, in chunk order (`check` runs first, in chunk order, and may throw).
+ * A slot is reused once its previous chunk is written (or computed, without `write`).
  */
 async function stream(
   ctx: RunCtx,
   job: FastSparseJob,
-  compute: (slot: Slot, start: number, n: number) => Promise<void>,
+  compute: (slot: Slot, start: number, n: number, i: number, pre: readonly WorkerCall[]) => Promise<Dispatched> | Dispatched,
   write?: (start: number, bytes: Uint8Array) => Promise<void>,
+  check?: (slot: Slot, start: number, n: number) => void,
+  workerReads = true,
 ): Promise<void> {
   const { pool, slots, chunk, options } = ctx;
   const nSlots = slots.length;
   const count = Math.ceil(job.numel / chunk);
+  const spans = workerReads ? job.spans : undefined;
+  const byWorker = (n: number): boolean => spans !== undefined && n > ctx.localMax;
   const reads: (Promise<void> | undefined)[] = new Array(count);
-  const writes: (Promise<void> | undefined)[] = new Array(count);
+  /** Per chunk: written (with `write`) or computed; a slot's next read waits for it. */
+  const freed: (Promise<void> | undefined)[] = new Array(count);
   const inflight = new Set<Promise<void>>();
+  let failure: { err: unknown } | undefined;
   const track = (p: Promise<void>): Promise<void> => {
     inflight.add(p);
     void p.then(
       () => inflight.delete(p),
-      () => inflight.delete(p),
+      (err: unknown) => {
+        inflight.delete(p);
+        failure ??= { err };
+      },
     );
     return p;
   };
+  const readAsync = (slot: Slot, start: number, n: number): Promise<void> =>
+    Promise.all(job.reads.map((read, k) => read(start * 2, pool.bytes(slot.inputs[k]!, n * 2)))).then(() => undefined);
   const issueRead = (i: number): void => {
     if (i >= count || reads[i] !== undefined) return;
     const start = i * chunk;
     const n = Math.min(chunk, job.numel - start);
     const slot = slots[i % nSlots]!;
-    const prevWrite = i >= nSlots ? writes[i - nSlots] : undefined;
-    reads[i] = track(
-      (prevWrite ?? Promise.resolve()).then(() =>
-        Promise.all(job.reads.map((read, k) => read(start * 2, pool.bytes(slot.inputs[k]!, n * 2)))).then(() => undefined),
-      ),
-    );
+    const prev = (i >= nSlots ? freed[i - nSlots] : undefined) ?? Promise.resolve();
+    // a worker-read chunk only needs its slot free
+    reads[i] = track(byWorker(n) ? prev : prev.then(() => readAsync(slot, start, n)));
   };
+  let lastWrite: Promise<void> = Promise.resolve();
   try {
     for (let i = 0; i < count; i++) {
       if (options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
-      for (let a = i; a < i + nSlots - 1; a++) issueRead(a);
+      if (failure !== undefined) throw failure.err;
+      for (let a = i; a < i + nSlots; a++) issueRead(a);
       await reads[i];
       const start = i * chunk;
       const n = Math.min(chunk, job.numel - start);
       const slot = slots[i % nSlots]!;
-      await compute(slot, start, n);
-      if (write !== undefined) writes[i] = track(write(start, pool.bytes(slot.out, n * 2)));
+      const pre: WorkerCall[] = byWorker(n) ? spans!.map((sp, k) => ["read", sp.fd, sp.offset + start * 2, slot.inputs[k]!, n * 2] as const) : [];
+      let { done } = await compute(slot, start, n, i, pre);
+      if (pre.length > 0) {
+        // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
+        done = done.catch(async (err: unknown) => {
+          await readAsync(slot, start, n);
+          throw err;
+        });
+      }
+      if (write !== undefined) {
+        lastWrite = Promise.all([done, lastWrite]).then(() => {
+          check?.(slot, start, n);
+          return write(start, pool.bytes(slot.out, n * 2));
+        });
+        freed[i] = track(lastWrite);
+      } else freed[i] = track(done);
       reads[i] = undefined;
-      if (i >= nSlots) writes[i - nSlots] = undefined;
+      if (i >= nSlots) freed[i - nSlots] = undefined;
     }
     await Promise.all([...inflight]);
+    if (failure !== undefined) throw failure.err;
   } catch (err) {
     await Promise.allSettled([...inflight]);
     throw err;
   }
 }
 
-/** Clears every thread's non-finite flag (see recordBad in assembly/ties.ts) before a kernel dispatch. */
-function resetFlags(ctx: RunCtx): void {
-  const u32 = new Uint32Array(ctx.pool.memory.buffer);
-  for (const s of ctx.scratch) u32[(s.misc + 16) >>> 2] = 0xffffffff;
+/** Clears a slot's non-finite flag (see recordBad in assembly/ties.ts) before its kernel runs. */
+function resetFlag(ctx: RunCtx, slot: Slot): void {
+  new Uint32Array(ctx.pool.memory.buffer)[slot.misc >>> 2] = 0xffffffff;
 }
 
-/** Throws the job's non-finite error for the first flagged element of the chunk at `start` (ranges in index order). */
-function checkFlags(ctx: RunCtx, job: FastSparseJob, start: number, rs: readonly [number, number][]): void {
+/** Throws the job's non-finite error for the chunk at `start` if its kernel flagged an element. */
+function checkFlag(ctx: RunCtx, job: FastSparseJob, slot: Slot, start: number): void {
   const u32 = new Uint32Array(ctx.pool.memory.buffer);
-  for (let r = 0; r < rs.length; r++) {
-    const s = scratchOf(ctx, r, rs.length);
-    const idx = u32[(s.misc + 16) >>> 2]!;
-    if (idx !== 0xffffffff) {
-      const f = new Float32Array(new Uint32Array([u32[(s.misc + 20) >>> 2]!]).buffer)[0]!;
-      throw job.nonFinite(start + rs[r]![0] + idx, f);
-    }
+  const idx = u32[slot.misc >>> 2]!;
+  if (idx !== 0xffffffff) {
+    const f = new Float32Array(new Uint32Array([u32[(slot.misc + 4) >>> 2]!]).buffer)[0]!;
+    throw job.nonFinite(start + idx, f);
+  }
+}
+
+/** Adds the 65 536 bins of every thread's histogram at `which` (h0 or h1) into `into`. */
+function sumHistograms(ctx: RunCtx, which: "h0" | "h1", into: Uint32Array): void {
+  const mem = ctx.pool.memory.buffer;
+  for (const s of ctx.scratch) {
+    const h = new Uint32Array(mem, s[which], 65536);
+    for (let b = 0; b < 65536; b++) into[b] = into[b]! + h[b]!;
   }
 }
 
@@ -255,28 +301,20 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
   const { pool } = ctx;
   const mem = pool.memory.buffer;
   const n = job.numel;
-  const W = pool.workerCount;
   // pass 1: coarse histograms and the OR of the low 16 bits
   for (const s of ctx.scratch) {
     new Uint32Array(mem, s.h0, 65536).fill(0);
     new Uint32Array(mem, s.h1, 65536).fill(0);
     new Uint32Array(mem, s.misc, 2).fill(0);
   }
-  await stream(ctx, job, async (slot, _start, len) => {
-    const rs = ranges(len, W, ctx.localMax);
-    await dispatch(ctx, rs, (r, s) => {
-      const [from, to] = rs[r]!;
-      return [["tiesHist2", slot.inputs[0] + from * 2, slot.inputs[1] + from * 2, slot.inputs[2] + from * 2, to - from, s.h0, s.h1, s.misc]];
-    });
-  });
+  await stream(ctx, job, (slot, _start, len, i, pre) => ({
+    done: runChunk(ctx, i, len, (s) => [["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]], pre),
+  }));
   const rankings: MagnitudeRanking[] = [0, 1].map((m) => {
     const coarse = new Uint32Array(65536);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", coarse);
     let or = 0;
-    for (const s of ctx.scratch) {
-      const h = new Uint32Array(mem, m === 0 ? s.h0 : s.h1, 65536);
-      for (let b = 0; b < 65536; b++) coarse[b] = coarse[b]! + h[b]!;
-      or |= new Uint32Array(mem, s.misc, 2)[m]!;
-    }
+    for (const s of ctx.scratch) or |= new Uint32Array(mem, s.misc, 2)[m]!;
     // collectMax 0: ties are never collected; the kernel counts them (as the reference kernel does)
     const st = createMagnitudeRanking(n, [job.ranks[m]!], 0, { countTiesInKernel: true, needL1: false });
     st.coarse = coarse;
@@ -293,83 +331,113 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
       new Uint32Array(mem, s.h0, 65536).fill(0);
       new Uint32Array(mem, s.h1, 65536).fill(0);
     }
-    await stream(ctx, job, async (slot, _start, len) => {
-      const rs = ranges(len, W, ctx.localMax);
-      await dispatch(ctx, rs, (r, s) => {
-        const [from, to] = rs[r]!;
-        return fineModels.map((m) => ["tiesFine", slot.inputs[0] + from * 2, slot.inputs[1 + m]! + from * 2, to - from, rankings[m]!.selectors[0]!.bin, m === 0 ? s.h0 : s.h1] as const);
-      });
-    });
+    await stream(ctx, job, (slot, _start, len, i, pre) => ({
+      done: runChunk(
+        ctx,
+        i,
+        len,
+        (s) => fineModels.map((m) => ["tiesFine", slot.inputs[0], slot.inputs[1 + m]!, len, rankings[m]!.selectors[0]!.bin, m === 0 ? s.h0 : s.h1] as const),
+        pre,
+      ),
+    }));
     for (const m of fineModels) {
-      const sel = rankings[m]!.selectors[0]!;
-      const fine = sel.fine!;
-      for (const s of ctx.scratch) {
-        const h = new Uint32Array(mem, m === 0 ? s.h0 : s.h1, 65536);
-        for (let b = 0; b < 65536; b++) fine[b] = fine[b]! + h[b]!;
-      }
+      sumHistograms(ctx, m === 0 ? "h0" : "h1", rankings[m]!.selectors[0]!.fine!);
       endRankingPass(1, rankings[m]!);
     }
   }
   const sels = rankings.map((st) => st.selectors[0]!);
   const vb = sels.map((s) => s.valueBits | 0);
-  // ties still to keep per model; ALL when every entry equal to V is kept
+  // Tie budgets. left[m]: entries equal to V still to keep (ALL: keep every one). Two modes:
+  // - reserve: while left − reserved ≥ n (reserved: the most the chunks in flight may take), a chunk gets
+  //   budget n, i.e. keeps all its ties, and its kernel reports how many it used;
+  // - count: past that, the chunks in flight are waited for once (left is then exact); from then on each
+  //   chunk's worker first reads it and counts its ties (tiesCount2, ~7× faster than the kernel), and the
+  //   budgets are handed out in chunk order on this thread as the counts arrive, each chunk's kernel
+  //   following its count. Nothing waits in either mode except that one drain.
   const left = sels.map((s) => (s.cutoffIndex === Infinity ? ALL : s.tiesNeeded));
-  const partial = (): boolean => left.some((l) => l > 0 && l !== ALL);
+  const reserved = [0, 0];
+  const pending = new Set<Promise<void>>();
   const u32 = new Uint32Array(mem);
+  let counting = false;
+  /** Count mode: settles when the budgets of every chunk handed out so far are decided. */
+  let decided: Promise<void> = Promise.resolve();
+  /** Count mode, set once both budgets are decided to be 0 or ALL: later chunks skip the count. */
+  let settled = false;
+  const open = (m: number): boolean => left[m] !== ALL && left[m] !== 0;
+  const kernel = (slot: Slot, i: number, len: number, budgets: readonly number[], pre: readonly WorkerCall[]): Promise<void> => {
+    resetFlag(ctx, slot);
+    return runChunk(
+      ctx,
+      i,
+      len,
+      () => [
+        [
+          "ties2",
+          slot.inputs[0],
+          slot.inputs[1],
+          slot.inputs[2],
+          slot.out,
+          len,
+          vb[0]!,
+          vb[1]!,
+          budgets[0]!,
+          budgets[1]!,
+          job.weights[0],
+          job.weights[1],
+          job.factors[0],
+          job.factors[1],
+          job.lambda,
+          job.normalize ? 1 : 0,
+          slot.misc,
+        ],
+      ],
+      pre,
+    );
+  };
   await stream(
     ctx,
     job,
-    async (slot, start, len) => {
-      const rs = ranges(len, W, ctx.localMax);
-      const budgets = rs.map(() => [0, 0]);
-      if (partial()) {
-        await dispatch(ctx, rs, (r, s) => {
-          const [from, to] = rs[r]!;
-          return [["tiesCount2", slot.inputs[0] + from * 2, slot.inputs[1] + from * 2, slot.inputs[2] + from * 2, to - from, vb[0]!, vb[1]!, s.misc + 8]];
-        });
-      }
-      for (let r = 0; r < rs.length; r++) {
-        const s = scratchOf(ctx, r, rs.length);
-        for (let m = 0; m < 2; m++) {
-          const l = left[m]!;
-          if (l === ALL || l === 0) {
-            budgets[r]![m] = l;
-            continue;
+    async (slot, _start, len, i, pre) => {
+      const fits = (m: number): boolean => !open(m) || left[m]! - reserved[m]! >= len;
+      if (!counting && fits(0) && fits(1)) {
+        const counted = [open(0), open(1)];
+        const budgets = [0, 1].map((m) => (counted[m] ? len : left[m]!));
+        for (let m = 0; m < 2; m++) if (counted[m]) reserved[m] += len;
+        const done = kernel(slot, i, len, budgets, pre).then(() => {
+          for (let m = 0; m < 2; m++) {
+            if (!counted[m]) continue;
+            left[m] = left[m]! - (len - u32[(slot.misc + 8 + 4 * m) >>> 2]!);
+            reserved[m] = reserved[m]! - len;
           }
-          const take = Math.min(l, u32[(s.misc + 8 + 4 * m) >>> 2]!);
-          budgets[r]![m] = take;
-          left[m] = l - take;
-        }
+        });
+        pending.add(done);
+        const drop = (): void => void pending.delete(done);
+        done.then(drop, drop);
+        return { done };
       }
-      resetFlags(ctx);
-      await dispatch(ctx, rs, (r) => {
-        const [from, to] = rs[r]!;
-        const s = scratchOf(ctx, r, rs.length);
-        return [
-          [
-            "ties2",
-            slot.inputs[0] + from * 2,
-            slot.inputs[1] + from * 2,
-            slot.inputs[2] + from * 2,
-            slot.out + from * 2,
-            to - from,
-            vb[0]!,
-            vb[1]!,
-            budgets[r]![0]!,
-            budgets[r]![1]!,
-            job.weights[0],
-            job.weights[1],
-            job.factors[0],
-            job.factors[1],
-            job.lambda,
-            job.normalize ? 1 : 0,
-            s.misc + 16,
-          ],
-        ];
+      if (!counting) {
+        await Promise.all([...pending]);
+        counting = true;
+      }
+      if (settled) return { done: decided.then(() => kernel(slot, i, len, left, pre)) };
+      const cnt = slot.misc + 32;
+      const countDone = runChunk(ctx, i, len, () => [["tiesCount2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, vb[0]!, vb[1]!, cnt]], pre);
+      const budgets = Promise.all([decided, countDone]).then(() => {
+        const b = [0, 1].map((m) => {
+          if (!open(m)) return left[m]!;
+          const c = u32[(cnt + 4 * m) >>> 2]!;
+          const take = Math.min(left[m]!, c);
+          left[m] = left[m]! - take;
+          return take === c ? len : take; // len: keep every tie of the chunk
+        });
+        if (!open(0) && !open(1)) settled = true;
+        return b;
       });
-      checkFlags(ctx, job, start, rs);
+      decided = budgets.then(() => undefined);
+      return { done: budgets.then((b) => kernel(slot, i, len, b, [])) };
     },
     (start, bytes) => job.write(start * 2, bytes).then(() => ctx.options.onProgress?.(jobIndex, start + bytes.length / 2)),
+    (slot, start) => checkFlag(ctx, job, slot, start),
   );
 }
 
@@ -390,16 +458,25 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   if (job.factors === "l1") {
     const st = new Float64Array(mem, ctx.l1State, 4);
     st.fill(0);
+    const pending = new Set<Promise<void>>();
     await stream(ctx, job, async (slot, start, len) => {
-      // one sequential running sum per model: model m on worker m (both on one thread when there is one)
+      // one sequential running sum per model: model m on worker m (both on one thread when there is one);
+      // a worker runs its calls in the order sent, so chunks may be in flight together
       const calls = (m: number): KernelCall => ["dareL1", slot.inputs[0], slot.inputs[1 + m]!, len, start | 0, keys[m]!, k2s[m]!, Ks[m]!, ctx.l1State + 16 * m];
-      if (len <= ctx.localMax || W === 1) {
-        if (len <= ctx.localMax) for (const m of [0, 1]) { const [name, ...args] = calls(m); (pool.local[name] as (...a: number[]) => void)(...args); }
-        else await pool.run([[calls(0), calls(1)]]);
-        return;
+      if (len <= ctx.localMax) {
+        await Promise.all([...pending]); // the sums of the chunks before this one first
+        for (const m of [0, 1]) {
+          const [name, ...args] = calls(m);
+          (pool.local[name] as (...a: number[]) => void)(...args);
+        }
+        return { done: Promise.resolve() };
       }
-      await pool.run([[calls(0)], [calls(1)]]);
-    });
+      const done = W === 1 ? pool.run([[calls(0), calls(1)]]) : pool.run([[calls(0)], [calls(1)]]);
+      pending.add(done);
+      const drop = (): void => void pending.delete(done);
+      done.then(drop, drop);
+      return { done };
+    }, undefined, undefined, false);
     factors = [0, 1].map((m) => {
       const total = st[2 * m]!;
       const kept = st[2 * m + 1]!;
@@ -409,41 +486,37 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   await stream(
     ctx,
     job,
-    async (slot, start, len) => {
-      const rs = ranges(len, W, ctx.localMax);
-      resetFlags(ctx);
-      await dispatch(ctx, rs, (r) => {
-        const [from, to] = rs[r]!;
-        const s = scratchOf(ctx, r, rs.length);
-        return [
-          [
-            "dare2",
-            slot.inputs[0] + from * 2,
-            slot.inputs[1] + from * 2,
-            slot.inputs[2] + from * 2,
-            slot.out + from * 2,
-            to - from,
-            (start + from) | 0,
-            keys[0]!,
-            k2s[0]!,
-            Ks[0]!,
-            keys[1]!,
-            k2s[1]!,
-            Ks[1]!,
-            job.weights[0],
-            job.weights[1],
-            factors[0]!,
-            factors[1]!,
-            job.lambda,
-            job.normalize ? 1 : 0,
-            s.misc + 16,
-            job.linear ? 1 : 0,
-            job.divisor,
-          ],
-        ];
-      });
-      checkFlags(ctx, job, start, rs);
+    (slot, start, len, i, pre) => {
+      resetFlag(ctx, slot);
+      const done = runChunk(ctx, i, len, () => [
+        [
+          "dare2",
+          slot.inputs[0],
+          slot.inputs[1],
+          slot.inputs[2],
+          slot.out,
+          len,
+          start | 0,
+          keys[0]!,
+          k2s[0]!,
+          Ks[0]!,
+          keys[1]!,
+          k2s[1]!,
+          Ks[1]!,
+          job.weights[0],
+          job.weights[1],
+          factors[0]!,
+          factors[1]!,
+          job.lambda,
+          job.normalize ? 1 : 0,
+          slot.misc,
+          job.linear ? 1 : 0,
+          job.divisor,
+        ],
+      ], pre);
+      return { done };
     },
     (start, bytes) => job.write(start * 2, bytes).then(() => ctx.options.onProgress?.(jobIndex, start + bytes.length / 2)),
+    (slot, start) => checkFlag(ctx, job, slot, start),
   );
 }

@@ -19,6 +19,12 @@ export type PoolKernels = KernelsWasmExports;
 /** One kernel call: export name and its arguments. */
 export type KernelCall = readonly [keyof PoolKernels, ...number[]];
 
+/**
+ * What a worker runs: kernel calls, and ["read", fd, position, ptr, length] (a synchronous positioned file
+ * read into the shared memory, see kernel-worker.mjs).
+ */
+export type WorkerCall = KernelCall | readonly ["read", number, number, number, number];
+
 export interface KernelPoolOptions {
   /** Bytes of shared memory to reserve (rounded up to 64 KiB pages). */
   readonly memoryBytes: number;
@@ -113,7 +119,7 @@ export class KernelPool {
   }
 
   /** Runs `batches[w]` on worker w (all at once) and resolves when every worker is done. */
-  run(batches: ReadonlyArray<readonly KernelCall[]>): Promise<void> {
+  run(batches: ReadonlyArray<readonly WorkerCall[]>): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     const jobs: Promise<void>[] = [];
     batches.forEach((calls, w) => {

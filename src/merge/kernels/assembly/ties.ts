@@ -397,7 +397,8 @@ function scalarElement(bp: usize, x0p: usize, x1p: usize, op: usize, j: i32, k0:
 /**
  * TIES merge of n elements (two models) into bf16 at op. Model i keeps |δᵢ| bits > vbᵢ, and the first
  * leftᵢ entries (index order) with bits == vbᵢ. fᵢ: rescale factor (1, or 1/density). `flagp` is updated
- * with the first non-finite output whose inputs are finite (see recordBad).
+ * with the first non-finite output whose inputs are finite (see recordBad); the budgets left after the
+ * range (leftᵢ minus the entries equal to V it kept) are stored as u32 at flagp + 8 and flagp + 12.
  */
 export function ties2(
   bp: usize, x0p: usize, x1p: usize, op: usize, n: i32,
@@ -419,9 +420,12 @@ export function ties2(
   const L = f64x2.splat(lambda);
   let j = 0;
   if ((left0 == 0 || left0 >= n) && (left1 == 0 || left1 >= n)) {
-    // no partial tie budget in this range: keep |δ| > T with T = V (no ties kept) or V − 1 (all kept)
+    // no partial tie budget in this range: keep |δ| > T with T = V (no ties kept) or V − 1 (all kept),
+    // and count the entries equal to V (the budget they use)
     const t0 = i32x4.splat(left0 == 0 ? vb0 : vb0 - 1);
     const t1 = i32x4.splat(left1 == 0 ? vb1 : vb1 - 1);
+    let c0 = i32x4.splat(0);
+    let c1 = i32x4.splat(0);
     for (; j + 8 <= n; j += 8) {
       const o2 = <usize>j << 1;
       const b8 = v128.load(bp + o2);
@@ -437,16 +441,26 @@ export function ties2(
       const d0h = f32x4.sub(x0h, bh);
       const d1l = f32x4.sub(x1l, bl);
       const d1h = f32x4.sub(x1h, bh);
-      const s0l = i32x4.gt_s(absBits(d0l), t0);
-      const s0h = i32x4.gt_s(absBits(d0h), t0);
-      const s1l = i32x4.gt_s(absBits(d1l), t1);
-      const s1h = i32x4.gt_s(absBits(d1h), t1);
+      const a0l = absBits(d0l);
+      const a0h = absBits(d0h);
+      const a1l = absBits(d1l);
+      const a1h = absBits(d1h);
+      // eq masks are −1 per matching lane: subtracting counts them
+      c0 = i32x4.sub(i32x4.sub(c0, i32x4.eq(a0l, vv0)), i32x4.eq(a0h, vv0));
+      c1 = i32x4.sub(i32x4.sub(c1, i32x4.eq(a1l, vv1)), i32x4.eq(a1h, vv1));
+      const s0l = i32x4.gt_s(a0l, t0);
+      const s0h = i32x4.gt_s(a0h, t0);
+      const s1l = i32x4.gt_s(a1l, t1);
+      const s1h = i32x4.gt_s(a1h, t1);
       const rl = merge4(bl, v128.and(d0l, s0l), v128.and(d1l, s1l), F0, F1, W0, W1, L, normalize);
       const rh = merge4(bh, v128.and(d0h, s0h), v128.and(d1h, s1h), F0, F1, W0, W1, L, normalize);
       v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
       checkFinite(rl, bl, x0l, x1l, j, flagp);
       checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
     }
+    // left ≥ n ≥ the count, so the budgets stay ≥ 0 (a zero budget stays zero)
+    if (left0 > 0) tieLeft0 = left0 - (i32x4.extract_lane(c0, 0) + i32x4.extract_lane(c0, 1) + i32x4.extract_lane(c0, 2) + i32x4.extract_lane(c0, 3));
+    if (left1 > 0) tieLeft1 = left1 - (i32x4.extract_lane(c1, 0) + i32x4.extract_lane(c1, 1) + i32x4.extract_lane(c1, 2) + i32x4.extract_lane(c1, 3));
   }
   for (; j + 8 <= n; j += 8) {
     const o2 = <usize>j << 1;
@@ -492,6 +506,8 @@ export function ties2(
     }
     scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
   }
+  store<u32>(flagp + 8, tieLeft0);
+  store<u32>(flagp + 12, tieLeft1);
 }
 
 // ---------------------------------------------------------------------------------------------------
