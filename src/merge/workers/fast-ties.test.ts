@@ -190,6 +190,68 @@ test("TIES fast path: a non-finite merged value with finite inputs fails as on t
   }
 });
 
+test("TIES fast path: mass ties spent by reservation, then by per-chunk counts, with worker and async reads", { skip }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-ties-"));
+  try {
+    // every finite |δ| is one bf16 ulp at exponent 0 (|δ| = 2⁻⁷): about half the tensor is one tie run whose
+    // budget runs out mid-chunk; 1 in 40 a special (±0, ±Inf, NaNs, subnormals) on either side
+    const n = 6000;
+    const r = rng(4242);
+    const base = Array.from({ length: n }, () => ((r() & 1) << 15) | 0x3f80 | (r() % 0x7f));
+    const spec = (bits: number[], seed: number) => {
+      const q = rng(seed);
+      return bits.map((b) => (q() % 40 === 0 ? SPECIALS[q() % SPECIALS.length]! : b));
+    };
+    const tuned = (seed: number) => {
+      const q = rng(seed);
+      return spec(base.map((b) => (q() % 9 === 0 ? b : q() & 1 ? b + 1 : b - 1)), seed + 1);
+    };
+    const mk = (bits: number[]) => ({ "model.layers.0.mlp.up_proj.weight": { dtype: "BF16" as const, shape: [60, 100], bits } });
+    const config = llamaConfig({ vocab_size: 211 });
+    const dirs = [spec(base, 3), tuned(11), tuned(23)].map((b, m) => buildHfDir(join(root, `m${m}`), { tensors: mk(b), config }));
+    for (const perModel of [
+      [{ weight: 0.5, density: 0.5 }, { weight: 0.5, density: 0.5 }],
+      [{ weight: 1, density: 0.3 }, { weight: -0.75, density: 0.8 }],
+    ]) {
+      const recipe: Recipe = {
+        method: "ties",
+        base: { path: dirs[0]!, params: {}, label: "aligned" },
+        models: [
+          { path: dirs[1]!, params: perModel[0]!, label: "a" },
+          { path: dirs[2]!, params: perModel[1]!, label: "b" },
+        ],
+        params: {},
+        seed: 5,
+        vocabPolicy: "error",
+      };
+      const generic = join(root, "generic");
+      rmSync(generic, { recursive: true, force: true });
+      await mergeRecipe(recipe, { out: generic, fastPath: false, writeCard: false });
+      const g = readDir(generic);
+      // slots 8 × 64: many chunks in flight on the reservation; 3 × 256 with local tails; 2 × 1000 (chunks not a multiple of the tie run)
+      const runs = [{ chunkElems: 64, slots: 8, localMax: 0 }, { chunkElems: 256, slots: 3, localMax: 16 }, { chunkElems: 1000, slots: 2, localMax: 0 }];
+      for (const workerReads of ["1", "0"]) {
+        for (const run of runs) {
+          const fast = join(root, `fast-${workerReads}-${run.chunkElems}`);
+          rmSync(fast, { recursive: true, force: true });
+          const saved = process.env.REALIGN_WORKER_READS;
+          process.env.REALIGN_WORKER_READS = workerReads;
+          try {
+            await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: run, writeCard: false });
+          } finally {
+            if (saved === undefined) delete process.env.REALIGN_WORKER_READS;
+            else process.env.REALIGN_WORKER_READS = saved;
+          }
+          const f = readDir(fast);
+          for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs (${JSON.stringify({ perModel, run, workerReads })})`);
+        }
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("sparseFormOf: TIES, DARE-TIES and DARE-linear with two models and densities in (0, 1) only", () => {
   const ctx = tensorContext("model.layers.0.mlp.up_proj.weight", [10, 10], 7, 0);
   const two = (d0: number, d1: number) => [{ weight: 1, density: d0 }, { weight: 0.5, density: d1 }];
