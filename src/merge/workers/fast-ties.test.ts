@@ -101,10 +101,13 @@ const CASES: Case[] = [
   { method: "ties", params: { lambda: 0.6 }, perModel: [{ weight: 2, density: 0.5 }, { weight: -1, density: 0.4 }] }, // divisors 1, 2, −1, 1: reciprocals
   { method: "ties", params: {}, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
   { method: "ties", params: { lambda: 0.5, rescale: true }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] }, // l1: generic path
+  { method: "ties", params: { lambda: 0.7 }, perModel: [{ weight: 0.25, density: 0.5 }, { weight: 0.25, density: 0.4 }] }, // equal powers of two: eqMode
+  { method: "ties", params: { lambda: 1 }, perModel: [{ weight: 0.5, density: 0.6 }, { weight: 0.5, density: 0.5 }] }, // eqMode, λ = 1
   { method: "dare_ties", params: { lambda: 0.8 }, perModel: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.3 }] },
   { method: "dare_ties", params: { lambda: 1, rescale_mode: "inverse_density", normalize: true }, perModel: [{ weight: 1, density: 0.7 }, { weight: 0.25, density: 0.2 }] },
   { method: "dare_ties", params: { normalize: true }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
   { method: "dare_ties", params: { lambda: 1.5, rescale: false }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
+  { method: "dare_ties", params: { normalize: true, rescale: false }, perModel: [{ weight: 0.5, density: 0.5 }, { weight: 0.5, density: 0.5 }] }, // eqMode
   { method: "dare_linear", params: { lambda: 0.8, rescale_mode: "inverse_density" }, perModel: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.3 }] },
   { method: "dare_linear", params: { normalize: true }, perModel: [{ weight: 0.7, density: 0.5 }, { weight: 0.6, density: 0.4 }] }, // l1; divisor 1.3
   { method: "dare_linear", params: { normalize: true, lambda: 1 }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.6 }] }, // divisor 2

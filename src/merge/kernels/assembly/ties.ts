@@ -181,12 +181,24 @@ let rW01: f64 = 1;
 
 /** Decides the reciprocal normalisation for weights w0, w1 (divisors 1, w₀, w₁ and (0 + w₀) + w₁). */
 function setWeights(w0: f64, w1: f64): void {
+  const e = <i32>((reinterpret<u64>(w0) >>> 52) & 0x7ff) - 1023;
+  eqMode = w0 == w1 && w0 > 0 && pow2Recip(w0) && e >= -512 && e <= 512;
   const w01 = (0 + w0) + w1;
   recipOk = (w0 == 0 || pow2Recip(w0)) && (w1 == 0 || pow2Recip(w1)) && (w01 == 0 || pow2Recip(w01));
   rW0 = recipOf(0 + w0);
   rW1 = recipOf(0 + w1);
   rW01 = recipOf(w01);
 }
+
+/**
+ * Equal-weight mode (set by setWeights): normalize, no rescale (f₀ = f₁ = 1) and w₀ = w₁ = w = 2ᵏ with
+ * |k| ≤ 512. Then every product w·δ is exact in float64 (δ is a float32: 2⁻¹⁴⁹ ≤ |δ| < 2¹²⁸), so
+ * sign(w·δ₀ + w·δ₁) = sign(δ₀ + δ₁), a term passes iff its δ does, and Σ/D is (δ₀ + δ₁)·½ when both
+ * pass (D = 2w), δᵢ when one does (D = w), +0 when none does (D = 0 → 1): the weight products and the
+ * division drop out exactly (float64 scaling by powers of two commutes with rounding away from
+ * underflow and overflow). NaNs: x86 keeps an operand's NaN through w·NaN, so skipping it keeps the payload.
+ */
+let eqMode: bool = false;
 
 /** Both rescale factors are 1 / λ is 1 (set by the kernels at entry): the products by 1 are skipped (x·1 = x exactly, NaN payloads included). */
 let unitF: bool = false;
@@ -274,6 +286,18 @@ function firstBits(m: u32, k: i32): u32 {
   return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
 }
 
+/** elect2 in equal-weight mode (see eqMode; normalize is on): d0 / d1 are the kept δ (float64, +0 where dropped). */
+@inline function elect2eq(bj: v128, d0: v128, d1: v128, lam: v128): v128 {
+  const z = f64x2.splat(0);
+  const flip = v128.and(f64x2.lt(f64x2.add(d0, d1), z), f64x2.splat(-0.0));
+  const la = f64x2.le(v128.xor(d0, flip), z);
+  const lc = f64x2.le(v128.xor(d1, flip), z);
+  const sum = f64x2.add(v128.andnot(d0, la), v128.andnot(d1, lc));
+  // ½ where both pass (neither mask set), else 1
+  const r = f64x2.mul(sum, v128.bitselect(f64x2.splat(1), f64x2.splat(0.5), v128.or(la, lc)));
+  return unitL ? f64x2.add(bj, r) : f64x2.add(bj, f64x2.mul(lam, r));
+}
+
 /**
  * Two lanes of the no-consensus combine (dare_linear): θ = b + λ·(((0 + a) + c) / D), D the constant
  * divisor (skipped when 1, a product by its reciprocal when a power of two: both exact).
@@ -294,6 +318,11 @@ function firstBits(m: u32, k: i32): u32 {
   const v1h = i32x4.shuffle(v1, v1, 2, 3, 2, 3);
   const bh = i32x4.shuffle(b, b, 2, 3, 2, 3);
   // f = 1 (no rescale): x·1 = x exactly (NaN payload included), so the product is skipped
+  if (eqMode && unitF && normalize && !linearMode) {
+    const eL = elect2eq(f64x2.promote_low_f32x4(b), f64x2.promote_low_f32x4(v0), f64x2.promote_low_f32x4(v1), lam);
+    const eH = elect2eq(f64x2.promote_low_f32x4(bh), f64x2.promote_low_f32x4(v0h), f64x2.promote_low_f32x4(v1h), lam);
+    return i32x4.shuffle(f32x4.demote_f64x2_zero(eL), f32x4.demote_f64x2_zero(eH), 0, 1, 4, 5);
+  }
   const aL = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0) : f64x2.mul(f64x2.promote_low_f32x4(v0), f0));
   const cL = f64x2.mul(w1, unitF ? f64x2.promote_low_f32x4(v1) : f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
   const aH = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0h) : f64x2.mul(f64x2.promote_low_f32x4(v0h), f0));
