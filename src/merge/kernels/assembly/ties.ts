@@ -27,15 +27,16 @@
   return v128.and(v, i32x4.splat(0x7fffffff));
 }
 
+/** Adds one to the u32 bins of lanes 0–3 of `a` (|δ| bits) in the histogram at h (addresses formed in SIMD). */
 @inline function bump(h: usize, a: v128): void {
-  const q = i32x4.shr_u(a, 16);
-  let p = h + (<usize>i32x4.extract_lane(q, 0) << 2);
+  const q = i32x4.add(i32x4.shl(i32x4.shr_u(a, 16), 2), i32x4.splat(<i32>h));
+  let p = <usize>i32x4.extract_lane(q, 0);
   store<u32>(p, load<u32>(p) + 1);
-  p = h + (<usize>i32x4.extract_lane(q, 1) << 2);
+  p = <usize>i32x4.extract_lane(q, 1);
   store<u32>(p, load<u32>(p) + 1);
-  p = h + (<usize>i32x4.extract_lane(q, 2) << 2);
+  p = <usize>i32x4.extract_lane(q, 2);
   store<u32>(p, load<u32>(p) + 1);
-  p = h + (<usize>i32x4.extract_lane(q, 3) << 2);
+  p = <usize>i32x4.extract_lane(q, 3);
   store<u32>(p, load<u32>(p) + 1);
 }
 
