@@ -22,8 +22,10 @@ let asc;
 try {
   asc = (await import("assemblyscript/asc")).default;
 } catch {
+  // an install without devDependencies (npm ci --omit=dev) must not fail here: realign then runs its
+  // TypeScript kernels (the tests, which need the dev tools anyway, check that the module exists)
   console.error("build-wasm: assemblyscript is not installed (run `npm ci`); realign will use its TypeScript kernels");
-  process.exit(existsSync(out) ? 0 : 1);
+  process.exit(0);
 }
 
 mkdirSync(outDir, { recursive: true });
