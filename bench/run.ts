@@ -58,7 +58,11 @@ function parseArgs(argv: string[]): Args {
     else if (k === "--out-dir") a.outDir = v();
     else if (k === "--no-kernel") a.kernel = false;
     else if (k === "--help" || k === "-h") {
-      console.log("npm run bench -- [--layers N] [--methods linear,task_arithmetic,ties,dare_ties] [--cold] [--json out.json] [--dir D] [--keep] [--repeat R] [--nice] [--out-dir D] [--no-kernel]");
+      console.log(
+        "npm run bench -- [--layers N] [--methods " +
+          "linear,linear_generic,task_arithmetic,ties,dare_ties,ties_generic,dare_ties_generic,convert,convert_sequential,convert_f16,lora,lora_generic" +
+          "] [--cold] [--json out.json] [--dir D] [--keep] [--seed S] [--repeat R] [--nice] [--out-dir D] [--no-kernel]\nsee docs/performance.md",
+      );
       process.exit(0);
     } else throw new Error(`unknown flag ${k}`);
   }
