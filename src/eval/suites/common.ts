@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { fsError } from "../../errors.ts";
+import { seededRandom } from "../../core/random.ts";
 import type { DecodingSettings, SuiteItem } from "../types.ts";
 
 /** The repo's `data/` folder (shipped benchmark copies, each with a SOURCE.md). */
@@ -37,18 +38,6 @@ export async function readUserFile(file: string, what: string): Promise<string> 
   } catch (e) {
     throw fsError(e, file, `reading ${what}`);
   }
-}
-
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). Deterministic across platforms. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

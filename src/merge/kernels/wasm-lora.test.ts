@@ -12,17 +12,9 @@ import { sharedWasmMemory, type WasmMemory } from "./wasm-module.ts";
 import { addDeltaRange, deltaScratch, lowRankFromAB, type LowRankDelta } from "../lora-delta.ts";
 import { weightedSum } from "../methods/linear.ts";
 import { decodeToF32, encodeFromF32 } from "../../core/dtype.ts";
+import { seededRandom } from "../../core/random.ts";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const SPECIAL_F32 = [NaN, Infinity, -Infinity, 0, -0, 1e-40, -3e-42, 1.4e-45, 3.4e38, -3.4e38];
 
