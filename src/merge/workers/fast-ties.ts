@@ -24,6 +24,7 @@
 import { CancelledError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
+import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -34,7 +35,8 @@ export interface FastSpan {
   readonly offset: number;
 }
 
-interface FastTiesCommon {
+/** The I/O side of one tensor's job; the numbers come from its sparse form (`kernels/sparse-form.ts`). */
+export interface FastSparseIo {
   readonly numel: number;
   /** Base (aligned), tuned model 0, tuned model 1. */
   readonly reads: readonly [FastRead, FastRead, FastRead];
@@ -44,9 +46,6 @@ interface FastTiesCommon {
    * computing; `reads` still serve small chunks and report read errors.
    */
   readonly spans?: readonly [FastSpan, FastSpan, FastSpan];
-  readonly weights: readonly [number, number];
-  readonly lambda: number;
-  readonly normalize: boolean;
   /**
    * Writes merged bytes at byteOffset within the output tensor (ascending offsets; several may be in flight);
    * `bytes` must not be retained after the returned promise settles.
@@ -57,24 +56,13 @@ interface FastTiesCommon {
 }
 
 /** TIES: each model keeps its `ranks[i]` largest |δ| (0 < rank < numel), scaled by `factors[i]`. */
-export interface FastTiesJob extends FastTiesCommon {
-  readonly kind: "ties";
-  readonly ranks: readonly [number, number];
-  /** 1, or 1/density (rescale_mode inverse_density). */
-  readonly factors: readonly [number, number];
-}
+export type FastTiesJob = TiesForm & FastSparseIo;
 
-/** DARE-TIES / DARE-linear: each model keeps element j iff uniformAt(keys[i], j) < densities[i] (0 < p < 1). */
-export interface FastDareJob extends FastTiesCommon {
-  readonly kind: "dare";
-  /** dare_linear: θ = b + λ·(Σ uᵢ / divisor) instead of the sign election. */
-  readonly linear: boolean;
-  readonly divisor: number;
-  readonly keys: readonly [number, number];
-  readonly densities: readonly [number, number];
-  /** Fixed factors (1 or 1/p), or "l1": ‖δ‖₁ / ‖kept δ‖₁ from a measure pass. */
-  readonly factors: readonly [number, number] | "l1";
-}
+/**
+ * DARE-TIES / DARE-linear: each model keeps element j iff uniformAt(keys[i], j) < densities[i] (0 < p < 1);
+ * dare_linear takes θ = b + λ·(Σ uᵢ / divisor) instead of the sign election.
+ */
+export type FastDareJob = DareForm & FastSparseIo;
 
 export type FastSparseJob = FastTiesJob | FastDareJob;
 
