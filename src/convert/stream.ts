@@ -19,6 +19,7 @@ import { qkPermutation } from "../formats/gguf/qk-permute.ts";
 import { byteLengthOf, encodeGgufFromF32 } from "../formats/gguf/tensor-data.ts";
 import type { GgufWriter } from "../formats/gguf/write.ts";
 import type { TensorConversion } from "./plan.ts";
+import { InFlight } from "../core/in-flight.ts";
 
 /** Default bytes per chunk slot. */
 export const STREAM_CHUNK_BYTES = 8 * 2 ** 20;
@@ -197,15 +198,7 @@ export async function streamTensors(w: GgufWriter, tensors: readonly StreamTenso
 
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
   const writes: (Promise<void> | undefined)[] = new Array(chunks.length);
-  const inflight = new Set<Promise<void>>();
-  const track = (q: Promise<void>): Promise<void> => {
-    inflight.add(q);
-    void q.then(
-      () => inflight.delete(q),
-      () => inflight.delete(q),
-    );
-    return q;
-  };
+  const inflight = new InFlight();
   const issueRead = (i: number): void => {
     if (i >= chunks.length || reads[i] !== undefined) return;
     const c = chunks[i]!;
@@ -214,7 +207,7 @@ export async function streamTensors(w: GgufWriter, tensors: readonly StreamTenso
     const slot = slots[i % nSlots]!;
     const prevWrite = i >= nSlots ? writes[i - nSlots] : undefined;
     const target = p.copy ? slot.out : (slot.stage ??= new Uint8Array(bufBytes));
-    reads[i] = track((prevWrite ?? Promise.resolve()).then(() => readRaw(p, slot, c.start, c.end, target)));
+    reads[i] = inflight.track((prevWrite ?? Promise.resolve()).then(() => readRaw(p, slot, c.start, c.end, target)));
   };
 
   try {
@@ -225,7 +218,7 @@ export async function streamTensors(w: GgufWriter, tensors: readonly StreamTenso
       const p = plans[c.t]!;
       if (p.conv.data !== undefined) {
         const d = p.conv.data;
-        writes[i] = track(w.writeTensorDataAsync(p.conv.ggufName, new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+        writes[i] = inflight.track(w.writeTensorDataAsync(p.conv.ggufName, new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
       } else if (c.end > c.start) {
         await reads[i];
         const slot = slots[i % nSlots]!;
@@ -246,15 +239,15 @@ export async function streamTensors(w: GgufWriter, tensors: readonly StreamTenso
           out = slot.out.subarray(0, byteLengthOf(p.conv.type, count));
           encodeGgufFromF32(p.conv.type, f32, out, count);
         }
-        writes[i] = track(w.writeTensorDataAsync(p.conv.ggufName, out));
+        writes[i] = inflight.track(w.writeTensorDataAsync(p.conv.ggufName, out));
       }
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
       if (c.last) options.onTensorDone?.(c.t);
     }
-    await Promise.all([...inflight]);
+    await inflight.all();
   } catch (err) {
-    await Promise.allSettled([...inflight]);
+    await inflight.settle();
     throw err;
   }
 }

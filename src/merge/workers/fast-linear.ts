@@ -13,6 +13,7 @@ import { CancelledError } from "../../errors.ts";
 import { fusedBf16 } from "../kernels/fused.ts";
 import type { KernelCall, KernelPool } from "./pool.ts";
 import { computeLora, LoraFactors, loraUvBytes, type FastLora } from "./fast-lora.ts";
+import { InFlight } from "../../core/in-flight.ts";
 
 /** One input term of a tensor: a coefficient and a reader of the stored bf16 bytes. */
 export interface FastTerm {
@@ -105,17 +106,9 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
 
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
   const writes: (Promise<void> | undefined)[] = new Array(chunks.length);
-  const inflight = new Set<Promise<void>>();
+  const inflight = new InFlight();
   /** Chunk computations handed to the workers and not finished yet. */
-  const computing = new Set<Promise<void>>();
-  const track = (p: Promise<void>): Promise<void> => {
-    inflight.add(p);
-    void p.then(
-      () => inflight.delete(p),
-      () => inflight.delete(p),
-    );
-    return p;
-  };
+  const computing = new InFlight();
   const issueRead = (i: number): void => {
     if (i >= chunks.length || reads[i] !== undefined) return;
     const c = chunks[i]!;
@@ -124,7 +117,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     const job = jobs[c.job]!;
     // start loading the LoRA factors early (the promise is cached by the source; errors surface in compute)
     if (job.lora !== undefined && c.start === 0) job.lora.delta().catch(() => {});
-    reads[i] = track(
+    reads[i] = inflight.track(
       (prevWrite ?? Promise.resolve()).then(() =>
         Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined),
       ),
@@ -143,7 +136,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       if (job.lora !== undefined) {
         // a LoRA chunk is split by rows over every worker and uses the one U·V region of its tensor: let the
         // chunks already handed out finish first, then compute this one before handing out the next
-        await Promise.all(computing);
+        await computing.all();
         const coefs = job.terms.map((t) => t.coef);
         await computeLora(pool, job.lora, factors!, slot.inputs.slice(0, job.terms.length), coefs, job.divisor, slot.out, c.start, c.n, options.loraLocalMaxMacs);
         computed = Promise.resolve();
@@ -151,12 +144,10 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
         computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, options.localMax ?? LOCAL_MAX);
-        computing.add(computed);
-        const done = (): void => void computing.delete(computed);
-        computed.then(done, done);
+        computing.track(computed);
       }
       const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
-      writes[i] = track(
+      writes[i] = inflight.track(
         Promise.all([computed, prevWrite])
           .then(() => job.write(c.start * 2, pool.bytes(slot.out, c.n * 2)))
           .then(() => {
@@ -166,9 +157,9 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
     }
-    await Promise.all([...inflight]);
+    await inflight.all();
   } catch (err) {
-    await Promise.allSettled([...inflight]);
+    await inflight.settle();
     throw err;
   } finally {
     pool.release(mark);

@@ -25,6 +25,7 @@ import { CancelledError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
+import { InFlight } from "../../core/in-flight.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -200,19 +201,7 @@ async function stream(
   const reads: (Promise<void> | undefined)[] = new Array(count);
   /** Per chunk: written (with `write`) or computed; a slot's next read waits for it. */
   const freed: (Promise<void> | undefined)[] = new Array(count);
-  const inflight = new Set<Promise<void>>();
-  let failure: { err: unknown } | undefined;
-  const track = (p: Promise<void>): Promise<void> => {
-    inflight.add(p);
-    void p.then(
-      () => inflight.delete(p),
-      (err: unknown) => {
-        inflight.delete(p);
-        failure ??= { err };
-      },
-    );
-    return p;
-  };
+  const inflight = new InFlight();
   const readAsync = (slot: Slot, start: number, n: number): Promise<void> =>
     Promise.all(job.reads.map((read, k) => read(start * 2, pool.bytes(slot.inputs[k]!, n * 2)))).then(() => undefined);
   const issueRead = (i: number): void => {
@@ -222,13 +211,13 @@ async function stream(
     const slot = slots[i % nSlots]!;
     const prev = (i >= nSlots ? freed[i - nSlots] : undefined) ?? Promise.resolve();
     // a worker-read chunk only needs its slot free
-    reads[i] = track(byWorker(n) ? prev : prev.then(() => readAsync(slot, start, n)));
+    reads[i] = inflight.track(byWorker(n) ? prev : prev.then(() => readAsync(slot, start, n)));
   };
   let lastWrite: Promise<void> = Promise.resolve();
   try {
     for (let i = 0; i < count; i++) {
       if (options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
-      if (failure !== undefined) throw failure.err;
+      if (inflight.failure !== undefined) throw inflight.failure.err;
       for (let a = i; a < i + nSlots; a++) issueRead(a);
       await reads[i];
       const start = i * chunk;
@@ -248,15 +237,15 @@ async function stream(
           check?.(slot, start, n);
           return write(start, pool.bytes(slot.out, n * 2));
         });
-        freed[i] = track(lastWrite);
-      } else freed[i] = track(done);
+        freed[i] = inflight.track(lastWrite);
+      } else freed[i] = inflight.track(done);
       reads[i] = undefined;
       if (i >= nSlots) freed[i - nSlots] = undefined;
     }
-    await Promise.all([...inflight]);
-    if (failure !== undefined) throw failure.err;
+    await inflight.all();
+    if (inflight.failure !== undefined) throw inflight.failure.err;
   } catch (err) {
-    await Promise.allSettled([...inflight]);
+    await inflight.settle();
     throw err;
   }
 }
