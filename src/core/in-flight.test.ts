@@ -16,6 +16,6 @@ test("InFlight: all() waits for every tracked promise, keeps the first rejection
   f.track(new Promise<void>((_, rej) => setTimeout(() => rej(new Error("second")), 5))).catch(() => {});
   await assert.rejects(f.all(), /first/);
   await f.settle();
-  assert.equal(f.failure?.err, first);
+  assert.equal((f.failure as InFlight["failure"])?.err, first); // (TypeScript narrowed it to undefined above)
   await f.all(); // everything settled and untracked
 });
