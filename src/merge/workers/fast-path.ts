@@ -78,7 +78,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
     return KernelPool.start({ memoryBytes: bytes, workers });
   };
   const runSparse = async (tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void> => {
-    let chain: Promise<void> = Promise.resolve();
+    const writeInOrder = sequential(write);
     const jobs: FastSparseJob[] = tensors.map((t) => {
       const form = sparseFormOf(options.methodName, t.params, t.ctx, t.models.length)!;
       const sources = [t.base!, ...t.models].map(options.source);
@@ -90,21 +90,13 @@ export function createFastPath(options: FastPathOptions): FastPath {
         reads: [reads[0]!, reads[1]!, reads[2]!] as const,
         // the workers read plain file ranges themselves (fast-ties.ts)
         ...(spans.every((sp) => sp !== undefined) && process.env.REALIGN_WORKER_READS !== "0" ? { spans: [spans[0]!, spans[1]!, spans[2]!] as const } : {}),
-        // the sink is sequential: chain writes so at most one call is inside it at a time
-        write: (_off: number, bytes: Uint8Array) => (chain = chain.then(() => write(bytes))),
+        write: (_off: number, bytes: Uint8Array) => writeInOrder(bytes),
         nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),
       };
     });
     const runOptions = { ...options.run, signal: options.signal };
     pool ??= startPool(runOptions);
-    const done = new Array<number>(jobs.length).fill(0);
-    await runFastTies(jobs, pool, {
-      ...runOptions,
-      onProgress: (j, elems) => {
-        onBytes((elems - done[j]!) * 2, tensors[j]!.name);
-        done[j] = elems;
-      },
-    });
+    await runFastTies(jobs, pool, { ...runOptions, onProgress: bytesProgress(tensors, onBytes) });
   };
   return {
     eligible(t) {
@@ -140,7 +132,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
       }
       const jobs: FastJob[] = [];
       let maxTerms = 1;
-      let chain: Promise<void> = Promise.resolve();
+      const writeInOrder = sequential(write);
       for (const t of tensors) {
         const form = linearFormOf(options.methodName, t.params, t.models.length)!;
         const refs = termRefs(t)!;
@@ -162,25 +154,32 @@ export function createFastPath(options: FastPathOptions): FastPath {
           divisor: form.divisor,
           ...(lora === undefined ? {} : { lora }),
           terms: form.terms.map((term, i) => ({ coef: term.coef, read: i === shared ? async () => {} : (off, out) => stored[i]!.readBytes!(off, out) })),
-          // the sink is sequential: chain writes so at most one call is inside it at a time
-          write: (_off, bytes) => (chain = chain.then(() => write(bytes))),
+          write: (_off, bytes) => writeInOrder(bytes),
         });
       }
       const runOptions = { ...options.run, signal: options.signal };
       pool ??= startPool(runOptions);
-      const done = new Array<number>(jobs.length).fill(0);
-      await runFastLinear(jobs, pool, {
-        ...runOptions,
-        onProgress: (j, elems) => {
-          onBytes((elems - done[j]!) * 2, tensors[j]!.name);
-          done[j] = elems;
-        },
-      });
+      await runFastLinear(jobs, pool, { ...runOptions, onProgress: bytesProgress(tensors, onBytes) });
     },
     async close() {
       const p = pool;
       pool = undefined;
       await p?.close();
     },
+  };
+}
+
+/** The sink is sequential: chains the calls of `write` so at most one is inside it at a time. */
+function sequential(write: (bytes: Uint8Array) => Promise<void>): (bytes: Uint8Array) => Promise<void> {
+  let chain: Promise<void> = Promise.resolve();
+  return (bytes) => (chain = chain.then(() => write(bytes)));
+}
+
+/** Turns a fast run's (job, elements done) reports into onBytes(bf16 bytes written since the last report, tensor name). */
+function bytesProgress(tensors: readonly TensorPlan[], onBytes: (bytes: number, label: string) => void): (jobIndex: number, doneElems: number) => void {
+  const done = new Array<number>(tensors.length).fill(0);
+  return (j, elems) => {
+    onBytes((elems - done[j]!) * 2, tensors[j]!.name);
+    done[j] = elems;
   };
 }
