@@ -7,7 +7,7 @@
  * tensors are byte copies). A GGUF input, or `fast: false` / `REALIGN_FAST=0`, takes the sequential path:
  * row chunks (≤ 4 Mi elements) read, decoded, transformed and encoded one after another. Both write the
  * same bytes; memory stays bounded by the chunks, not the model. The output is written to a temp file
- * beside `output`, fsynced, and renamed into place only when complete.
+ * beside `output`, fsynced (unless `fsync: false`), and renamed into place only when complete.
  */
 import { basename, resolve } from "node:path";
 import { openAtomicOutput } from "../core/files.ts";
@@ -55,6 +55,11 @@ export interface ConvertOptions {
   fast?: boolean;
   /** Bytes per ring slot of the fast path (tests use small ones). @default STREAM_CHUNK_BYTES (8 MiB) */
   chunkBytes?: number;
+  /**
+   * fsync the GGUF before it is renamed into place (a power loss cannot leave a truncated file at `output`);
+   * false returns once the bytes are in the page cache, as convert_hf_to_gguf.py does. @default true
+   */
+  fsync?: boolean;
 }
 
 export interface ConvertSummary {
@@ -136,14 +141,14 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       if (!isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0")) {
         const tensors = plan.tensors.map((conv) => ({ conv, src: conv.data === undefined ? ckpt.openTensor(conv.hfName) : undefined }));
         await streamTensors(w, tensors, { chunkBytes: options.chunkBytes, signal: options.signal, onTensorDone: (i) => progress(plan.tensors[i]!.ggufName) });
-        await w.closeAsync();
+        await w.closeAsync({ fsync: options.fsync ?? true });
       } else {
         for (const t of plan.tensors) {
           if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
           else await writeTensorSequential(w, ckpt.openTensor(t.hfName), t, options.signal);
           progress(t.ggufName);
         }
-        w.close();
+        w.close({ fsync: options.fsync ?? true });
       }
       out.commit();
       return { output: out.target, arch: plan.arch.arch, type, tensorCount: plan.tensors.length, fileSize: layout.fileSize, warnings: plan.warnings };

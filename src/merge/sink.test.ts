@@ -119,6 +119,28 @@ test("runMerge: every shard is fsynced before the output is renamed into place, 
   }
 });
 
+test("fsync: false: no background datasync and no fsync run, and the bytes are those of a durable merge", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-sink-"));
+  try {
+    const recipe = recipeFromFlags({ aligned: model(root, "aligned", 1), tuned: model(root, "tuned", 2), lambda: 0.5 });
+    const plain = join(root, "plain");
+    await mergeRecipe(recipe, { out: plain, maxShardBytes: 4096, writeCard: false });
+    const out = join(root, "nosync");
+    const events: SyncEvent[] = [];
+    await mergeRecipe(recipe, { out, writeCard: false, sink: safetensorsSink(4096, { fsync: false, syncEveryBytes: 1000, sync: recordingSync(events, out) }) });
+    assert.deepEqual(events, []);
+    // runMerge's own option reaches its default sink (same bytes; the syncs are not observable there)
+    const viaOption = join(root, "option");
+    await mergeRecipe(recipe, { out: viaOption, maxShardBytes: 4096, writeCard: false, fsync: false });
+    for (const dir of [out, viaOption]) {
+      assert.deepEqual(readdirSync(dir).sort(), readdirSync(plain).sort());
+      for (const f of readdirSync(plain)) assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(plain, f))), `${dir}/${f} differs`);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 for (const fail of ["datasync", "fsync"] as const) {
   test(`runMerge: a failed ${fail} fails the merge with an IoError and leaves no output`, async () => {
     const root = mkdtempSync(join(tmpdir(), "realign-sink-"));

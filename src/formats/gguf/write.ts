@@ -413,12 +413,15 @@ export class GgufWriter {
     }
   }
 
-  /** WEIGHTS → CLOSED: flushes, fsyncs (the data is on disk before the caller renames it into place) and closes; every declared tensor must be complete. */
-  close(): void {
+  /**
+   * WEIGHTS → CLOSED: flushes, fsyncs (the data is on disk before the caller renames it into place; skipped
+   * with `fsync: false`) and closes; every declared tensor must be complete.
+   */
+  close(options: { readonly fsync?: boolean } = {}): void {
     this.checkComplete();
     this.flush();
     try {
-      fsyncSync(this.fd);
+      if (options.fsync ?? true) fsyncSync(this.fd);
     } catch (e) {
       throw fsError(e, this.path, "syncing GGUF");
     }
@@ -427,10 +430,12 @@ export class GgufWriter {
   }
 
   /** As close, with the fsync and close on the thread pool. Call after every writeTensorDataAsync settled. */
-  async closeAsync(): Promise<void> {
+  async closeAsync(options: { readonly fsync?: boolean } = {}): Promise<void> {
     this.checkComplete();
     this.flush();
-    await new Promise<void>((resolve, reject) => fsyncCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "syncing GGUF")) : resolve())));
+    if (options.fsync ?? true) {
+      await new Promise<void>((resolve, reject) => fsyncCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "syncing GGUF")) : resolve())));
+    }
     this.state = "closed";
     await new Promise<void>((resolve, reject) => closeCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "closing GGUF")) : resolve())));
   }

@@ -55,11 +55,18 @@ export function buildHeader(
 }
 
 /**
- * How written files reach the disk. Every file is fsynced (`sync(fh, path, "fsync")`) in `finish()`, before it
- * is closed; while data streams in, `fdatasync` runs in the background each `syncEveryBytes` so the disk's
- * writeback overlaps the rest of the work and the final fsync has little left to flush.
+ * How written files reach the disk. By default every file is fsynced (`sync(fh, path, "fsync")`) in
+ * `finish()`, before it is closed; while data streams in, `fdatasync` runs in the background each
+ * `syncEveryBytes` so the disk's writeback overlaps the rest of the work and the final fsync has little left
+ * to flush. With `fsync: false` neither runs: `finish()` returns once the bytes are in the page cache, and
+ * the kernel writes them back later (what transformers' `save_pretrained` and mergekit do).
  */
 export interface WriteSyncOptions {
+  /**
+   * Wait for the data to be on disk before `finish()` resolves (so before an atomic output is renamed into
+   * place, a power loss cannot leave a renamed but incomplete file). false skips every sync. @default true
+   */
+  readonly fsync?: boolean;
   /**
    * Start a background fdatasync after this many bytes written since the last one started (at most one in
    * flight per file); 0 turns it off. @default DEFAULT_SYNC_EVERY_BYTES
@@ -82,7 +89,7 @@ export interface SafetensorsFileWriter {
   readonly path: string;
   /** Appends data bytes (any split; must follow declared order and sizes). */
   write(bytes: Uint8Array): Promise<void>;
-  /** Checks every declared byte arrived, waits for any background datasync, fsyncs and closes. */
+  /** Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and closes. */
   finish(): Promise<void>;
   /** Closes without checks (the caller removes the temp output). */
   abort(): Promise<void>;
@@ -99,7 +106,8 @@ export async function createSafetensorsWriter(
   metadata: Readonly<Record<string, string>> | undefined,
   syncOptions: WriteSyncOptions = {},
 ): Promise<SafetensorsFileWriter> {
-  const syncEvery = syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES;
+  const durable = syncOptions.fsync ?? true;
+  const syncEvery = durable ? (syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES) : 0;
   const sync = syncOptions.sync ?? defaultSync;
   const { prefix, dataByteLength } = buildHeader(tensors, metadata);
   let fh: FileHandle;
@@ -158,7 +166,7 @@ export async function createSafetensorsWriter(
       }
       await settleSync();
       try {
-        await sync(fh, path, "fsync");
+        if (durable) await sync(fh, path, "fsync");
         await fh.close();
       } catch (e) {
         throw fsError(e, path, "writing safetensors file");
@@ -239,7 +247,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
   let current: SafetensorsFileWriter | undefined;
   let remaining = 0;
   const totalSize = shards.reduce((s, p) => s + p.dataByteLength, 0);
-  const syncOptions: WriteSyncOptions = { syncEveryBytes: options.syncEveryBytes, sync: options.sync };
+  const syncOptions: WriteSyncOptions = { fsync: options.fsync, syncEveryBytes: options.syncEveryBytes, sync: options.sync };
   // shards being fsynced and closed in the background; each records its failure instead of rejecting
   const finishing: Promise<void>[] = [];
   let finishError: unknown;
