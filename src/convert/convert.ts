@@ -130,7 +130,10 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
     for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
 
     const out = openAtomicOutput(options.output, { force: options.force, isDirectory: false });
-    const w = GgufWriter.create(out.tempPath);
+    const fsync = options.fsync ?? true;
+    const streamed = !isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0");
+    // a durable streamed write bypasses the page cache (O_DIRECT; see formats/safetensors/write.ts for why)
+    const w = streamed && fsync && process.env.REALIGN_DIRECT_IO !== "0" ? await GgufWriter.createDirect(out.tempPath) : GgufWriter.create(out.tempPath);
     try {
       w.writeHeader(plan.tensors.length, metadata.size);
       w.writeKv(metadata);
@@ -138,17 +141,17 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       onEvent({ kind: "phase", name: "convert", total: plan.tensors.length, unit: "tensors" });
       let done = 0;
       const progress = (label: string): void => onEvent({ kind: "progress", done: ++done, total: plan.tensors.length, label });
-      if (!isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0")) {
+      if (streamed) {
         const tensors = plan.tensors.map((conv) => ({ conv, src: conv.data === undefined ? ckpt.openTensor(conv.hfName) : undefined }));
         await streamTensors(w, tensors, { chunkBytes: options.chunkBytes, signal: options.signal, onTensorDone: (i) => progress(plan.tensors[i]!.ggufName) });
-        await w.closeAsync({ fsync: options.fsync ?? true });
+        await w.closeAsync({ fsync });
       } else {
         for (const t of plan.tensors) {
           if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
           else await writeTensorSequential(w, ckpt.openTensor(t.hfName), t, options.signal);
           progress(t.ggufName);
         }
-        w.close({ fsync: options.fsync ?? true });
+        w.close({ fsync });
       }
       out.commit();
       return { output: out.target, arch: plan.arch.arch, type, tensorCount: plan.tensors.length, fileSize: layout.fileSize, warnings: plan.warnings };
