@@ -5,7 +5,8 @@
  * 1 and 2 workers (best of --repeat R). Prints seconds, CPU seconds and params/s per method.
  * `--kernels` instead times each WebAssembly kernel alone on the main thread (4 Mi elements of the same
  * data, CPU time, best of 7): histogram, tie count, TIES kernel, DARE L1 measure, DARE kernel.
- *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels]
+ * `--no-band` runs TIES with the full histogram measure pass instead of the banded one (fast-ties.ts).
+ *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels] [--no-band]
  */
 import { KernelPool } from "../src/merge/workers/pool.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "../src/merge/workers/fast-ties.ts";
@@ -18,6 +19,8 @@ const opt = (name: string, d: number): number => (args.includes(name) ? Number(a
 const rows = opt("--rows", 4096);
 const repeat = opt("--repeat", 3);
 const chunkElems = opt("--chunk", 2 * 1024 * 1024);
+/** --no-band: the full histogram measure pass (as REALIGN_TIES_BAND=0). */
+const tiesBand = args.includes("--no-band") ? false : undefined;
 const cols = 4096;
 const n = rows * cols;
 
@@ -54,6 +57,14 @@ if (args.includes("--kernels")) {
     console.log(`${name}: ${(m / best / 1e6).toFixed(0)} M elements per CPU second`);
   };
   time("tiesHist2 (both models)", () => k.tiesHist2!(b!, x0!, x1!, m, h0, h1, misc));
+  {
+    const { chooseBand } = await import("../src/merge/kernels/ties-band.ts");
+    const hs = [h0, h1].map((h) => new Uint32Array(pool.memory.buffer, h, 65536).slice());
+    const bands = hs.map((h) => chooseBand(h, m * 7, m / 2, m, 1)!);
+    console.log("bands", JSON.stringify(bands));
+    const [b0, b1] = bands as [NonNullable<(typeof bands)[0]>, NonNullable<(typeof bands)[0]>];
+    time("tiesBand2 (both models)", () => k.tiesBand2!(b!, x0!, x1!, m, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, h0, h1, misc + 16));
+  }
   time("tiesCount2 (both models)", () => k.tiesCount2!(b!, x0!, x1!, m, V, V, misc + 8));
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));
   time("ties2 (w 1/0.5, normalize: division)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 1, 0.5, 1, 1, 1, 1, misc + 16));
@@ -81,16 +92,17 @@ for (const workers of [1, 2]) {
       nonFinite: (i) => new Error(`non-finite at ${i}`),
     };
     let best = { wall: Infinity, cpu: 0 };
+    const kinds: string[] = [];
     for (let r = 0; r < repeat; r++) {
       const t0 = performance.now();
       const c0 = process.resourceUsage();
-      await runFastTies([job], pool, { chunkElems });
+      await runFastTies([job], pool, { chunkElems, tiesBand, onTiesMeasure: (_j, kind) => kinds.push(kind) });
       const wall = (performance.now() - t0) / 1000;
       const c1 = process.resourceUsage();
       const cpu = (c1.userCPUTime + c1.systemCPUTime - c0.userCPUTime - c0.systemCPUTime) / 1e6;
       if (wall < best.wall) best = { wall, cpu };
     }
-    console.log(`${name} fast path, ${workers} worker(s): ${n} params, ${best.wall.toFixed(3)} s wall, ${best.cpu.toFixed(3)} CPU s, ${(n / best.wall / 1e6).toFixed(1)} M params/s (best of ${repeat}; check ${check})`);
+    console.log(`${name} fast path, ${workers} worker(s): ${n} params, ${best.wall.toFixed(3)} s wall, ${best.cpu.toFixed(3)} CPU s, ${(n / best.wall / 1e6).toFixed(1)} M params/s (best of ${repeat}; check ${check}${kinds.length > 0 ? `; TIES measure: ${[...new Set(kinds)].join(", ")}` : ""})`);
   }
   await pool.close();
 }

@@ -9,6 +9,7 @@
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
  * two-model merge), whatever the tensor or model size; 2 GB embeddings are just more chunks.
  */
+import type { BandSettings } from "../kernels/ties-band.ts";
 import { CancelledError } from "../../errors.ts";
 import { fusedBf16 } from "../kernels/fused.ts";
 import type { KernelCall, KernelPool } from "./pool.ts";
@@ -54,6 +55,10 @@ export interface FastRunOptions {
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
   readonly localMax?: number;
+  /** TIES measure pass settings (fast-ties.ts FastTiesOptions.tiesBand; tests force the band). */
+  readonly tiesBand?: Partial<BandSettings> | false;
+  /** Which measure pass each TIES tensor took (fast-ties.ts FastTiesOptions.onTiesMeasure; tests). */
+  readonly onTiesMeasure?: (jobIndex: number, kind: "band" | "full" | "missed") => void;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */

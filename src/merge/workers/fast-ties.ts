@@ -26,6 +26,7 @@ import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from ".
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -77,7 +78,19 @@ export interface FastTiesOptions {
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
   readonly localMax?: number;
+  /**
+   * TIES measure pass: the banded pass's sample settings (kernels/ties-band.ts; tests force it on tiny
+   * tensors), or false for the full histogram pass on every tensor. @default DEFAULT_BAND
+   */
+  readonly tiesBand?: Partial<BandSettings> | false;
+  /**
+   * Called once per TIES tensor with the measure pass it took: "band", "full" (no band: too small, or the
+   * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it).
+   */
+  readonly onTiesMeasure?: (jobIndex: number, kind: TiesMeasureKind) => void;
 }
+
+export type TiesMeasureKind = "band" | "full" | "missed";
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const DEFAULT_SLOTS = 4;
@@ -94,7 +107,7 @@ const RESCALE_MIN_NORM = 1e-7;
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * (3 * HIST_BYTES + MISC_BYTES) + 64 + 64 * (slots * 5 + 4 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * (3 * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 5 * (workers + 1) + 8);
 }
 
 interface Slot {
@@ -111,6 +124,8 @@ interface Scratch {
   readonly fine: number;
   /** [0] or0, [4] or1, [8] count0, [12] count1, [16..48) scratch. */
   readonly misc: number;
+  /** tiesBand2's counts ([0..32), see assembly/ties.ts) and its scratch [32..64). */
+  readonly band: number;
 }
 
 /**
@@ -133,9 +148,11 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       h1: pool.alloc(HIST_BYTES),
       fine: pool.alloc(HIST_BYTES),
       misc: pool.alloc(MISC_BYTES),
+      band: pool.alloc(MISC_BYTES),
     }));
     const l1State = pool.alloc(32);
-    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX };
+    const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
+    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -154,6 +171,8 @@ interface RunCtx {
   readonly chunk: number;
   readonly options: FastTiesOptions;
   readonly localMax: number;
+  /** Banded TIES measure settings, or undefined for the full histogram pass. */
+  readonly band: BandSettings | undefined;
 }
 
 /**
@@ -274,24 +293,143 @@ function sumHistograms(ctx: RunCtx, which: "h0" | "h1", into: Uint32Array): void
   }
 }
 
+/** Pass 1's result: each model's coarse histogram (65 536 bins by the top 16 bits of |δ|) and the OR of the low 16 bits of its |δ|. */
+interface Measured {
+  readonly coarse: readonly Uint32Array[];
+  readonly or: readonly number[];
+}
+
+/** Zeroes every thread's h0 and h1. */
+function clearHistograms(ctx: RunCtx): void {
+  const mem = ctx.pool.memory.buffer;
+  for (const s of ctx.scratch) {
+    new Uint32Array(mem, s.h0, 65536).fill(0);
+    new Uint32Array(mem, s.h1, 65536).fill(0);
+  }
+}
+
+/** The full measure pass: both models' histograms of every |δ| (tiesHist2). */
+async function measureFull(ctx: RunCtx, job: FastTiesJob): Promise<Measured> {
+  const mem = ctx.pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.misc, 2).fill(0);
+  await stream(ctx, job, (slot, _start, len, i, pre) => ({
+    done: runChunk(ctx, i, len, (s) => [["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]], pre),
+  }));
+  const coarse = [0, 1].map((m) => {
+    const h = new Uint32Array(65536);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
+    return h;
+  });
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.misc, 2)[m]!, 0));
+  return { coarse, or };
+}
+
+/**
+ * Both models' coarse histograms of the tensor's sample blocks (samplePlan) and the sample's size, or
+ * undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
+ * holds) and histogrammed by the workers, each reading its share of them itself when the inputs are
+ * plain file ranges, else read here and histogrammed on this thread.
+ */
+async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSettings): Promise<{ hist: Uint32Array[]; m: number } | undefined> {
+  const { pool } = ctx;
+  const { starts, len } = samplePlan(job.numel, { ...settings, blockElems: Math.min(settings.blockElems, ctx.chunk) });
+  if (starts.length === 0) return undefined;
+  const mem = pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.misc, 2).fill(0);
+  const slot = ctx.slots[0]!;
+  const per = Math.max(1, Math.floor(ctx.chunk / len));
+  const W = pool.workerCount;
+  const spans = job.spans;
+  for (let q = 0; q < starts.length; q += per) {
+    if (ctx.options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
+    const group = starts.slice(q, q + per);
+    const readHere = (): Promise<void> =>
+      Promise.all(group.flatMap((st, g) => job.reads.map((read, k) => read(st * 2, pool.bytes(slot.inputs[k]! + g * len * 2, len * 2))))).then(() => undefined);
+    if (spans !== undefined && group.length * len > ctx.localMax) {
+      // worker w reads and histograms blocks [w·B/W, (w+1)·B/W) of the group
+      const batches: WorkerCall[][] = Array.from({ length: W }, (_, w) => {
+        const g0 = Math.floor((w * group.length) / W);
+        const g1 = Math.floor(((w + 1) * group.length) / W);
+        if (g1 === g0) return [];
+        const calls: WorkerCall[] = [];
+        for (let g = g0; g < g1; g++) spans.forEach((sp, k) => calls.push(["read", sp.fd, sp.offset + group[g]! * 2, slot.inputs[k]! + g * len * 2, len * 2]));
+        const sc = ctx.scratch[w]!;
+        const at = g0 * len * 2;
+        calls.push(["tiesHist2", slot.inputs[0] + at, slot.inputs[1] + at, slot.inputs[2] + at, (g1 - g0) * len, sc.h0, sc.h1, sc.misc]);
+        return calls;
+      });
+      await pool.run(batches).catch(async (err: unknown) => {
+        await readHere(); // a failed worker read: read here, which throws the source's own error
+        throw err;
+      });
+    } else {
+      await readHere();
+      const sc = ctx.scratch[W]!;
+      pool.local.tiesHist2(slot.inputs[0], slot.inputs[1], slot.inputs[2], group.length * len, sc.h0, sc.h1, sc.misc);
+    }
+  }
+  const hist = [0, 1].map((m) => {
+    const h = new Uint32Array(65536);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
+    return h;
+  });
+  return { hist, m: starts.length * len };
+}
+
+/**
+ * The banded measure pass (kernels/ties-band.ts): a sample picks each model's band; the pass counts the
+ * entries above it and in its heavy bins and histograms the rest of it (tiesBand2). Undefined when the
+ * tensor gets no band ("full": too small, or the sample's band is too full to pay) or when the k-th
+ * largest |δ| of a model turns out to be outside its band ("missed"): the caller then runs the full pass.
+ */
+async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | "full" | "missed"> {
+  const settings = ctx.band;
+  if (settings === undefined) return "full";
+  const sample = await sampleHistograms(ctx, job, settings);
+  if (sample === undefined) return "full";
+  const n = job.numel;
+  const choose = settings.choose ?? chooseBand;
+  const chosen = [0, 1].map((m) => choose(sample.hist[m]!, sample.m, job.ranks[m]!, n, settings.maxLight, m));
+  if (chosen[0] === undefined || chosen[1] === undefined) return "full";
+  const [b0, b1] = chosen as [TiesBand, TiesBand];
+  const mem = ctx.pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.band, 8).fill(0);
+  await stream(ctx, job, (slot, _start, len, i, pre) => ({
+    done: runChunk(
+      ctx,
+      i,
+      len,
+      (s) => [["tiesBand2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, s.h0, s.h1, s.band]],
+      pre,
+    ),
+  }));
+  const total = (q: number): number => ctx.scratch.reduce((acc, s) => acc + new Uint32Array(mem, s.band, 8)[q]!, 0);
+  const coarse: Uint32Array[] = [];
+  for (const m of [0, 1]) {
+    const light = new Uint32Array(65536);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", light);
+    const h = bandHistogram(chosen[m]!, { above: total(m), heavyA: total(2 + 2 * m), heavyB: total(3 + 2 * m), light }, job.ranks[m]!, n);
+    if (h === undefined) return "missed";
+    coarse.push(h);
+  }
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.band, 8)[6 + m]!, 0));
+  return { coarse, or };
+}
+
 async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise<void> {
   const { pool } = ctx;
   const mem = pool.memory.buffer;
   const n = job.numel;
-  // pass 1: coarse histograms and the OR of the low 16 bits
-  for (const s of ctx.scratch) {
-    new Uint32Array(mem, s.h0, 65536).fill(0);
-    new Uint32Array(mem, s.h1, 65536).fill(0);
-    new Uint32Array(mem, s.misc, 2).fill(0);
-  }
-  await stream(ctx, job, (slot, _start, len, i, pre) => ({
-    done: runChunk(ctx, i, len, (s) => [["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]], pre),
-  }));
+  // pass 1: a coarse histogram per model (banded when a sample gives a band) and the OR of the low 16 bits
+  const banded = await measureBanded(ctx, job);
+  ctx.options.onTiesMeasure?.(jobIndex, typeof banded === "string" ? banded : "band");
+  const measured = typeof banded === "string" ? await measureFull(ctx, job) : banded;
   const rankings: MagnitudeRanking[] = [0, 1].map((m) => {
-    const coarse = new Uint32Array(65536);
-    sumHistograms(ctx, m === 0 ? "h0" : "h1", coarse);
-    let or = 0;
-    for (const s of ctx.scratch) or |= new Uint32Array(mem, s.misc, 2)[m]!;
+    const coarse = measured.coarse[m]!;
+    const or = measured.or[m]!;
     // collectMax 0: ties are never collected; the kernel counts them (as the reference kernel does)
     const st = createMagnitudeRanking(n, [job.ranks[m]!], 0, { countTiesInKernel: true, needL1: false });
     st.coarse = coarse;
