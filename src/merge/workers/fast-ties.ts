@@ -21,12 +21,12 @@
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
  * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms per worker.
  */
-import { CancelledError } from "../../errors.ts";
+import { CancelledError, InternalError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
-import { bandHistogram, chooseBand, DEFAULT_BAND, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -394,6 +394,12 @@ async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | 
   const chosen = [0, 1].map((m) => choose(sample.hist[m]!, sample.m, job.ranks[m]!, n, settings.maxLight, m));
   if (chosen[0] === undefined || chosen[1] === undefined) return "full";
   const [b0, b1] = chosen as [TiesBand, TiesBand];
+  for (const b of [b0, b1]) {
+    const inside = (q: number): boolean => q === NO_BIN || (q >= b.lo && q <= b.hi);
+    if (!(b.lo >= 0 && b.lo <= b.hi && b.hi <= 0x7fff && inside(b.heavyA) && inside(b.heavyB) && (b.heavyA !== b.heavyB || b.heavyA === NO_BIN))) {
+      throw new InternalError(`TIES band ${JSON.stringify(b)}: expected 0 ≤ lo ≤ hi ≤ 0x7fff and distinct heavy bins inside it`);
+    }
+  }
   const mem = ctx.pool.memory.buffer;
   clearHistograms(ctx);
   for (const s of ctx.scratch) new Uint32Array(mem, s.band, 8).fill(0);
