@@ -5,8 +5,10 @@
  * 1 and 2 workers (best of --repeat R). Prints seconds, CPU seconds and params/s per method.
  * `--kernels` instead times each WebAssembly kernel alone on the main thread (4 Mi elements of the same
  * data, CPU time, best of 7): histogram, tie count, TIES kernel, DARE L1 measure, DARE kernel.
+ * `--spread S` replaces the ±1 ulp task vectors by Gaussian ones (S/256 of the weights' scale: many
+ * distinct |δ|, as a longer fine-tune gives); `--kernels` then also prints the light fraction of the band.
  * `--no-band` runs TIES with the full histogram measure pass instead of the banded one (fast-ties.ts).
- *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels] [--no-band]
+ *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels] [--no-band] [--spread S]
  */
 import { KernelPool } from "../src/merge/workers/pool.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "../src/merge/workers/fast-ties.ts";
@@ -31,9 +33,21 @@ for (let i = 0; i < n; i++) {
   const v = (rnd() - 0.5) * 0.05;
   alignedBits[i] = new Uint32Array(new Float32Array([v]).buffer)[0]! >>> 16;
 }
+/** --spread S: tuned = aligned + Gaussian noise of S/256 of the weights' scale (many distinct |δ|) instead of −1/0/+1 ulp. */
+const spread = opt("--spread", 0);
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+const gauss = (): number => rnd() + rnd() + rnd() + rnd() + rnd() + rnd() - 3;
 const tuned = [0, 1].map(() => {
   const t = new Uint16Array(n);
-  for (let i = 0; i < n; i++) t[i] = alignedBits[i]! + Math.floor(rnd() * 3) - 1;
+  for (let i = 0; i < n; i++) {
+    if (spread === 0) t[i] = alignedBits[i]! + Math.floor(rnd() * 3) - 1;
+    else {
+      u32[0] = alignedBits[i]! << 16;
+      f32[0] = f32[0]! + (gauss() * 0.015 * spread) / 256;
+      t[i] = u32[0]! >>> 16;
+    }
+  }
   return t;
 });
 const srcs = [alignedBits, ...tuned].map((a) => new Uint8Array(a.buffer));
@@ -60,8 +74,15 @@ if (args.includes("--kernels")) {
   {
     const { chooseBand } = await import("../src/merge/kernels/ties-band.ts");
     const hs = [h0, h1].map((h) => new Uint32Array(pool.memory.buffer, h, 65536).slice());
-    const bands = hs.map((h) => chooseBand(h, m * 7, m / 2, m, 1)!);
-    console.log("bands", JSON.stringify(bands));
+    // a sample of 1/8 of the 4 Mi elements (the 7 runs above added 7 histograms), as fast-ties takes 512 Ki
+    const samples = hs.map((h) => h.map((c) => Math.floor(c / 56)));
+    const bands = samples.map((h) => chooseBand(h, h.reduce((a, c) => a + c, 0), m / 2, m, 1)!);
+    const light = bands.map((bd, q) => {
+      let c = 0;
+      for (let i = bd!.lo; i <= bd!.hi; i++) if (i !== bd!.heavyA && i !== bd!.heavyB) c += hs[q]![i]!;
+      return (c / (m * 7)).toFixed(4); // in the whole data (the sample's rounding drops small bins)
+    });
+    console.log("bands", JSON.stringify(bands), "light fractions", light.join(", "));
     const [b0, b1] = bands as [NonNullable<(typeof bands)[0]>, NonNullable<(typeof bands)[0]>];
     time("tiesBand2 (both models)", () => k.tiesBand2!(b!, x0!, x1!, m, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, h0, h1, misc + 16));
   }

@@ -175,9 +175,9 @@ test("samplePlan and chooseBand: deterministic evenly spaced blocks; a band that
   assert.deepEqual(samplePlan(4 * 2 ** 20 - 1, DEFAULT_BAND), { starts: [], len: 0 });
   const plan = samplePlan(16 * 2 ** 20, DEFAULT_BAND);
   assert.equal(plan.len, 4096);
-  assert.equal(plan.starts.length, 256);
-  assert.equal(plan.starts[0], 32768 - 2048);
-  assert.equal(plan.starts[255], 16 * 2 ** 20 - 32768 - 2048);
+  assert.equal(plan.starts.length, 128);
+  assert.equal(plan.starts[0], 65536 - 2048); // centred on (i + ½)·n/128
+  assert.equal(plan.starts[127], 16 * 2 ** 20 - 65536 - 2048);
   assert.ok(plan.starts.every((s, i) => s % 8 === 0 && (i === 0 || s >= plan.starts[i - 1]! + plan.len)));
   // a small tensor: fewer blocks (at most n/16 sampled), clamped inside the tensor
   const small = samplePlan(1000, { ...DEFAULT_BAND, minElems: 0, blockElems: 64 });

@@ -29,7 +29,7 @@ export interface TiesBand {
 export interface BandSettings {
   /** Tensors with fewer elements take the full histogram pass. @default 4 Mi */
   readonly minElems: number;
-  /** Sample blocks per tensor (evenly spaced, deterministic). @default 256 */
+  /** Sample blocks per tensor (evenly spaced, deterministic). @default 128 */
   readonly blocks: number;
   /** Elements per sample block (a multiple of 8). @default 4096 */
   readonly blockElems: number;
@@ -37,15 +37,16 @@ export interface BandSettings {
   readonly maxFraction: number;
   /**
    * The band is dropped (full pass instead) when the sample puts more than this fraction of the entries
-   * in its light part (in the band, not heavy): the scalar increments would cost more than they save.
-   * @default 0.08
+   * in its light part (in the band, not heavy): the scalar increments (and their mispredicted branches)
+   * would cost more than they save. tiesBand2 and tiesHist2 ran at the same speed near 1 % (bench/sparse-fast.ts
+   * `--kernels`, continuous task vectors). @default 0.01
    */
   readonly maxLight: number;
   /** Replaces chooseBand (tests: bands whose edges sit exactly on the k-th largest |δ|). */
   readonly choose?: (sample: Uint32Array, m: number, k: number, n: number, maxLight: number, model: number) => TiesBand | undefined;
 }
 
-export const DEFAULT_BAND: BandSettings = { minElems: 4 * 2 ** 20, blocks: 256, blockElems: 4096, maxFraction: 16, maxLight: 0.08 };
+export const DEFAULT_BAND: BandSettings = { minElems: 4 * 2 ** 20, blocks: 128, blockElems: 4096, maxFraction: 16, maxLight: 0.01 };
 
 /**
  * Start elements of the sample blocks of a tensor of n elements: `count` blocks of `len` elements (len a
