@@ -152,7 +152,8 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
     }));
     const l1State = pool.alloc(32);
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
-    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band };
+    const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
+    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -173,6 +174,8 @@ interface RunCtx {
   readonly localMax: number;
   /** Banded TIES measure settings, or undefined for the full histogram pass. */
   readonly band: BandSettings | undefined;
+  /** Two 65 536-bin histograms reused by every tensor's banded measure (the sample's, then the band's light part). */
+  readonly work: readonly [Uint32Array, Uint32Array];
 }
 
 /**
@@ -326,8 +329,8 @@ async function measureFull(ctx: RunCtx, job: FastTiesJob): Promise<Measured> {
 }
 
 /**
- * Both models' coarse histograms of the tensor's sample blocks (samplePlan) and the sample's size, or
- * undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
+ * Both models' coarse histograms of the tensor's sample blocks (samplePlan; in ctx.work) and the
+ * sample's size, or undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
  * holds) and histogrammed by the workers, each reading its share of them itself when the inputs are
  * plain file ranges, else read here and histogrammed on this thread.
  */
@@ -371,7 +374,7 @@ async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSet
     }
   }
   const hist = [0, 1].map((m) => {
-    const h = new Uint32Array(65536);
+    const h = ctx.work[m]!.fill(0);
     sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
     return h;
   });
@@ -415,7 +418,7 @@ async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | 
   const total = (q: number): number => ctx.scratch.reduce((acc, s) => acc + new Uint32Array(mem, s.band, 8)[q]!, 0);
   const coarse: Uint32Array[] = [];
   for (const m of [0, 1]) {
-    const light = new Uint32Array(65536);
+    const light = ctx.work[m]!.fill(0); // (the sample's histogram is no longer needed)
     sumHistograms(ctx, m === 0 ? "h0" : "h1", light);
     const h = bandHistogram(chosen[m]!, { above: total(m), heavyA: total(2 + 2 * m), heavyB: total(3 + 2 * m), light }, job.ranks[m]!, n);
     if (h === undefined) return "missed";
