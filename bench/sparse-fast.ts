@@ -76,7 +76,7 @@ if (args.includes("--kernels")) {
     const hs = [h0, h1].map((h) => new Uint32Array(pool.memory.buffer, h, 65536).slice());
     // a sample of 1/8 of the 4 Mi elements (the 7 runs above added 7 histograms), as fast-ties takes 512 Ki
     const samples = hs.map((h) => h.map((c) => Math.floor(c / 56)));
-    const bands = samples.map((h) => chooseBand(h, h.reduce((a, c) => a + c, 0), m / 2, m, 1)!);
+    const bands = samples.map((h) => chooseBand(h, h.reduce((a, c) => a + c, 0), m / 2, m)!);
     const light = bands.map((bd, q) => {
       let c = 0;
       for (let i = bd!.lo; i <= bd!.hi; i++) if (i !== bd!.heavyA && i !== bd!.heavyB) c += hs[q]![i]!;

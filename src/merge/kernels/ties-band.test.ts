@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory, wasmSimdAvailable } from "./wasm-module.ts";
-import { bandHistogram, chooseBand, DEFAULT_BAND, NO_BIN, samplePlan, tiesBand2Ref, type TiesBand } from "./ties-band.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, lightFraction, NO_BIN, samplePlan, tiesBand2Ref, tiesHistFine2Ref, type TiesBand } from "./ties-band.ts";
 import { createMagnitudeRanking, endRankingPass } from "../methods/sparsify.ts";
 
 const skip = (!wasmSimdAvailable() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
@@ -90,6 +90,57 @@ test("tiesBand2: the WebAssembly kernel adds exactly what its TypeScript referen
         assert.deepEqual([...new Uint32Array(mem.buffer, outp, 8)], [...out], what);
         assert.ok(Buffer.from(new Uint32Array(mem.buffer, h0, 65536).slice().buffer).equals(Buffer.from(r0.buffer)), `h0 ${what}`);
         assert.ok(Buffer.from(new Uint32Array(mem.buffer, h1, 65536).slice().buffer).equals(Buffer.from(r1.buffer)), `h1 ${what}`);
+      }
+    }
+  }
+});
+
+test("tiesHistFine2: the WebAssembly kernel adds exactly what its TypeScript reference adds (coarse, OR, fine windows at the edges, NaN/Inf)", { skip }, () => {
+  const mem = sharedWasmMemory(160);
+  const k = instantiateKernelsWasm(mem, compileKernelsWasm()!);
+  const seed = Uint32Array.from({ length: 8 * 65536 }, (_, q) => q % 5);
+  for (const n of [5, 8, 1003, 20000]) {
+    const [b, x0, x1] = data(n, 300 + n);
+    // non-bf16 |δ| too: every 7th tuned element far from the base
+    for (let i = 0; i < n; i += 7) x1![i] = (x1![i]! ^ 0x0c35) & 0xffff;
+    const bins0 = coarseOf(b!, x0!);
+    const used = [...bins0.keys()].filter((q) => bins0[q]! > 0);
+    const mid = used[used.length >> 1] ?? 0;
+    const windows: { lo: number; w: number }[] = [
+      { lo: mid, w: 8 },
+      { lo: mid - 7, w: 8 },
+      { lo: 0, w: 1 },
+      { lo: 0x7f80, w: 8 }, // Inf and the first NaN bins
+      { lo: 0x7ff9, w: 7 }, // up to the last bin
+      { lo: mid, w: 0 },
+    ];
+    for (const w0 of windows) {
+      for (const w1 of [windows[0]!, w0]) {
+        const x0p = n * 2 + 64 - ((n * 2) % 64);
+        const x1p = x0p * 2;
+        const h0 = x0p * 3;
+        const h1 = h0 + 262144;
+        const orp = h1 + 262144;
+        const f0 = orp + 64;
+        const f1 = f0 + 8 * 262144;
+        new Uint16Array(mem.buffer, 0, n).set(b!);
+        new Uint16Array(mem.buffer, x0p, n).set(x0!);
+        new Uint16Array(mem.buffer, x1p, n).set(x1!);
+        new Uint32Array(mem.buffer, h0, 65536).set(seed.subarray(0, 65536));
+        new Uint32Array(mem.buffer, h1, 65536).set(seed.subarray(0, 65536));
+        new Uint32Array(mem.buffer, orp, 2).set([0x10, 0]);
+        new Uint32Array(mem.buffer, f0, 8 * 65536).set(seed);
+        new Uint32Array(mem.buffer, f1, 8 * 65536).set(seed);
+        k.tiesHistFine2(0, x0p, x1p, n, h0, h1, orp, w0.lo, w0.w, f0, w1.lo, w1.w, f1);
+        const r = [0, 1, 2, 3].map(() => seed.slice(0, 65536));
+        const rf = [seed.slice(), seed.slice()];
+        const out = Uint32Array.from([0x10, 0]);
+        tiesHistFine2Ref(b!, x0!, x1!, r[0]!, r[1]!, out, [w0, w1], [rf[0]!, rf[1]!]);
+        const what = JSON.stringify({ n, w0, w1 });
+        const same = (p: number, want: Uint32Array): boolean => Buffer.from(new Uint32Array(mem.buffer, p, want.length).slice().buffer).equals(Buffer.from(want.buffer));
+        assert.deepEqual([...new Uint32Array(mem.buffer, orp, 2)], [...out], what);
+        assert.ok(same(h0, r[0]!) && same(h1, r[1]!), `coarse ${what}`);
+        assert.ok(same(f0, rf[0]!) && same(f1, rf[1]!), `fine ${what}`);
       }
     }
   }
@@ -189,16 +240,17 @@ test("samplePlan and chooseBand: deterministic evenly spaced blocks; a band that
   const [b, x0] = data(n, 9);
   const full = coarseOf(b!, x0!);
   for (const k of [100, 4000, 20000, 39000]) {
-    const band = chooseBand(full, n, k, n, 1)!;
+    const band = chooseBand(full, n, k, n)!;
     const bb = decide(full, n, k, 1).bin as number;
     assert.ok(band.lo <= bb && bb <= band.hi, JSON.stringify({ k, band, bb }));
     // heavy: the two fullest bins of the band
     const inBand = [...full.keys()].filter((q) => q >= band.lo && q <= band.hi && full[q]! > 0).sort((p, q) => full[q]! - full[p]! || p - q);
     assert.deepEqual([band.heavyA, band.heavyB], [inBand[0], inBand[1] ?? NO_BIN]);
   }
-  // the light part of a wide band over a flat histogram exceeds maxLight: no band
+  // a flat histogram: the band's light part is its bins but the two heavy ones
   const flat = new Uint32Array(65536).fill(1, 0x3000, 0x3400);
-  assert.equal(chooseBand(flat, 1024, 512, 1024, 0.08), undefined);
-  assert.ok(chooseBand(flat, 1024, 512, 1024, 1) !== undefined);
-  assert.equal(chooseBand(flat, 0, 512, 1024, 1), undefined);
+  const fb = chooseBand(flat, 1024, 512, 1024)!;
+  assert.equal(lightFraction(flat, 1024, fb), (fb.hi - fb.lo - 1) / 1024);
+  assert.ok(fb.hi - fb.lo + 1 >= 2 * (12 * 16 + 2 + 16) && fb.hi - fb.lo + 1 <= 2 * (12 * 16 + 2 + 16) + 2); // ± margin around 512
+  assert.equal(chooseBand(flat, 0, 512, 1024), undefined);
 });

@@ -43,8 +43,14 @@ export interface BandSettings {
    */
   readonly maxLight: number;
   /** Replaces chooseBand (tests: bands whose edges sit exactly on the k-th largest |δ|). */
-  readonly choose?: (sample: Uint32Array, m: number, k: number, n: number, maxLight: number, model: number) => TiesBand | undefined;
+  readonly choose?: (sample: Uint32Array, m: number, k: number, n: number, model: number) => TiesBand | undefined;
 }
+
+/**
+ * Widest band (in coarse bins) whose fine histograms the full pass keeps when the band itself is not used
+ * (`tiesHistFine2`): 8 × 256 KiB per model and thread. When the boundary bin is among them, no fine pass.
+ */
+export const FINE_WINDOW_MAX = 8;
 
 export const DEFAULT_BAND: BandSettings = { minElems: 4 * 2 ** 20, blocks: 128, blockElems: 4096, maxFraction: 16, maxLight: 0.01 };
 
@@ -71,9 +77,9 @@ export function samplePlan(n: number, s: BandSettings): { readonly starts: numbe
  * the bins between the sample's boundary bins for ranks k·m/n ∓ margin, margin = 12σ + 0.2 % of m + 16
  * (σ the binomial standard deviation of that rank; the factor 12 also covers rows that differ from each
  * other, as the blocks are contiguous); the two fullest sampled bins of the band are heavy. Undefined when
- * the sample's light part (band minus heavy bins) exceeds `maxLight`, or m is 0.
+ * m is 0.
  */
-export function chooseBand(sample: Uint32Array, m: number, k: number, n: number, maxLight: number): TiesBand | undefined {
+export function chooseBand(sample: Uint32Array, m: number, k: number, n: number): TiesBand | undefined {
   if (m <= 0 || !(k > 0 && k < n)) return undefined;
   const r = k / n;
   const ks = r * m;
@@ -99,19 +105,22 @@ export function chooseBand(sample: Uint32Array, m: number, k: number, n: number,
   }
   let a = NO_BIN;
   let bb = NO_BIN;
-  let inBand = 0;
   for (let b = lo; b <= hi; b++) {
     const c = sample[b]!;
     if (c === 0) continue;
-    inBand += c;
     if (a === NO_BIN || c > sample[a]!) {
       bb = a;
       a = b;
     } else if (bb === NO_BIN || c > sample[bb]!) bb = b;
   }
-  const heavy = (a === NO_BIN ? 0 : sample[a]!) + (bb === NO_BIN ? 0 : sample[bb]!);
-  if ((inBand - heavy) / m > maxLight) return undefined;
   return { lo, hi, heavyA: a, heavyB: bb };
+}
+
+/** Fraction of the m sampled entries in the band's light part (in the band, not in a heavy bin). */
+export function lightFraction(sample: Uint32Array, m: number, band: TiesBand): number {
+  let light = 0;
+  for (let b = band.lo; b <= band.hi; b++) if (b !== band.heavyA && b !== band.heavyB) light += sample[b]!;
+  return m > 0 ? light / m : 1;
 }
 
 /** One model's band counts after the full pass (summed over the threads). */
@@ -197,5 +206,39 @@ export function tiesBand2Ref(
     out[2 + 2 * m] = (out[2 + 2 * m]! + ca) >>> 0;
     out[3 + 2 * m] = (out[3 + 2 * m]! + cb) >>> 0;
     out[6 + m] = (out[6 + m]! | or) >>> 0;
+  }
+}
+
+/**
+ * TypeScript reference of the `tiesHistFine2` kernel: what tiesHist2 adds (coarse histograms h0, h1 of
+ * every |δ|, OR of the low 16 bits into out[0], out[1]) and, per model m, one per entry whose coarse bin
+ * is in [windows[m].lo, windows[m].lo + windows[m].w) into fines[m] at (bin − lo)·65 536 + low 16 bits.
+ */
+export function tiesHistFine2Ref(
+  b: Uint16Array,
+  x0: Uint16Array,
+  x1: Uint16Array,
+  h0: Uint32Array,
+  h1: Uint32Array,
+  out: Uint32Array,
+  windows: readonly [{ lo: number; w: number }, { lo: number; w: number }],
+  fines: readonly [Uint32Array, Uint32Array],
+): void {
+  const hs = [h0, h1];
+  const xs = [x0, x1];
+  for (let m = 0; m < 2; m++) {
+    const x = xs[m]!;
+    const h = hs[m]!;
+    const f = fines[m]!;
+    const { lo, w } = windows[m]!;
+    let or = 0;
+    for (let j = 0; j < b.length; j++) {
+      const a = absDeltaBits(b[j]!, x[j]!);
+      or |= a & 0xffff;
+      const bin = a >>> 16;
+      h[bin]!++;
+      if (bin >= lo && bin < lo + w) f[(bin - lo) * 65536 + (a & 0xffff)]!++;
+    }
+    out[m] = (out[m]! | or) >>> 0;
   }
 }

@@ -58,7 +58,7 @@ export interface FastRunOptions {
   /** TIES measure pass settings (fast-ties.ts FastTiesOptions.tiesBand; tests force the band). */
   readonly tiesBand?: Partial<BandSettings> | false;
   /** Which measure pass each TIES tensor took (fast-ties.ts FastTiesOptions.onTiesMeasure; tests). */
-  readonly onTiesMeasure?: (jobIndex: number, kind: "band" | "full" | "missed") => void;
+  readonly onTiesMeasure?: (jobIndex: number, kind: "band" | "full" | "missed" | "fine") => void;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */

@@ -26,7 +26,7 @@ import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from ".
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
-import { bandHistogram, chooseBand, DEFAULT_BAND, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -85,12 +85,14 @@ export interface FastTiesOptions {
   readonly tiesBand?: Partial<BandSettings> | false;
   /**
    * Called once per TIES tensor with the measure pass it took: "band", "full" (no band: too small, or the
-   * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it).
+   * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it);
+   * then "fine" when a fine pass over the tensor follows (the boundary bin holds several values and its
+   * fine histogram was not kept by the full pass).
    */
   readonly onTiesMeasure?: (jobIndex: number, kind: TiesMeasureKind) => void;
 }
 
-export type TiesMeasureKind = "band" | "full" | "missed";
+export type TiesMeasureKind = "band" | "full" | "missed" | "fine";
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const DEFAULT_SLOTS = 4;
@@ -107,7 +109,7 @@ const RESCALE_MIN_NORM = 1e-7;
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * (3 * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 5 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
 }
 
 interface Slot {
@@ -126,6 +128,9 @@ interface Scratch {
   readonly misc: number;
   /** tiesBand2's counts ([0..32), see assembly/ties.ts) and its scratch [32..64). */
   readonly band: number;
+  /** Fine histograms of the window bins (tiesHistFine2), per model: FINE_WINDOW_MAX × 65 536 u32. */
+  readonly w0: number;
+  readonly w1: number;
 }
 
 /**
@@ -149,6 +154,8 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       fine: pool.alloc(HIST_BYTES),
       misc: pool.alloc(MISC_BYTES),
       band: pool.alloc(MISC_BYTES),
+      w0: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
+      w1: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
     }));
     const l1State = pool.alloc(32);
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
@@ -300,6 +307,14 @@ function sumHistograms(ctx: RunCtx, which: "h0" | "h1", into: Uint32Array): void
 interface Measured {
   readonly coarse: readonly Uint32Array[];
   readonly or: readonly number[];
+  /** Per model, the window of coarse bins whose fine histograms were kept (tiesHistFine2; w 0: none). */
+  readonly windows?: readonly FineWindow[];
+}
+
+/** Coarse bins [lo, lo + w) whose fine histograms the full pass keeps (w ≤ FINE_WINDOW_MAX). */
+interface FineWindow {
+  readonly lo: number;
+  readonly w: number;
 }
 
 /** Zeroes every thread's h0 and h1. */
@@ -312,12 +327,29 @@ function clearHistograms(ctx: RunCtx): void {
 }
 
 /** The full measure pass: both models' histograms of every |δ| (tiesHist2). */
-async function measureFull(ctx: RunCtx, job: FastTiesJob): Promise<Measured> {
+async function measureFull(ctx: RunCtx, job: FastTiesJob, windows?: readonly FineWindow[]): Promise<Measured> {
   const mem = ctx.pool.memory.buffer;
   clearHistograms(ctx);
   for (const s of ctx.scratch) new Uint32Array(mem, s.misc, 2).fill(0);
+  if (windows !== undefined) {
+    for (const s of ctx.scratch) {
+      new Uint32Array(mem, s.w0, windows[0]!.w * 65536).fill(0);
+      new Uint32Array(mem, s.w1, windows[1]!.w * 65536).fill(0);
+    }
+  }
+  const [f0, f1] = windows ?? [{ lo: 0, w: 0 }, { lo: 0, w: 0 }];
   await stream(ctx, job, (slot, _start, len, i, pre) => ({
-    done: runChunk(ctx, i, len, (s) => [["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]], pre),
+    done: runChunk(
+      ctx,
+      i,
+      len,
+      (s) => [
+        windows === undefined
+          ? ["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]
+          : ["tiesHistFine2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc, f0!.lo, f0!.w, s.w0, f1!.lo, f1!.w, s.w1],
+      ],
+      pre,
+    ),
   }));
   const coarse = [0, 1].map((m) => {
     const h = new Uint32Array(65536);
@@ -325,7 +357,7 @@ async function measureFull(ctx: RunCtx, job: FastTiesJob): Promise<Measured> {
     return h;
   });
   const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.misc, 2)[m]!, 0));
-  return { coarse, or };
+  return windows === undefined ? { coarse, or } : { coarse, or, windows };
 }
 
 /**
@@ -387,21 +419,27 @@ async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSet
  * tensor gets no band ("full": too small, or the sample's band is too full to pay) or when the k-th
  * largest |δ| of a model turns out to be outside its band ("missed"): the caller then runs the full pass.
  */
-async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | "full" | "missed"> {
+async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | { readonly kind: "full" | "missed"; readonly windows?: readonly FineWindow[] }> {
   const settings = ctx.band;
-  if (settings === undefined) return "full";
+  if (settings === undefined) return { kind: "full" };
   const sample = await sampleHistograms(ctx, job, settings);
-  if (sample === undefined) return "full";
+  if (sample === undefined) return { kind: "full" };
   const n = job.numel;
   const choose = settings.choose ?? chooseBand;
-  const chosen = [0, 1].map((m) => choose(sample.hist[m]!, sample.m, job.ranks[m]!, n, settings.maxLight, m));
-  if (chosen[0] === undefined || chosen[1] === undefined) return "full";
+  const chosen = [0, 1].map((m) => choose(sample.hist[m]!, sample.m, job.ranks[m]!, n, m));
+  if (chosen[0] === undefined || chosen[1] === undefined) return { kind: "full" };
   const [b0, b1] = chosen as [TiesBand, TiesBand];
   for (const b of [b0, b1]) {
     const inside = (q: number): boolean => q === NO_BIN || (q >= b.lo && q <= b.hi);
     if (!(b.lo >= 0 && b.lo <= b.hi && b.hi <= 0x7fff && inside(b.heavyA) && inside(b.heavyB) && (b.heavyA !== b.heavyB || b.heavyA === NO_BIN))) {
       throw new InternalError(`TIES band ${JSON.stringify(b)}: expected 0 ≤ lo ≤ hi ≤ 0x7fff and distinct heavy bins inside it`);
     }
+  }
+  if (lightFraction(sample.hist[0]!, sample.m, b0) > settings.maxLight || lightFraction(sample.hist[1]!, sample.m, b1) > settings.maxLight) {
+    // too many scattered increments for the band to pay: the full pass, keeping the fine histograms of
+    // narrow bands (many distinct |δ| near the threshold: the boundary bin likely needs its fine pass)
+    const window = (b: TiesBand): FineWindow => (b.hi - b.lo + 1 <= FINE_WINDOW_MAX ? { lo: b.lo, w: b.hi - b.lo + 1 } : { lo: 0, w: 0 });
+    return { kind: "full", windows: [window(b0), window(b1)] };
   }
   const mem = ctx.pool.memory.buffer;
   clearHistograms(ctx);
@@ -421,7 +459,7 @@ async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | 
     const light = ctx.work[m]!.fill(0); // (the sample's histogram is no longer needed)
     sumHistograms(ctx, m === 0 ? "h0" : "h1", light);
     const h = bandHistogram(chosen[m]!, { above: total(m), heavyA: total(2 + 2 * m), heavyB: total(3 + 2 * m), light }, job.ranks[m]!, n);
-    if (h === undefined) return "missed";
+    if (h === undefined) return { kind: "missed" };
     coarse.push(h);
   }
   const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.band, 8)[6 + m]!, 0));
@@ -434,8 +472,8 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
   const n = job.numel;
   // pass 1: a coarse histogram per model (banded when a sample gives a band) and the OR of the low 16 bits
   const banded = await measureBanded(ctx, job);
-  ctx.options.onTiesMeasure?.(jobIndex, typeof banded === "string" ? banded : "band");
-  const measured = typeof banded === "string" ? await measureFull(ctx, job) : banded;
+  ctx.options.onTiesMeasure?.(jobIndex, "kind" in banded ? banded.kind : "band");
+  const measured = "kind" in banded ? await measureFull(ctx, job, banded.windows) : banded;
   const rankings: MagnitudeRanking[] = [0, 1].map((m) => {
     const coarse = measured.coarse[m]!;
     const or = measured.or[m]!;
@@ -448,9 +486,22 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
     endRankingPass(0, st);
     return st;
   });
+  // the boundary bin's fine histogram, when the full pass kept it (a window from the sample)
+  for (const m of [0, 1]) {
+    const sel = rankings[m]!.selectors[0]!;
+    const win = measured.windows?.[m];
+    if (sel.done || win === undefined || sel.bin < win.lo || sel.bin >= win.lo + win.w) continue;
+    const at = (sel.bin - win.lo) * HIST_BYTES;
+    for (const s of ctx.scratch) {
+      const f = new Uint32Array(mem, (m === 0 ? s.w0 : s.w1) + at, 65536);
+      for (let l = 0; l < 65536; l++) sel.fine![l] = sel.fine![l]! + f[l]!;
+    }
+    endRankingPass(1, rankings[m]!);
+  }
   // fine pass for the models whose boundary bin holds several values
   const fineModels = [0, 1].filter((m) => !rankings[m]!.selectors[0]!.done);
   if (fineModels.length > 0) {
+    ctx.options.onTiesMeasure?.(jobIndex, "fine");
     for (const s of ctx.scratch) {
       new Uint32Array(mem, s.h0, 65536).fill(0);
       new Uint32Array(mem, s.h1, 65536).fill(0);

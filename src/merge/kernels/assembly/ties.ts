@@ -839,3 +839,57 @@ export function tiesBand2(
   store<u32>(outp + 24, load<u32>(outp + 24) | (s0 & 0xffff));
   store<u32>(outp + 28, load<u32>(outp + 28) | (s1 & 0xffff));
 }
+
+/**
+ * tiesHist2 that also adds, per model m, the fine histogram (by the low 16 bits) of the entries whose
+ * coarse bin lies in the window [loₘ, loₘ + wₘ) into fₘ: 65 536 u32 per window bin, bin lo first
+ * (wₘ = 0: none). With a window from the tensor's sample that holds the boundary bin, the fine pass
+ * (tiesFine) is not needed. The TypeScript reference is tiesHistFine2Ref in kernels/ties-band.ts.
+ */
+export function tiesHistFine2(
+  bp: usize, x0p: usize, x1p: usize, n: i32, h0: usize, h1: usize, orp: usize,
+  lo0: i32, w0: i32, f0: usize, lo1: i32, w1: i32, f1: usize,
+): void {
+  tiesHist2(bp, x0p, x1p, n, h0, h1, orp);
+  const L0 = i32x4.splat(lo0);
+  const W0 = i32x4.splat(w0);
+  const L1 = i32x4.splat(lo1);
+  const W1 = i32x4.splat(w1);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 1;
+    const b = v128.load(bp + o);
+    const x0 = v128.load(x0p + o);
+    const x1 = v128.load(x1p + o);
+    const bl = decLo(b);
+    const bh = decHi(b);
+    // (bin − lo) < w as unsigned: in the window
+    const in0 = v128.or(
+      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decLo(x0), bl)), 16), L0), W0),
+      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decHi(x0), bh)), 16), L0), W0),
+    );
+    const in1 = v128.or(
+      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decLo(x1), bl)), 16), L1), W1),
+      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decHi(x1), bh)), 16), L1), W1),
+    );
+    if (v128.any_true(v128.or(in0, in1))) {
+      for (let k = 0; k < 8; k++) {
+        fineBump(f0, absDeltaAt(bp, x0p, j + k), lo0, w0);
+        fineBump(f1, absDeltaAt(bp, x1p, j + k), lo1, w1);
+      }
+    }
+  }
+  for (; j < n; j++) {
+    fineBump(f0, absDeltaAt(bp, x0p, j), lo0, w0);
+    fineBump(f1, absDeltaAt(bp, x1p, j), lo1, w1);
+  }
+}
+
+/** Adds one to the fine bin of |δ| pattern a when its coarse bin is in [lo, lo + w) (fine histograms at f, 65 536 u32 per coarse bin). */
+@inline function fineBump(f: usize, a: u32, lo: i32, w: i32): void {
+  const d = <u32>(<i32>(a >>> 16) - lo);
+  if (d < <u32>w) {
+    const p = f + ((<usize>d << 18) | (<usize>(a & 0xffff) << 2));
+    store<u32>(p, load<u32>(p) + 1);
+  }
+}
