@@ -54,7 +54,7 @@ const srcs = [alignedBits, ...tuned].map((a) => new Uint8Array(a.buffer));
 
 if (args.includes("--kernels")) {
   const m = 4 * 1024 * 1024;
-  const pool = KernelPool.start({ memoryBytes: 64 << 20, workers: 1 });
+  const pool = KernelPool.start({ memoryBytes: 72 << 20, workers: 1 });
   const [b, x0, x1, o] = [0, 1, 2, 3].map(() => pool.alloc(m * 2));
   const [h0, h1, misc] = [pool.alloc(262144), pool.alloc(262144), pool.alloc(64)];
   [alignedBits, ...tuned].forEach((src, k) => new Uint16Array(pool.memory.buffer, [b, x0, x1][k]!, m).set(src.subarray(0, m)));
@@ -72,7 +72,7 @@ if (args.includes("--kernels")) {
   };
   time("tiesHist2 (both models)", () => k.tiesHist2!(b!, x0!, x1!, m, h0, h1, misc));
   {
-    const { chooseBand } = await import("../src/merge/kernels/ties-band.ts");
+    const { chooseBand, fineWindow } = await import("../src/merge/kernels/ties-band.ts");
     const hs = [h0, h1].map((h) => new Uint32Array(pool.memory.buffer, h, 65536).slice());
     // a sample of 1/8 of the 4 Mi elements (the 7 runs above added 7 histograms), as fast-ties takes 512 Ki
     const samples = hs.map((h) => h.map((c) => Math.floor(c / 56)));
@@ -85,6 +85,11 @@ if (args.includes("--kernels")) {
     console.log("bands", JSON.stringify(bands), "light fractions", light.join(", "));
     const [b0, b1] = bands as [NonNullable<(typeof bands)[0]>, NonNullable<(typeof bands)[0]>];
     time("tiesBand2 (both models)", () => k.tiesBand2!(b!, x0!, x1!, m, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, h0, h1, misc + 16));
+    const fw = [b0, b1].map(fineWindow);
+    const fine = pool.alloc(2 * 8 * 262144);
+    console.log("fine windows", JSON.stringify(fw));
+    time("tiesHistFine2 (both models, fine windows)", () => k.tiesHistFine2!(b!, x0!, x1!, m, h0, h1, misc, fw[0]!.lo, fw[0]!.w, fine, fw[1]!.lo, fw[1]!.w, fine + 8 * 262144));
+    time("tiesFine (one model)", () => k.tiesFine!(b!, x0!, m, b0.center ?? b0.lo, fine));
   }
   time("tiesCount2 (both models)", () => k.tiesCount2!(b!, x0!, x1!, m, V, V, misc + 8));
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));

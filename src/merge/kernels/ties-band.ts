@@ -23,6 +23,21 @@ export interface TiesBand {
   readonly hi: number;
   readonly heavyA: number;
   readonly heavyB: number;
+  /** The sample's own boundary bin (rank k·m/n), when known: the centre of a fine window (fineWindow). */
+  readonly center?: number;
+}
+
+/**
+ * The coarse bins [lo, lo + w) whose fine histograms a full pass keeps for this band: the whole band when
+ * it has at most FINE_WINDOW_MAX bins, else FINE_WINDOW_MAX bins of it around its centre (3 above, 4 below
+ * the sample's boundary bin), else none (w 0).
+ */
+export function fineWindow(band: TiesBand): { readonly lo: number; readonly w: number } {
+  const width = band.hi - band.lo + 1;
+  if (width <= FINE_WINDOW_MAX) return { lo: band.lo, w: width };
+  if (band.center === undefined) return { lo: 0, w: 0 };
+  const lo = Math.max(band.lo, Math.min(band.center - 4, band.hi - FINE_WINDOW_MAX + 1));
+  return { lo, w: FINE_WINDOW_MAX };
 }
 
 /** Sampling and band settings (defaults for the bench shape; tests force the band on tiny tensors). */
@@ -88,8 +103,10 @@ export function chooseBand(sample: Uint32Array, m: number, k: number, n: number)
   const bottom = ks + margin;
   let hi = 0x7fff;
   let lo = 0;
+  let center = 0;
   let cum = 0;
   let foundHi = top < 1;
+  let foundCenter = false;
   for (let b = 0x7fff; b >= 0; b--) {
     const c = sample[b]!;
     if (c === 0) continue;
@@ -97,6 +114,10 @@ export function chooseBand(sample: Uint32Array, m: number, k: number, n: number)
     if (!foundHi && cum >= top) {
       hi = b;
       foundHi = true;
+    }
+    if (!foundCenter && cum >= ks) {
+      center = b;
+      foundCenter = true;
     }
     if (cum >= bottom) {
       lo = b;
@@ -113,7 +134,7 @@ export function chooseBand(sample: Uint32Array, m: number, k: number, n: number)
       a = b;
     } else if (bb === NO_BIN || c > sample[bb]!) bb = b;
   }
-  return { lo, hi, heavyA: a, heavyB: bb };
+  return { lo, hi, heavyA: a, heavyB: bb, center: Math.max(lo, Math.min(hi, center)) };
 }
 
 /** Fraction of the m sampled entries in the band's light part (in the band, not in a heavy bin). */

@@ -26,7 +26,7 @@ import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from ".
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
-import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, fineWindow, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -361,12 +361,12 @@ async function measureFull(ctx: RunCtx, job: FastTiesJob, windows?: readonly Fin
 }
 
 /**
- * Both models' coarse histograms of the tensor's sample blocks (samplePlan; in ctx.work) and the
- * sample's size, or undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
+ * Both models' coarse histograms of the tensor's sample blocks (samplePlan; in ctx.work), the sample's
+ * size and the OR of the low 16 bits of its |δ| per model, or undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
  * holds) and histogrammed by the workers, each reading its share of them itself when the inputs are
  * plain file ranges, else read here and histogrammed on this thread.
  */
-async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSettings): Promise<{ hist: Uint32Array[]; m: number } | undefined> {
+async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSettings): Promise<{ hist: Uint32Array[]; m: number; or: number[] } | undefined> {
   const { pool } = ctx;
   const { starts, len } = samplePlan(job.numel, { ...settings, blockElems: Math.min(settings.blockElems, ctx.chunk) });
   if (starts.length === 0) return undefined;
@@ -410,7 +410,8 @@ async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSet
     sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
     return h;
   });
-  return { hist, m: starts.length * len };
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, sc) => acc | new Uint32Array(mem, sc.misc, 2)[m]!, 0));
+  return { hist, m: starts.length * len, or };
 }
 
 /**
@@ -436,10 +437,12 @@ async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | 
     }
   }
   if (lightFraction(sample.hist[0]!, sample.m, b0) > settings.maxLight || lightFraction(sample.hist[1]!, sample.m, b1) > settings.maxLight) {
-    // too many scattered increments for the band to pay: the full pass, keeping the fine histograms of
-    // narrow bands (many distinct |δ| near the threshold: the boundary bin likely needs its fine pass)
-    const window = (b: TiesBand): FineWindow => (b.hi - b.lo + 1 <= FINE_WINDOW_MAX ? { lo: b.lo, w: b.hi - b.lo + 1 } : { lo: 0, w: 0 });
-    return { kind: "full", windows: [window(b0), window(b1)] };
+    // too many scattered increments for the band to pay: the full pass, keeping the fine histograms of up
+    // to 8 bins of the band around the sample's boundary bin (many distinct |δ| near the threshold: the
+    // boundary bin likely needs its fine pass)
+    // (only where the sample has some |δ| that is not a bf16 number: else the fine pass is unlikely to run)
+    const none = { lo: 0, w: 0 };
+    return { kind: "full", windows: [sample.or[0] !== 0 ? fineWindow(b0) : none, sample.or[1] !== 0 ? fineWindow(b1) : none] };
   }
   const mem = ctx.pool.memory.buffer;
   clearHistograms(ctx);

@@ -863,19 +863,23 @@ export function tiesHistFine2(
     const x1 = v128.load(x1p + o);
     const bl = decLo(b);
     const bh = decHi(b);
-    // (bin − lo) < w as unsigned: in the window
-    const in0 = v128.or(
-      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decLo(x0), bl)), 16), L0), W0),
-      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decHi(x0), bh)), 16), L0), W0),
-    );
-    const in1 = v128.or(
-      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decLo(x1), bl)), 16), L1), W1),
-      i32x4.lt_u(i32x4.sub(i32x4.shr_u(absBits(f32x4.sub(decHi(x1), bh)), 16), L1), W1),
-    );
-    if (v128.any_true(v128.or(in0, in1))) {
-      for (let k = 0; k < 8; k++) {
-        fineBump(f0, absDeltaAt(bp, x0p, j + k), lo0, w0);
-        fineBump(f1, absDeltaAt(bp, x1p, j + k), lo1, w1);
+    const a0l = absBits(f32x4.sub(decLo(x0), bl));
+    const a0h = absBits(f32x4.sub(decHi(x0), bh));
+    const a1l = absBits(f32x4.sub(decLo(x1), bl));
+    const a1h = absBits(f32x4.sub(decHi(x1), bh));
+    // (bin − lo) < w as unsigned: in the window; lanes 0–3 low half, 4–7 high half
+    const m0 = i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a0l, 16), L0), W0)) | (i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a0h, 16), L0), W0)) << 4);
+    const m1 = i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a1l, 16), L1), W1)) | (i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a1h, 16), L1), W1)) << 4);
+    if ((m0 | m1) != 0) {
+      let q = m0;
+      while (q != 0) {
+        fineBump(f0, absDeltaAt(bp, x0p, j + ctz<i32>(q)), lo0, w0);
+        q &= q - 1;
+      }
+      q = m1;
+      while (q != 0) {
+        fineBump(f1, absDeltaAt(bp, x1p, j + ctz<i32>(q)), lo1, w1);
+        q &= q - 1;
       }
     }
   }
