@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory, wasmSimdAvailable } from "./wasm-module.ts";
-import { bandHistogram, chooseBand, DEFAULT_BAND, lightFraction, NO_BIN, samplePlan, tiesBand2Ref, tiesHistFine2Ref, type TiesBand } from "./ties-band.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, fineWindow, lightFraction, NO_BIN, samplePlan, tiesBand2Ref, tiesHistFine2Ref, type TiesBand } from "./ties-band.ts";
 import { createMagnitudeRanking, endRankingPass } from "../methods/sparsify.ts";
 
 const skip = (!wasmSimdAvailable() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
@@ -253,4 +253,20 @@ test("samplePlan and chooseBand: deterministic evenly spaced blocks; a band that
   assert.equal(lightFraction(flat, 1024, fb), (fb.hi - fb.lo - 1) / 1024);
   assert.ok(fb.hi - fb.lo + 1 >= 2 * (12 * 16 + 2 + 16) && fb.hi - fb.lo + 1 <= 2 * (12 * 16 + 2 + 16) + 2); // ± margin around 512
   assert.equal(chooseBand(flat, 0, 512, 1024), undefined);
+});
+
+test("fineWindow: the whole band up to 8 bins, else 8 bins around the sample's boundary bin (4 below, 3 above) kept inside the band", () => {
+  const band = (lo: number, hi: number, center?: number): TiesBand => ({ lo, hi, heavyA: NO_BIN, heavyB: NO_BIN, ...(center === undefined ? {} : { center }) });
+  assert.deepEqual(fineWindow(band(100, 107)), { lo: 100, w: 8 });
+  assert.deepEqual(fineWindow(band(100, 100)), { lo: 100, w: 1 });
+  assert.deepEqual(fineWindow(band(100, 120, 110)), { lo: 106, w: 8 });
+  assert.deepEqual(fineWindow(band(100, 120, 101)), { lo: 100, w: 8 });
+  assert.deepEqual(fineWindow(band(100, 120, 120)), { lo: 113, w: 8 });
+  assert.deepEqual(fineWindow(band(100, 120)), { lo: 0, w: 0 });
+  // chooseBand's centre is the sample's own boundary bin
+  const h = new Uint32Array(65536);
+  for (let b = 0x3000; b < 0x3100; b++) h[b] = 4;
+  const c = chooseBand(h, 1024, 100, 1024)!;
+  assert.equal(c.center, 0x30e7); // the 25 bins 0x30ff..0x30e7 hold the first 100
+  assert.ok(c.lo <= c.center! && c.center! <= c.hi);
 });
