@@ -9,7 +9,9 @@
  * - TIES: pass 1 streams the tensor and the workers add 65 536-bin histograms of |δ| (top 16 bits of the
  *   float32 pattern) per model, each worker into its own; the main thread adds them once per tensor and
  *   lets `endRankingPass` (sparsify.ts, the reference's own code) pick the threshold V and the number of
- *   entries equal to V to keep. When some |δ| has non-zero low 16 bits, a fine pass histograms the
+ *   entries equal to V to keep. On tensors of ≥ 4 Mi elements a sample first picks a band of bins around
+ *   the threshold, and pass 1 histograms only that band (kernels/ties-band.ts, measureBanded), or, when
+ *   the band is too full to pay, keeps the fine histograms of up to 8 of its bins. When some |δ| has non-zero low 16 bits, a fine pass histograms the
  *   boundary bin (as the reference's pass 1). The kernel pass keeps |δ| > V and the first `tiesNeeded`
  *   entries equal to V in index order: while the budget left exceeds what the chunks in flight could take,
  *   chunks keep all their ties and the kernel reports how many it used; past that, each chunk's worker
@@ -19,7 +21,8 @@
  *   calls in the order sent, so the sums are sequential as in the reference).
  *
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
- * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms per worker.
+ * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms and 4 MiB of
+ * fine windows (touched only when used) per thread.
  */
 import { CancelledError, InternalError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
