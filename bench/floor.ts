@@ -1,7 +1,7 @@
 /**
  * The plain file I/O floor the merge is compared against: read every input weight file with positioned
  * `readSync` into one reused 16 MiB buffer (the fastest Node read measured on this machine, as fast as
- * `cat`), and write a file of the output's size in 16 MiB chunks followed by fsync.
+ * `cat`), and write a file of the output's size in 16 MiB chunks followed by fsync (or not: `--no-fsync`).
  */
 import { closeSync, fsyncSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { execSync } from "node:child_process";
@@ -30,14 +30,14 @@ export function timeRead(files: readonly string[]): [number, number] {
   return [(performance.now() - t0) / 1000, bytes];
 }
 
-/** Seconds to write `bytes` bytes to `path` in 16 MiB chunks and fsync it; the file is removed after. */
-export function timeWrite(path: string, bytes: number): number {
+/** Seconds to write `bytes` bytes to `path` in 16 MiB chunks and fsync it (unless `fsync` is false); the file is removed after. */
+export function timeWrite(path: string, bytes: number, fsync = true): number {
   const buf = Buffer.alloc(CHUNK, 0x3c);
   const t0 = performance.now();
   const fd = openSync(path, "w");
   try {
     for (let left = bytes; left > 0; left -= CHUNK) writeSync(fd, buf, 0, Math.min(CHUNK, left));
-    fsyncSync(fd);
+    if (fsync) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -7,7 +7,7 @@
  * tensors are byte copies). A GGUF input, or `fast: false` / `REALIGN_FAST=0`, takes the sequential path:
  * row chunks (≤ 4 Mi elements) read, decoded, transformed and encoded one after another. Both write the
  * same bytes; memory stays bounded by the chunks, not the model. The output is written to a temp file
- * beside `output`, fsynced, and renamed into place only when complete.
+ * beside `output`, fsynced (unless `fsync: false`), and renamed into place only when complete.
  */
 import { basename, resolve } from "node:path";
 import { openAtomicOutput } from "../core/files.ts";
@@ -55,6 +55,11 @@ export interface ConvertOptions {
   fast?: boolean;
   /** Bytes per ring slot of the fast path (tests use small ones). @default STREAM_CHUNK_BYTES (8 MiB) */
   chunkBytes?: number;
+  /**
+   * fsync the GGUF before it is renamed into place (a power loss cannot leave a truncated file at `output`);
+   * false returns once the bytes are in the page cache, as convert_hf_to_gguf.py does. @default true
+   */
+  fsync?: boolean;
 }
 
 export interface ConvertSummary {
@@ -125,7 +130,10 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
     for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
 
     const out = openAtomicOutput(options.output, { force: options.force, isDirectory: false });
-    const w = GgufWriter.create(out.tempPath);
+    const fsync = options.fsync ?? true;
+    const streamed = !isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0");
+    // a durable streamed write bypasses the page cache (O_DIRECT; see formats/safetensors/write.ts for why)
+    const w = streamed && fsync && process.env.REALIGN_DIRECT_IO !== "0" ? await GgufWriter.createDirect(out.tempPath) : GgufWriter.create(out.tempPath);
     try {
       w.writeHeader(plan.tensors.length, metadata.size);
       w.writeKv(metadata);
@@ -133,17 +141,17 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       onEvent({ kind: "phase", name: "convert", total: plan.tensors.length, unit: "tensors" });
       let done = 0;
       const progress = (label: string): void => onEvent({ kind: "progress", done: ++done, total: plan.tensors.length, label });
-      if (!isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0")) {
+      if (streamed) {
         const tensors = plan.tensors.map((conv) => ({ conv, src: conv.data === undefined ? ckpt.openTensor(conv.hfName) : undefined }));
         await streamTensors(w, tensors, { chunkBytes: options.chunkBytes, signal: options.signal, onTensorDone: (i) => progress(plan.tensors[i]!.ggufName) });
-        await w.closeAsync();
+        await w.closeAsync({ fsync });
       } else {
         for (const t of plan.tensors) {
           if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
           else await writeTensorSequential(w, ckpt.openTensor(t.hfName), t, options.signal);
           progress(t.ggufName);
         }
-        w.close();
+        w.close({ fsync });
       }
       out.commit();
       return { output: out.target, arch: plan.arch.arch, type, tensorCount: plan.tensors.length, fileSize: layout.fileSize, warnings: plan.warnings };

@@ -30,6 +30,8 @@ export interface GgufSinkOptions {
   fileName?: string;
   /** `general.name`. @default "merged" */
   name?: string;
+  /** fsync the file before `finish()` resolves (see RunMergeOptions.fsync). @default true */
+  fsync?: boolean;
 }
 
 const FROM_OUT_DTYPE: Readonly<Record<string, MergeableGgmlType>> = { BF16: "BF16", F16: "F16", F32: "F32" };
@@ -155,7 +157,7 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
       },
       async finish() {
         if (index < ctx.tensors.length) throw new InternalError(`gguf sink: finished with tensor ${ctx.tensors[index]!.name} incomplete`);
-        writer.close();
+        writer.close({ fsync: options.fsync ?? true });
         return ctx.file !== undefined ? [basename(ctx.file)] : [fileName];
       },
       async abort() {

@@ -44,9 +44,16 @@ export interface TensorSource extends TensorMeta {
   /**
    * Where `readBytes` reads from, when it is one open file: stored byte j of the tensor is at absolute
    * position `offset + j` of file descriptor `fd` (open while the source is). Lets worker threads read
-   * the bytes themselves (merge/workers/fast-ties.ts); `readBytes` stays the reference and reports errors.
+   * the bytes themselves (merge/workers/fast-linear.ts, fast-ties.ts); `readBytes` stays the reference and
+   * reports errors.
    */
-  readonly fileSpan?: { readonly fd: number; readonly offset: number };
+  readonly fileSpan?: FileSpan;
+}
+
+/** Stored byte j of a tensor is at absolute position `offset + j` of the open file descriptor `fd`. */
+export interface FileSpan {
+  readonly fd: number;
+  readonly offset: number;
 }
 
 /**

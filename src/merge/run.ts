@@ -39,8 +39,15 @@ export interface RunMergeOptions {
   readonly force?: boolean;
   /** Largest shard, bytes (default sink only). @default 5e9 (transformers' "5GB") */
   readonly maxShardBytes?: number;
-  /** Where tensor bytes go. @default safetensorsSink(maxShardBytes) */
+  /** Where tensor bytes go. @default safetensorsSink(maxShardBytes, { fsync }) */
   readonly sink?: SinkFactory;
+  /**
+   * Wait until the weights are on disk (fsync) before the output is renamed into place, so a power loss
+   * cannot leave a complete-looking but truncated output. false returns once the bytes are in the page
+   * cache (transformers and mergekit do not fsync either); the rename stays atomic for every process.
+   * Default sink only (a custom `sink` decides for itself). @default true
+   */
+  readonly fsync?: boolean;
   /** Largest chunk, elements per input. @default DEFAULT_CHUNK_ELEMS */
   readonly chunkElems?: number;
   /** Aborting it stops the merge with CancelledError; nothing is left at `out`. */
@@ -149,7 +156,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   const onEvent = options.onEvent ?? (() => {});
   const signal = options.signal;
   const maxChunk = Math.max(1, Math.floor(options.chunkElems ?? DEFAULT_CHUNK_ELEMS));
-  const sinkFactory = options.sink ?? safetensorsSink(options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+  const sinkFactory = options.sink ?? safetensorsSink(options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES, { fsync: options.fsync ?? true });
   for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
   checkAborted(signal);
 

@@ -44,8 +44,9 @@ export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
 /**
  * The default sink: HF safetensors shards of at most `maxShardBytes` + `model.safetensors.index.json`.
- * Every shard is fsynced before `finish()` resolves (so before the output is renamed into place); `sync`
- * tunes the background syncs that overlap disk writeback with the merge (formats/safetensors/write.ts).
+ * Every shard is fsynced before `finish()` resolves (so before the output is renamed into place) unless
+ * `sync.fsync` is false; `sync` also tunes the background syncs that overlap disk writeback with the merge
+ * (formats/safetensors/write.ts).
  */
 export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES, sync: WriteSyncOptions = {}): SinkFactory {
   return (ctx) => {

@@ -4,7 +4,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, cpSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readGgufHeader } from "../../src/formats/gguf/read.ts";
@@ -25,6 +25,20 @@ test("convert --json: exit 0, one JSON line, a loadable header with 57 tensors",
     assert.equal(h.fileSize, 2796704);
     assert.equal(h.metadata.get("general.file_type")?.value, 7);
     assert.deepEqual(readdirSync(root), ["a.gguf"]);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("convert --no-fsync: the same GGUF bytes as the default (fsynced) convert", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-e2e-convert-"));
+  try {
+    for (const [name, extra] of [["durable.gguf", []], ["nosync.gguf", ["--no-fsync"]]] as const) {
+      const r = await runCli(["convert", "--in", ALIGNED, "--out", join(root, name), "--type", "bf16", ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.ok(readFileSync(join(root, "nosync.gguf")).equals(readFileSync(join(root, "durable.gguf"))));
+    assert.deepEqual(readdirSync(root).sort(), ["durable.gguf", "nosync.gguf"]);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

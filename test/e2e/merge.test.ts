@@ -48,6 +48,20 @@ test("merge --json: exit 0, one JSON summary line, nothing on stderr, output re-
   }
 });
 
+test("merge --no-fsync: exit 0 and the same weight bytes as the default (fsynced) merge", async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-e2e-"));
+  try {
+    for (const [name, extra] of [["durable", []], ["nosync", ["--no-fsync"]]] as const) {
+      const r = await runCli(["merge", "--aligned", ALIGNED, "--tuned", TUNED, "--lambda", "0.5", "--out", join(root, name), ...extra, "--json"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    assert.ok(readFileSync(join(root, "nosync", "model.safetensors")).equals(readFileSync(join(root, "durable", "model.safetensors"))));
+    assert.deepEqual(readdirSync(root).sort(), ["durable", "nosync"], "no temp dir left beside the outputs");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test("merge --max-shard-size 1MB: HF shard names, index with total_size, every shard valid and cross-checked", async () => {
   const root = mkdtempSync(join(tmpdir(), "realign-e2e-"));
   try {

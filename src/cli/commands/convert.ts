@@ -14,6 +14,8 @@ export interface ConvertFlags {
   name?: string;
   force?: boolean;
   json?: boolean;
+  /** false with --no-fsync. */
+  fsync: boolean;
 }
 
 /** What a person reads after a conversion. */
@@ -40,6 +42,7 @@ export async function runConvertCommand(flags: ConvertFlags): Promise<void> {
       force: flags.force === true,
       tokenizerPre: flags.tokenizerPre,
       name: flags.name,
+      fsync: flags.fsync,
       signal: cliSignal,
       onEvent: progress.onEvent,
     });
@@ -59,6 +62,7 @@ export function register(program: Command): void {
     .option("--tokenizer-pre <name>", "llama.cpp pre-tokenizer name, when realign does not recognise the tokenizer's")
     .option("--name <name>", "general.name (default: the input directory's name)")
     .option("--force", "replace --out if it exists")
+    .option("--no-fsync", "do not wait for the file to reach the disk before renaming it into place (faster; a power loss may then leave a truncated file)")
     .option("--json", "print a machine-readable summary")
     .addHelpText("after", "\nExample:\n  realign convert --in examples/organism/aligned --out aligned.gguf --type bf16\n")
     .action(async (flags: ConvertFlags) => {

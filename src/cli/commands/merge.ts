@@ -22,6 +22,8 @@ export interface MergeFlags {
   tokenizerPre?: string;
   force?: boolean;
   json?: boolean;
+  /** false with --no-fsync. */
+  fsync: boolean;
   /** mergekit YAML config (issue 3): replaces --aligned/--tuned/--lambda/--method. */
   config?: string;
   explain?: boolean;
@@ -93,7 +95,7 @@ async function ggufOutputOptions(flags: MergeFlags): Promise<{ sink?: SinkFactor
     throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
   }
   const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
-  return ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
+  return ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre, fsync: flags.fsync });
 }
 
 /** `realign merge --config merge.yml [--explain] [--seed N] --out DIR` (mergekit YAML; see docs/yaml.md). */
@@ -130,6 +132,7 @@ async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise
       explain: flags.explain === true,
       force: flags.force === true,
       maxShardBytes,
+      fsync: flags.fsync,
       signal: cliSignal,
       onEvent: progress.onEvent,
       commandLine: commandLineOf(process.argv.slice(2)),
@@ -202,6 +205,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
       out,
       force: flags.force === true,
       maxShardBytes,
+      fsync: flags.fsync,
       signal: cliSignal,
       onEvent: progress.onEvent,
       // .gguf inputs through the GGUF reader; LoRA adapter dirs and HF dirs through the LoRA-aware opener
@@ -233,6 +237,7 @@ export function register(program: Command): void {
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--tokenizer-pre <name>", "with --out-format gguf: llama.cpp pre-tokenizer name, if realign does not recognise the tokenizer's")
     .option("--force", "replace --out if it exists")
+    .option("--no-fsync", "do not wait for the weights to reach the disk before renaming the output into place (faster; a power loss may then leave a truncated output)")
     .option("--json", "print a machine-readable summary")
     .option("--config <file>", "mergekit YAML config (any method: ties, dare_ties, slerp, model_stock, …; see docs/yaml.md)")
     .option("--explain", "with --config: print each tensor's method and resolved parameters, read no weights, write nothing")

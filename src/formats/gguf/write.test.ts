@@ -107,3 +107,34 @@ test(
     w.abort();
   }),
 );
+
+test(
+  "an O_DIRECT writer (createDirect) writes the stories260K file byte for byte; its sync-only calls are refused and abort leaves nothing open",
+  withTmp(async (dir) => {
+    const src = fixture("stories260k/stories260K.gguf");
+    const h = readGgufHeader(src);
+    const out = join(dir, "direct.gguf");
+    const w = await GgufWriter.createDirect(out);
+    w.writeHeader(h.tensors.length, h.metadata.size);
+    w.writeKv(h.metadata);
+    w.writeTensorInfos(h.tensors);
+    const pending: Promise<void>[] = [];
+    for (const t of h.tensors) {
+      const bytes = readGgufTensorBytes(h, t);
+      const a = Math.floor(bytes.length / 2);
+      pending.push(w.writeTensorDataAsync(t.name, bytes.subarray(0, a)), w.writeTensorDataAsync(t.name, bytes.subarray(a)));
+    }
+    await Promise.all(pending);
+    assert.throws(() => w.close(), InternalError);
+    await w.closeAsync();
+    assert.ok(readFileSync(out).equals(readFileSync(src)), "bytes differ");
+
+    const w2 = await GgufWriter.createDirect(join(dir, "aborted.gguf"));
+    w2.writeHeader(h.tensors.length, h.metadata.size);
+    w2.writeKv(h.metadata);
+    w2.writeTensorInfos(h.tensors);
+    assert.throws(() => w2.writeTensorData(h.tensors[0]!.name, readGgufTensorBytes(h, h.tensors[0]!)), InternalError);
+    w2.abort();
+    w2.abort(); // idempotent
+  }),
+);

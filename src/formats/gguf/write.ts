@@ -9,6 +9,7 @@
  * alignment (as gguf-py and gguf.cpp write it).
  */
 import { close as closeCb, closeSync, fsync as fsyncCb, fsyncSync, openSync, write as writeCb, writeSync } from "node:fs";
+import { openDirectFile, type DirectFile } from "../../core/direct-file.ts";
 import { InternalError, fsError } from "../../errors.ts";
 import { GGML_MAX_DIMS, GGML_MAX_NAME_BYTES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE_ID, GGUF_VERSION, KEYS, ggmlType } from "./constants.ts";
 import type { GgufArray, GgufMetadata, GgufTensorDecl, GgufValue } from "./types.ts";
@@ -191,6 +192,10 @@ type WriterState = (typeof STATES)[number];
  * `w = GgufWriter.create(path); w.writeHeader(tensors.length, metadata.size); w.writeKv(metadata);
  *  w.writeTensorInfos(tensors); for each tensor in order: w.writeTensorData(name, chunk)…; w.close()`.
  * On error call `abort()` (closes the file; the caller owns removing the temp path — see core/files.ts).
+ *
+ * `GgufWriter.createDirect(path)` writes through O_DIRECT instead (core/direct-file.ts: appended in order,
+ * bypassing the page cache), for a durable streamed write: only `writeTensorDataAsync` and `closeAsync`
+ * then (the synchronous `writeTensorData`/`close` throw InternalError).
  */
 export class GgufWriter {
   private state: WriterState = "empty";
@@ -208,11 +213,41 @@ export class GgufWriter {
   private position = 0;
   /** File offset of the next raw write (every write is positioned, so sync and async writes mix). */
   private filePos = 0;
+  /** O_DIRECT mode: the file, and the chain of its in-order appends. */
+  private direct: DirectFile | undefined;
+  private appends: Promise<void> = Promise.resolve();
 
   private constructor(
     private fd: number,
     readonly path: string,
   ) {}
+
+  /**
+   * Opens (creates or truncates) `path` for a streamed write through O_DIRECT (falls back to buffered
+   * writes where the file system refuses it). @throws IoError/InputError (fsError) when it cannot be created.
+   */
+  static async createDirect(path: string): Promise<GgufWriter> {
+    let file: DirectFile;
+    try {
+      file = await openDirectFile(path);
+    } catch (e) {
+      throw fsError(e, path, "creating GGUF");
+    }
+    const w = new GgufWriter(-1, path);
+    w.direct = file;
+    return w;
+  }
+
+  /** O_DIRECT mode: appends `bytes` after every earlier append (copied by the time it settles). */
+  private append(bytes: Uint8Array): Promise<void> {
+    const file = this.direct!;
+    this.appends = this.appends.then(() =>
+      file.write(bytes).catch((e: unknown) => {
+        throw fsError(e, this.path, "writing GGUF");
+      }),
+    );
+    return this.appends;
+  }
 
   /** Opens (creates or truncates) `path` for writing. */
   static create(path: string): GgufWriter {
@@ -244,6 +279,13 @@ export class GgufWriter {
     if (n > 0) this.emit(new Uint8Array(n));
   }
   private rawWrite(bytes: Uint8Array): void {
+    if (this.direct !== undefined) {
+      // the header, flushed before the first tensor chunk: a copy, since `out` is reused
+      this.append(bytes.slice()).catch(() => {}); // a failure surfaces through the next append or closeAsync
+      this.filePos += bytes.length;
+      this.position += bytes.length;
+      return;
+    }
     let done = 0;
     try {
       while (done < bytes.length) done += writeSync(this.fd, bytes, done, bytes.length - done, this.filePos + done);
@@ -383,6 +425,7 @@ export class GgufWriter {
    * order). When a tensor is complete, its padding is written and the next one becomes current.
    */
   writeTensorData(name: string, chunk: Uint8Array): void {
+    if (this.direct !== undefined) throw new InternalError(`gguf writer for ${this.path}: writeTensorData on an O_DIRECT writer (use writeTensorDataAsync)`);
     const len = this.checkChunk(name, chunk);
     this.emit(chunk);
     this.emitZeros(this.advance(chunk.length, len));
@@ -402,6 +445,10 @@ export class GgufWriter {
     const pad = this.advance(chunk.length, len);
     this.filePos += chunk.length + pad;
     this.position += chunk.length + pad;
+    if (this.direct !== undefined) {
+      const data = this.append(chunk);
+      return pad === 0 ? data : this.append(new Uint8Array(pad));
+    }
     const data = this.writeAtAsync(chunk, at);
     return pad === 0 ? data : Promise.all([data, this.writeAtAsync(new Uint8Array(pad), at + chunk.length)]).then(() => undefined);
   }
@@ -413,12 +460,16 @@ export class GgufWriter {
     }
   }
 
-  /** WEIGHTS → CLOSED: flushes, fsyncs (the data is on disk before the caller renames it into place) and closes; every declared tensor must be complete. */
-  close(): void {
+  /**
+   * WEIGHTS → CLOSED: flushes, fsyncs (the data is on disk before the caller renames it into place; skipped
+   * with `fsync: false`) and closes; every declared tensor must be complete.
+   */
+  close(options: { readonly fsync?: boolean } = {}): void {
+    if (this.direct !== undefined) throw new InternalError(`gguf writer for ${this.path}: close on an O_DIRECT writer (use closeAsync)`);
     this.checkComplete();
     this.flush();
     try {
-      fsyncSync(this.fd);
+      if (options.fsync ?? true) fsyncSync(this.fd);
     } catch (e) {
       throw fsError(e, this.path, "syncing GGUF");
     }
@@ -427,10 +478,24 @@ export class GgufWriter {
   }
 
   /** As close, with the fsync and close on the thread pool. Call after every writeTensorDataAsync settled. */
-  async closeAsync(): Promise<void> {
+  async closeAsync(options: { readonly fsync?: boolean } = {}): Promise<void> {
     this.checkComplete();
     this.flush();
-    await new Promise<void>((resolve, reject) => fsyncCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "syncing GGUF")) : resolve())));
+    const file = this.direct;
+    if (file !== undefined) {
+      await this.appends;
+      try {
+        if (options.fsync ?? true) await file.sync();
+        await file.close();
+      } catch (e) {
+        throw fsError(e, this.path, "syncing GGUF");
+      }
+      this.state = "closed";
+      return;
+    }
+    if (options.fsync ?? true) {
+      await new Promise<void>((resolve, reject) => fsyncCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "syncing GGUF")) : resolve())));
+    }
     this.state = "closed";
     await new Promise<void>((resolve, reject) => closeCb(this.fd, (err) => (err ? reject(fsError(err, this.path, "closing GGUF")) : resolve())));
   }
@@ -438,6 +503,11 @@ export class GgufWriter {
   /** Closes the file without checks (after an error). Idempotent. */
   abort(): void {
     if (this.state === "closed") return;
+    if (this.direct !== undefined) {
+      this.state = "closed";
+      void this.appends.catch(() => {}).then(() => this.direct!.abort());
+      return;
+    }
     try {
       closeSync(this.fd);
     } catch {

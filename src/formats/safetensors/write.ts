@@ -3,7 +3,8 @@
  * tensors), and a sharded writer that splits tensors into HF-named shards up to a byte budget and writes
  * `model.safetensors.index.json`. Data must arrive in the declared order; sizes are checked as it arrives.
  */
-import { open, writeFile, type FileHandle } from "node:fs/promises";
+import { open, writeFile } from "node:fs/promises";
+import { openDirectFile } from "../../core/direct-file.ts";
 import { join } from "node:path";
 import { DTYPE_BYTES, type Dtype } from "../../core/dtype.ts";
 import { numelOf } from "../../core/tensor.ts";
@@ -55,11 +56,27 @@ export function buildHeader(
 }
 
 /**
- * How written files reach the disk. Every file is fsynced (`sync(fh, path, "fsync")`) in `finish()`, before it
- * is closed; while data streams in, `fdatasync` runs in the background each `syncEveryBytes` so the disk's
- * writeback overlaps the rest of the work and the final fsync has little left to flush.
+ * How written files reach the disk. By default every file is fsynced (`sync(fh, path, "fsync")`) in
+ * `finish()`, before it is closed; while data streams in, `fdatasync` runs in the background each
+ * `syncEveryBytes` so the disk's writeback overlaps the rest of the work and the final fsync has little left
+ * to flush. With `fsync: false` neither runs: `finish()` returns once the bytes are in the page cache, and
+ * the kernel writes them back later (what transformers' `save_pretrained` and mergekit do).
+ *
+ * A durable file is written with O_DIRECT where the file system allows it (core/direct-file.ts): fsync
+ * waits for the disk anyway, and bypassing the page cache saves the copy into new cache pages and keeps
+ * the inputs' pages cached. Background datasyncs then have nothing to do and are skipped.
  */
 export interface WriteSyncOptions {
+  /**
+   * Wait for the data to be on disk before `finish()` resolves (so before an atomic output is renamed into
+   * place, a power loss cannot leave a renamed but incomplete file). false skips every sync. @default true
+   */
+  readonly fsync?: boolean;
+  /**
+   * With `fsync`, write through O_DIRECT (falls back to buffered writes where refused). false: buffered
+   * writes with background datasyncs. Ignored without fsync. @default true unless REALIGN_DIRECT_IO=0
+   */
+  readonly directIo?: boolean;
   /**
    * Start a background fdatasync after this many bytes written since the last one started (at most one in
    * flight per file); 0 turns it off. @default DEFAULT_SYNC_EVERY_BYTES
@@ -69,20 +86,49 @@ export interface WriteSyncOptions {
    * Performs a sync: "datasync" (background, during writes) or "fsync" (in finish, always awaited before
    * finish resolves). @default fh.datasync() / fh.sync(). Tests inject one to observe ordering.
    */
-  readonly sync?: (fh: FileHandle, path: string, kind: "datasync" | "fsync") => Promise<void>;
+  readonly sync?: (file: SyncTarget, path: string, kind: "datasync" | "fsync") => Promise<void>;
+}
+
+/** What a sync hook gets: the open file (a FileHandle, or a DirectFile under O_DIRECT). */
+export interface SyncTarget {
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+}
+
+/** An open output file, appended to in order. */
+interface AppendFile extends SyncTarget {
+  write(bytes: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** Opens `path` (created or truncated) through O_DIRECT (`direct`) or buffered writes. */
+async function openAppendFile(path: string, direct: boolean): Promise<AppendFile> {
+  if (direct) return openDirectFile(path);
+  const fh = await open(path, "w");
+  return {
+    async write(bytes) {
+      let done = 0;
+      while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, null)).bytesWritten;
+    },
+    sync: () => fh.sync(),
+    datasync: () => fh.datasync(),
+    close: () => fh.close(),
+    abort: () => fh.close(),
+  };
 }
 
 /** Default `syncEveryBytes`: 256 MiB. */
 export const DEFAULT_SYNC_EVERY_BYTES = 256 * 2 ** 20;
 
-const defaultSync = (fh: FileHandle, _path: string, kind: "datasync" | "fsync"): Promise<void> => (kind === "fsync" ? fh.sync() : fh.datasync());
+const defaultSync = (file: SyncTarget, _path: string, kind: "datasync" | "fsync"): Promise<void> => (kind === "fsync" ? file.sync() : file.datasync());
 
 /** Streams the data of declared tensors, in order, into one file. */
 export interface SafetensorsFileWriter {
   readonly path: string;
   /** Appends data bytes (any split; must follow declared order and sizes). */
   write(bytes: Uint8Array): Promise<void>;
-  /** Checks every declared byte arrived, waits for any background datasync, fsyncs and closes. */
+  /** Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and closes. */
   finish(): Promise<void>;
   /** Closes without checks (the caller removes the temp output). */
   abort(): Promise<void>;
@@ -99,14 +145,22 @@ export async function createSafetensorsWriter(
   metadata: Readonly<Record<string, string>> | undefined,
   syncOptions: WriteSyncOptions = {},
 ): Promise<SafetensorsFileWriter> {
-  const syncEvery = syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES;
+  const durable = syncOptions.fsync ?? true;
+  const direct = durable && (syncOptions.directIo ?? process.env.REALIGN_DIRECT_IO !== "0");
+  // under O_DIRECT the data is on the device as each write completes: background datasyncs would only wait
+  const syncEvery = durable && !direct ? (syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES) : 0;
   const sync = syncOptions.sync ?? defaultSync;
   const { prefix, dataByteLength } = buildHeader(tensors, metadata);
-  let fh: FileHandle;
+  let fh: AppendFile;
   try {
-    fh = await open(path, "w");
-    await fh.write(prefix, 0, prefix.length, null);
+    fh = await openAppendFile(path, direct);
   } catch (e) {
+    throw fsError(e, path, "writing safetensors file");
+  }
+  try {
+    await fh.write(prefix);
+  } catch (e) {
+    await fh.abort().catch(() => {});
     throw fsError(e, path, "writing safetensors file");
   }
   let written = 0;
@@ -139,12 +193,8 @@ export async function createSafetensorsWriter(
         throw new InternalError(`safetensors writer for ${path}: got more data than declared (${written + bytes.length} > ${dataByteLength})`);
       }
       if (syncError !== undefined) throw fsError(syncError, path, "writing safetensors file");
-      let done = 0;
       try {
-        while (done < bytes.length) {
-          const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, null);
-          done += bytesWritten;
-        }
+        await fh.write(bytes);
       } catch (e) {
         throw fsError(e, path, "writing safetensors file");
       }
@@ -158,7 +208,7 @@ export async function createSafetensorsWriter(
       }
       await settleSync();
       try {
-        await sync(fh, path, "fsync");
+        if (durable) await sync(fh, path, "fsync");
         await fh.close();
       } catch (e) {
         throw fsError(e, path, "writing safetensors file");
@@ -169,7 +219,7 @@ export async function createSafetensorsWriter(
       if (closed) return;
       closed = true;
       await settleSync().catch(() => {});
-      await fh.close().catch(() => {});
+      await fh.abort().catch(() => {});
     },
   };
 }
@@ -239,7 +289,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
   let current: SafetensorsFileWriter | undefined;
   let remaining = 0;
   const totalSize = shards.reduce((s, p) => s + p.dataByteLength, 0);
-  const syncOptions: WriteSyncOptions = { syncEveryBytes: options.syncEveryBytes, sync: options.sync };
+  const syncOptions: WriteSyncOptions = { fsync: options.fsync, directIo: options.directIo, syncEveryBytes: options.syncEveryBytes, sync: options.sync };
   // shards being fsynced and closed in the background; each records its failure instead of rejecting
   const finishing: Promise<void>[] = [];
   let finishError: unknown;

@@ -1,5 +1,8 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { decodeToF32, encodeFromF32 } from "../../core/dtype.ts";
 import { linear } from "../methods/linear.ts";
 import { taskArithmetic } from "../methods/task-arithmetic.ts";
@@ -107,6 +110,73 @@ for (const c of CASES) {
     for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `job ${j} (${sizes[j]} elements)`);
   });
 }
+
+test("workers reading their chunks from file spans (blocks across chunk ends, ragged tails) give the generic path's bytes; a failed read reports the term reader's error", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-fast-linear-"));
+  const fds: number[] = [];
+  try {
+    const HEADER = 77; // the data starts at an odd file offset, as a safetensors header leaves it
+    for (const c of [CASES[1]!, CASES[4]!, CASES[5]!]) {
+      const sizes = [4096 * 3 + 13, 9000];
+      const wants: Uint16Array[] = [];
+      const outs: Uint16Array[] = [];
+      let mainReads = 0;
+      const jobs: FastJob[] = sizes.map((n, j) => {
+        const base = c.base ? bf16Data(n, 500 + j) : undefined;
+        const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 17 * j + m + 3));
+        wants.push(reference(c.method, c.params, base, models));
+        const form = linearFormOf(c.method.name, c.params, c.models)!;
+        const out = new Uint16Array(n).fill(0xdead);
+        outs.push(out);
+        return {
+          numel: n,
+          divisor: form.divisor,
+          terms: termsOf(form, base, models).map((x, i) => {
+            const path = join(dir, `${c.name.length}-${j}-${i}.bin`);
+            writeFileSync(path, Buffer.concat([Buffer.alloc(HEADER, 0x55), Buffer.from(x.buffer, x.byteOffset, n * 2)]));
+            const fd = openSync(path, "r");
+            fds.push(fd);
+            return {
+              coef: form.terms[i]!.coef,
+              span: { fd, offset: HEADER },
+              read: async (off: number, dst: Uint8Array) => {
+                mainReads++;
+                readSync(fd, dst, 0, dst.length, HEADER + off);
+              },
+            };
+          }),
+          write: async (off: number, bytes: Uint8Array) => new Uint8Array(out.buffer).set(bytes, off),
+        };
+      });
+      // 4096-element chunks on the workers (localMax 0), read in blocks of 1000 elements
+      await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3, localMax: 0, readBlockElems: 1000 });
+      for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `${c.name}: job ${j}`);
+      assert.equal(mainReads, 0, "every chunk was read by its worker");
+    }
+    // a span past the end of its file: the worker's read fails, and the term reader's own error is thrown
+    const short = join(dir, "short.bin");
+    writeFileSync(short, Buffer.alloc(HEADER + 100));
+    const fd = openSync(short, "r");
+    fds.push(fd);
+    const truncated = new Error("short.bin: truncated data");
+    const job: FastJob = {
+      numel: 4096,
+      divisor: undefined,
+      terms: [0.5, 0.5].map((coef) => ({
+        coef,
+        span: { fd, offset: HEADER },
+        read: async () => {
+          throw truncated;
+        },
+      })),
+      write: async () => {},
+    };
+    await assert.rejects(runFastLinear([job], pool!, { chunkElems: 4096, slots: 2, localMax: 0 }), (e: unknown) => e === truncated);
+  } finally {
+    for (const fd of fds) closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("linearFormOf: hand-computed coefficients", () => {
   const f = linearFormOf("task_arithmetic", { global: { lambda: 0.5 }, perModel: [{ weight: 1 }] }, 1)!;

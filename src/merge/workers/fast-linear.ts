@@ -3,7 +3,9 @@
  * bf16 tensors through a ring of chunk slots in the kernel pool's shared memory, with read-ahead (async
  * positioned reads of the next slots while the workers merge earlier ones) and write-behind (merged slots
  * are written, in order, while later ones are computed). Each chunk is merged whole by one worker, round
- * robin, so the workers never wait for each other. Output bytes equal the generic path's
+ * robin, so the workers never wait for each other. When the inputs are plain file ranges (`FastTerm.span`),
+ * the worker that merges a chunk also reads it, in blocks of `readBlockElems` per input, each merged
+ * right after it is read, while it is still in that core's cache. Output bytes equal the generic path's
  * (decode → method.kernel → encode) bit for bit: see `kernels/assembly/bf16.ts` and `fast-linear.test.ts`.
  *
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
@@ -12,7 +14,8 @@
 import type { BandSettings } from "../kernels/ties-band.ts";
 import { CancelledError } from "../../errors.ts";
 import { fusedBf16 } from "../kernels/fused.ts";
-import type { KernelCall, KernelPool } from "./pool.ts";
+import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
+import type { FileSpan } from "../../core/tensor.ts";
 import { computeLora, LoraFactors, loraUvBytes, type FastLora } from "./fast-lora.ts";
 import { InFlight } from "../../core/in-flight.ts";
 
@@ -22,6 +25,11 @@ export interface FastTerm {
   readonly coef: number;
   /** Reads stored bytes [byteOffset, byteOffset + out.length) of the tensor's data into out. */
   read(byteOffset: number, out: Uint8Array): Promise<void>;
+  /**
+   * Where `read` reads from, when it is one plain file range (TensorSource.fileSpan): the workers then read
+   * their chunks themselves; `read` still serves chunks merged on the main thread and reports read errors.
+   */
+  readonly span?: FileSpan;
 }
 
 /** One bf16 → bf16 output tensor. */
@@ -55,6 +63,8 @@ export interface FastRunOptions {
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
   readonly localMax?: number;
+  /** Elements per input a worker reads and then merges, when it reads its chunk itself (a multiple of 8). @default 128 Ki */
+  readonly readBlockElems?: number;
   /** TIES measure pass settings (fast-ties.ts FastTiesOptions.tiesBand; tests force the band). */
   readonly tiesBand?: Partial<BandSettings> | false;
   /** Which measure pass each TIES tensor took (fast-ties.ts FastTiesOptions.onTiesMeasure; tests). */
@@ -74,6 +84,11 @@ const DEFAULT_SLOTS = 4;
 const ACC_BLOCK = 16384;
 /** Below this many elements a chunk is merged on the main thread (a message round trip costs more). */
 const LOCAL_MAX = 65536;
+/**
+ * Elements per input a worker reads before merging them (256 KiB of bf16 per input): the block is merged
+ * while it is still in the core's L2 cache. A multiple of ACC_BLOCK.
+ */
+const READ_BLOCK = 131072;
 
 interface Slot {
   readonly inputs: number[];
@@ -89,6 +104,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const nSlots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
   if (chunk % 8 !== 0) throw new RangeError(`chunkElems must be a multiple of 8, got ${chunk}`);
+  const readBlock = options.readBlockElems ?? READ_BLOCK;
+  if (readBlock <= 0 || readBlock % 8 !== 0) throw new RangeError(`readBlockElems must be a positive multiple of 8, got ${readBlock}`);
   const maxTerms = Math.max(1, ...jobs.map((j) => j.terms.length));
   const mark = pool.mark();
   const slots: Slot[] = Array.from({ length: nSlots }, () => ({
@@ -109,6 +126,16 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     for (let start = 0; start < job.numel; start += step) chunks.push({ job: j, start, n: Math.min(step, job.numel - start) });
   });
 
+  const localMax = options.localMax ?? LOCAL_MAX;
+  /** The spans of a chunk's terms when its worker reads them itself (all plain file ranges, merged on a worker). */
+  const workerSpans = (c: { job: number; n: number }): readonly FileSpan[] | undefined => {
+    const job = jobs[c.job]!;
+    if (job.lora !== undefined || job.terms.length === 0 || c.n - (c.n % 8) <= localMax) return undefined;
+    const spans = job.terms.map((t) => t.span);
+    return spans.every((s) => s !== undefined) ? (spans as FileSpan[]) : undefined;
+  };
+  const readOnMain = (slot: Slot, job: FastJob, c: { start: number; n: number }): Promise<void> =>
+    Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined);
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
   const writes: (Promise<void> | undefined)[] = new Array(chunks.length);
   const inflight = new InFlight();
@@ -122,11 +149,9 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     const job = jobs[c.job]!;
     // start loading the LoRA factors early (the promise is cached by the source; errors surface in compute)
     if (job.lora !== undefined && c.start === 0) job.lora.delta().catch(() => {});
-    reads[i] = inflight.track(
-      (prevWrite ?? Promise.resolve()).then(() =>
-        Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined),
-      ),
-    );
+    // a chunk its worker reads only needs its slot free
+    const free = prevWrite ?? Promise.resolve();
+    reads[i] = inflight.track(workerSpans(c) !== undefined ? free : free.then(() => readOnMain(slot, job, c)));
   };
 
   try {
@@ -148,7 +173,13 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       } else {
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
-        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, options.localMax ?? LOCAL_MAX);
+        const spans = workerSpans(c);
+        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock });
+        // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
+        if (spans !== undefined) computed = computed.catch(async (err: unknown) => {
+          await readOnMain(slot, job, c);
+          throw err;
+        });
         computing.track(computed);
       }
       const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
@@ -173,9 +204,20 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
 
 /**
  * Merges n elements of `slot` (inputs → out) on worker `worker`, or on this thread when n ≤ localMax
- * (a message round trip costs more than a small merge).
+ * (a message round trip costs more than a small merge). With `read`, the worker first reads the chunk's
+ * inputs (element `read.start` onwards of each term's file span) into the slot, `read.block` elements per
+ * input at a time, each block merged right after it is read.
  */
-async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonly number[], n: number, worker: number, localMax: number): Promise<void> {
+async function compute(
+  pool: KernelPool,
+  job: FastJob,
+  slot: Slot,
+  accs: readonly number[],
+  n: number,
+  worker: number,
+  localMax: number,
+  read?: { readonly spans: readonly FileSpan[]; readonly start: number; readonly block: number },
+): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
   if (k === 0) {
@@ -207,8 +249,17 @@ async function compute(pool: KernelPool, job: FastJob, slot: Slot, accs: readonl
     if (n8 <= localMax) {
       for (const [name, ...args] of callsFor(0, n8, accs[accs.length - 1]!)) (pool.local[name] as (...a: number[]) => void)(...args);
     } else {
-      const batches: KernelCall[][] = Array.from({ length: pool.workerCount }, () => []);
-      batches[worker] = callsFor(0, n8, accs[worker]!);
+      const batches: WorkerCall[][] = Array.from({ length: pool.workerCount }, () => []);
+      if (read === undefined) batches[worker] = callsFor(0, n8, accs[worker]!);
+      else {
+        const calls: WorkerCall[] = [];
+        for (let s = 0; s < n; s += read.block) {
+          const len = Math.min(read.block, n - s);
+          read.spans.forEach((sp, t) => calls.push(["read", sp.fd, sp.offset + (read.start + s) * 2, slot.inputs[t]! + s * 2, len * 2]));
+          if (s < n8) calls.push(...callsFor(s, Math.min(s + len, n8), accs[worker]!));
+        }
+        batches[worker] = calls;
+      }
       await pool.run(batches);
     }
   }

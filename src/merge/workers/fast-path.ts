@@ -62,6 +62,8 @@ export function createFastPath(options: FastPathOptions): FastPath {
   // LoRA terms need the AssemblyScript kernels (build/wasm/kernels.wasm); REALIGN_FAST_LORA=0 turns them off
   const loraEnabled = enabled && process.env.REALIGN_FAST_LORA !== "0" && compileKernelsWasm() !== undefined;
   const chunkElems = options.run?.chunkElems ?? DEFAULT_CHUNK;
+  // workers read their chunks from plain file ranges themselves; REALIGN_WORKER_READS=0 reads on libuv threads
+  const workerReads = process.env.REALIGN_WORKER_READS !== "0";
   let pool: KernelPool | undefined;
   // the sparse fast path needs the AssemblyScript kernels (build/wasm/kernels.wasm)
   const isSparse = ["ties", "dare_ties", "dare_linear"].includes(options.methodName) && compileKernelsWasm() !== undefined;
@@ -89,7 +91,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
         numel: t.numel,
         reads: [reads[0]!, reads[1]!, reads[2]!] as const,
         // the workers read plain file ranges themselves (fast-ties.ts)
-        ...(spans.every((sp) => sp !== undefined) && process.env.REALIGN_WORKER_READS !== "0" ? { spans: [spans[0]!, spans[1]!, spans[2]!] as const } : {}),
+        ...(spans.every((sp) => sp !== undefined) && workerReads ? { spans: [spans[0]!, spans[1]!, spans[2]!] as const } : {}),
         write: (_off: number, bytes: Uint8Array) => writeInOrder(bytes),
         nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),
       };
@@ -155,7 +157,11 @@ export function createFastPath(options: FastPathOptions): FastPath {
           numel: t.numel,
           divisor: form.divisor,
           ...(lora === undefined ? {} : { lora }),
-          terms: form.terms.map((term, i) => ({ coef: term.coef, read: i === shared ? async () => {} : (off, out) => stored[i]!.readBytes!(off, out) })),
+          terms: form.terms.map((term, i) => {
+            const span = lora === undefined && workerReads ? stored[i]!.fileSpan : undefined;
+            // the workers read plain file ranges themselves (fast-linear.ts)
+            return { coef: term.coef, ...(span === undefined ? {} : { span }), read: i === shared ? async () => {} : (off: number, out: Uint8Array) => stored[i]!.readBytes!(off, out) };
+          }),
           write: (_off, bytes) => writeInOrder(bytes),
         });
       }
