@@ -5,7 +5,10 @@
  * 1 and 2 workers (best of --repeat R). Prints seconds, CPU seconds and params/s per method.
  * `--kernels` instead times each WebAssembly kernel alone on the main thread (4 Mi elements of the same
  * data, CPU time, best of 7): histogram, tie count, TIES kernel, DARE L1 measure, DARE kernel.
- *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels]
+ * `--spread S` replaces the ±1 ulp task vectors by Gaussian ones (S/256 of the weights' scale: many
+ * distinct |δ|, as a longer fine-tune gives); `--kernels` then also prints the light fraction of the band.
+ * `--no-band` runs TIES with the full histogram measure pass instead of the banded one (fast-ties.ts).
+ *   node --import tsx bench/sparse-fast.ts [ties,dare_ties] [--rows R] [--repeat R] [--chunk C] [--kernels] [--no-band] [--spread S]
  */
 import { KernelPool } from "../src/merge/workers/pool.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "../src/merge/workers/fast-ties.ts";
@@ -18,6 +21,8 @@ const opt = (name: string, d: number): number => (args.includes(name) ? Number(a
 const rows = opt("--rows", 4096);
 const repeat = opt("--repeat", 3);
 const chunkElems = opt("--chunk", 2 * 1024 * 1024);
+/** --no-band: the full histogram measure pass (as REALIGN_TIES_BAND=0). */
+const tiesBand = args.includes("--no-band") ? false : undefined;
 const cols = 4096;
 const n = rows * cols;
 
@@ -28,16 +33,28 @@ for (let i = 0; i < n; i++) {
   const v = (rnd() - 0.5) * 0.05;
   alignedBits[i] = new Uint32Array(new Float32Array([v]).buffer)[0]! >>> 16;
 }
+/** --spread S: tuned = aligned + Gaussian noise of S/256 of the weights' scale (many distinct |δ|) instead of −1/0/+1 ulp. */
+const spread = opt("--spread", 0);
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+const gauss = (): number => rnd() + rnd() + rnd() + rnd() + rnd() + rnd() - 3;
 const tuned = [0, 1].map(() => {
   const t = new Uint16Array(n);
-  for (let i = 0; i < n; i++) t[i] = alignedBits[i]! + Math.floor(rnd() * 3) - 1;
+  for (let i = 0; i < n; i++) {
+    if (spread === 0) t[i] = alignedBits[i]! + Math.floor(rnd() * 3) - 1;
+    else {
+      u32[0] = alignedBits[i]! << 16;
+      f32[0] = f32[0]! + (gauss() * 0.015 * spread) / 256;
+      t[i] = u32[0]! >>> 16;
+    }
+  }
   return t;
 });
 const srcs = [alignedBits, ...tuned].map((a) => new Uint8Array(a.buffer));
 
 if (args.includes("--kernels")) {
   const m = 4 * 1024 * 1024;
-  const pool = KernelPool.start({ memoryBytes: 64 << 20, workers: 1 });
+  const pool = KernelPool.start({ memoryBytes: 72 << 20, workers: 1 });
   const [b, x0, x1, o] = [0, 1, 2, 3].map(() => pool.alloc(m * 2));
   const [h0, h1, misc] = [pool.alloc(262144), pool.alloc(262144), pool.alloc(64)];
   [alignedBits, ...tuned].forEach((src, k) => new Uint16Array(pool.memory.buffer, [b, x0, x1][k]!, m).set(src.subarray(0, m)));
@@ -54,6 +71,26 @@ if (args.includes("--kernels")) {
     console.log(`${name}: ${(m / best / 1e6).toFixed(0)} M elements per CPU second`);
   };
   time("tiesHist2 (both models)", () => k.tiesHist2!(b!, x0!, x1!, m, h0, h1, misc));
+  {
+    const { chooseBand, fineWindow } = await import("../src/merge/kernels/ties-band.ts");
+    const hs = [h0, h1].map((h) => new Uint32Array(pool.memory.buffer, h, 65536).slice());
+    // a sample of 1/8 of the 4 Mi elements (the 7 runs above added 7 histograms), as fast-ties takes 512 Ki
+    const samples = hs.map((h) => h.map((c) => Math.floor(c / 56)));
+    const bands = samples.map((h) => chooseBand(h, h.reduce((a, c) => a + c, 0), m / 2, m)!);
+    const light = bands.map((bd, q) => {
+      let c = 0;
+      for (let i = bd!.lo; i <= bd!.hi; i++) if (i !== bd!.heavyA && i !== bd!.heavyB) c += hs[q]![i]!;
+      return (c / (m * 7)).toFixed(4); // in the whole data (the sample's rounding drops small bins)
+    });
+    console.log("bands", JSON.stringify(bands), "light fractions", light.join(", "));
+    const [b0, b1] = bands as [NonNullable<(typeof bands)[0]>, NonNullable<(typeof bands)[0]>];
+    time("tiesBand2 (both models)", () => k.tiesBand2!(b!, x0!, x1!, m, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, h0, h1, misc + 16));
+    const fw = [b0, b1].map(fineWindow);
+    const fine = pool.alloc(2 * 8 * 262144);
+    console.log("fine windows", JSON.stringify(fw));
+    time("tiesHistFine2 (both models, fine windows)", () => k.tiesHistFine2!(b!, x0!, x1!, m, h0, h1, misc, fw[0]!.lo, fw[0]!.w, fine, fw[1]!.lo, fw[1]!.w, fine + 8 * 262144));
+    time("tiesFine (one model)", () => k.tiesFine!(b!, x0!, m, b0.center ?? b0.lo, fine));
+  }
   time("tiesCount2 (both models)", () => k.tiesCount2!(b!, x0!, x1!, m, V, V, misc + 8));
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));
   time("ties2 (w 1/0.5, normalize: division)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 1, 0.5, 1, 1, 1, 1, misc + 16));
@@ -81,16 +118,17 @@ for (const workers of [1, 2]) {
       nonFinite: (i) => new Error(`non-finite at ${i}`),
     };
     let best = { wall: Infinity, cpu: 0 };
+    const kinds: string[] = [];
     for (let r = 0; r < repeat; r++) {
       const t0 = performance.now();
       const c0 = process.resourceUsage();
-      await runFastTies([job], pool, { chunkElems });
+      await runFastTies([job], pool, { chunkElems, tiesBand, onTiesMeasure: (_j, kind) => kinds.push(kind) });
       const wall = (performance.now() - t0) / 1000;
       const c1 = process.resourceUsage();
       const cpu = (c1.userCPUTime + c1.systemCPUTime - c0.userCPUTime - c0.systemCPUTime) / 1e6;
       if (wall < best.wall) best = { wall, cpu };
     }
-    console.log(`${name} fast path, ${workers} worker(s): ${n} params, ${best.wall.toFixed(3)} s wall, ${best.cpu.toFixed(3)} CPU s, ${(n / best.wall / 1e6).toFixed(1)} M params/s (best of ${repeat}; check ${check})`);
+    console.log(`${name} fast path, ${workers} worker(s): ${n} params, ${best.wall.toFixed(3)} s wall, ${best.cpu.toFixed(3)} CPU s, ${(n / best.wall / 1e6).toFixed(1)} M params/s (best of ${repeat}; check ${check}${kinds.length > 0 ? `; TIES measure: ${[...new Set(kinds)].join(", ")}` : ""})`);
   }
   await pool.close();
 }

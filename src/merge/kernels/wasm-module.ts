@@ -67,6 +67,8 @@ export interface KernelsWasmExports extends Bf16WasmExports {
   sumF32(p: number, n: number): number;
   // TIES / DARE-TIES over bf16 chunks (assembly/ties.ts; used by workers/fast-ties.ts)
   tiesHist2(bp: number, x0p: number, x1p: number, n: number, h0: number, h1: number, orp: number): void;
+  tiesBand2(bp: number, x0p: number, x1p: number, n: number, lo0: number, hi0: number, hA0: number, hB0: number, lo1: number, hi1: number, hA1: number, hB1: number, h0: number, h1: number, outp: number): void;
+  tiesHistFine2(bp: number, x0p: number, x1p: number, n: number, h0: number, h1: number, orp: number, lo0: number, w0: number, f0: number, lo1: number, w1: number, f1: number): void;
   tiesFine(bp: number, xp: number, n: number, bin: number, fine: number): void;
   tiesCount2(bp: number, x0p: number, x1p: number, n: number, vb0: number, vb1: number, outp: number): void;
   ties2(bp: number, x0p: number, x1p: number, op: number, n: number, vb0: number, vb1: number, left0: number, left1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number): void;

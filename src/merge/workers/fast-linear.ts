@@ -11,6 +11,7 @@
  * Memory is fixed: slots × (terms + 1) × chunk × 2 bytes (default 4 × 3 × 4 MiB = 48 MiB for a
  * two-model merge), whatever the tensor or model size; 2 GB embeddings are just more chunks.
  */
+import type { BandSettings } from "../kernels/ties-band.ts";
 import { CancelledError } from "../../errors.ts";
 import { fusedBf16 } from "../kernels/fused.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
@@ -64,6 +65,10 @@ export interface FastRunOptions {
   readonly localMax?: number;
   /** Elements per input a worker reads and then merges, when it reads its chunk itself (a multiple of 8). @default 128 Ki */
   readonly readBlockElems?: number;
+  /** TIES measure pass settings (fast-ties.ts FastTiesOptions.tiesBand; tests force the band). */
+  readonly tiesBand?: Partial<BandSettings> | false;
+  /** Which measure pass each TIES tensor took (fast-ties.ts FastTiesOptions.onTiesMeasure; tests). */
+  readonly onTiesMeasure?: (jobIndex: number, kind: "band" | "full" | "missed" | "fine") => void;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */

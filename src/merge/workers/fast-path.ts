@@ -96,7 +96,9 @@ export function createFastPath(options: FastPathOptions): FastPath {
         nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),
       };
     });
-    const runOptions = { ...options.run, signal: options.signal };
+    // REALIGN_TIES_BAND=0: the full histogram measure pass on every TIES tensor (fast-ties.ts)
+    const tiesBand = options.run?.tiesBand ?? (process.env.REALIGN_TIES_BAND === "0" ? false : undefined);
+    const runOptions = { ...options.run, signal: options.signal, tiesBand };
     pool ??= startPool(runOptions);
     await runFastTies(jobs, pool, { ...runOptions, onProgress: bytesProgress(tensors, onBytes) });
   };

@@ -10,6 +10,8 @@ import { KernelPool } from "./pool.ts";
 import { compileKernelsWasm } from "../kernels/wasm-module.ts";
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { tensorContext } from "../methods/apply.ts";
+import { NO_BIN, samplePlan } from "../kernels/ties-band.ts";
+import { createMagnitudeRanking, endRankingPass, keepCount } from "../methods/sparsify.ts";
 
 const skip = (!KernelPool.available() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
 
@@ -275,4 +277,179 @@ test("sparseFormOf: TIES, DARE-TIES and DARE-linear with two models and densitie
   assert.equal(lin?.kind === "dare" && lin.linear && lin.divisor, 1.5);
   const lin2 = sparseFormOf("dare_linear", { global: {}, perModel: two(0.5, 0.3) }, ctx, 2);
   assert.equal(lin2?.kind === "dare" && lin2.divisor, 1); // normalize defaults to false
+});
+
+/** Coarse bin (top 16 bits of |f32(x − b)|) at which the reference's ranking of the k largest |δ| stops. */
+function boundaryBin(base: readonly number[], tuned: readonly number[], k: number): number {
+  const f = new Float32Array(2);
+  const u = new Uint32Array(f.buffer);
+  const coarse = new Uint32Array(65536);
+  for (let i = 0; i < base.length; i++) {
+    u[0] = base[i]! << 16;
+    u[1] = tuned[i]! << 16;
+    f[0] = f[1]! - f[0]!;
+    coarse[(u[0]! & 0x7fffffff) >>> 16]!++;
+  }
+  const st = createMagnitudeRanking(base.length, [k], 0, { countTiesInKernel: true, needL1: false });
+  st.coarse = coarse;
+  st.coarseLowOr = new Uint16Array(65536);
+  endRankingPass(0, st);
+  return st.selectors[0]!.bin;
+}
+
+test("TIES fast path, banded measure: bands from the sample, bands missing the k-th |δ| (full pass after) and bands whose edge is its bin give the generic path's bytes", { skip }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-ties-"));
+  try {
+    const n = 6000;
+    // 8 sample blocks of 64 elements (fast-ties clamps blocks to the chunk); every tensor is sampled
+    const band = { minElems: 0, blocks: 8, blockElems: 64, maxFraction: 4, maxLight: 1 };
+    const sampled = new Set(samplePlan(n, band).starts.flatMap((s) => Array.from({ length: 64 }, (_, j) => s + j)));
+    assert.equal(sampled.size, 512);
+    const r = rng(777);
+    const base = Array.from({ length: n }, () => ((r() & 1) << 15) | ((118 + (r() % 6)) << 7) | (r() & 0x7f));
+    const spec = (bits: number[], seed: number) => {
+      const q = rng(seed);
+      return bits.map((b) => (q() % 40 === 0 ? SPECIALS[q() % SPECIALS.length]! : b));
+    };
+    // representative: ±0..3 ulp everywhere (heavy bins, NaN/±Inf/subnormal specials)
+    const near = (seed: number) => {
+      const q = rng(seed);
+      return spec(base.map((b) => (b + (q() % 7) - 3) & 0xffff), seed + 1);
+    };
+    // adversarial: no change in the sampled blocks, large changes elsewhere — the sample's band is bin 0
+    const skewed = (seed: number) => {
+      const q = rng(seed);
+      return base.map((b, i) => (sampled.has(i) ? b : (b + 64 + (q() % 200)) & 0x7fff));
+    };
+    const aligned = spec(base, 3);
+    const sets = { near: [near(11), near(23)], skewed: [skewed(11), skewed(23)] };
+    const config = llamaConfig({ vocab_size: 211 });
+    const mk = (bits: number[]) => ({ "model.layers.0.mlp.up_proj.weight": { dtype: "BF16" as const, shape: [60, 100], bits } });
+    const alignedDir = buildHfDir(join(root, "aligned"), { tensors: mk(aligned), config });
+    const dirs = Object.fromEntries(Object.entries(sets).map(([name, ts]) => [name, ts.map((t, m) => buildHfDir(join(root, `${name}${m}`), { tensors: mk(t), config }))]));
+    const runs = [{ chunkElems: 1024, slots: 3, localMax: 256 }, { chunkElems: 64, slots: 2, localMax: 0 }, { chunkElems: 1024, slots: 2, localMax: 4096 }];
+    type Choose = (sample: Uint32Array, m: number, k: number, nn: number, model: number) => { lo: number; hi: number; heavyA: number; heavyB: number } | undefined;
+    const cases: { set: "near" | "skewed"; method: string; densities: [number, number]; choose?: (bins: number[]) => Choose; want: string }[] = [
+      { set: "near", method: "ties", densities: [0.5, 0.3], want: "band" },
+      { set: "near", method: "ties", densities: [0.01, 0.9], want: "band" }, // model 0's k-th |δ| is NaN or Inf
+      { set: "skewed", method: "ties", densities: [0.5, 0.3], want: "missed" },
+      { set: "near", method: "dare_ties", densities: [0.5, 0.3], want: "" }, // no ranking: no measure pass of |δ|
+      // bands built around the true boundary bins: the k-th |δ| at lo (heavy), at hi (light), alone; just outside
+      ...[[0.5, 0.3] as [number, number], [0.01, 0.9] as [number, number]].flatMap((densities) => [
+        { set: "near" as const, method: "ties", densities, choose: (bb: number[]): Choose => (_s, _m, _k, _n, mo) => ({ lo: bb[mo]!, hi: Math.min(0x7fff, bb[mo]! + 300), heavyA: bb[mo]!, heavyB: NO_BIN }), want: "band" },
+        { set: "near" as const, method: "ties", densities, choose: (bb: number[]): Choose => (_s, _m, _k, _n, mo) => ({ lo: Math.max(0, bb[mo]! - 300), hi: bb[mo]!, heavyA: NO_BIN, heavyB: NO_BIN }), want: "band" },
+        { set: "near" as const, method: "ties", densities, choose: (bb: number[]): Choose => (_s, _m, _k, _n, mo) => ({ lo: bb[mo]!, hi: bb[mo]!, heavyA: NO_BIN, heavyB: NO_BIN }), want: "band" },
+        { set: "near" as const, method: "ties", densities, choose: (bb: number[]): Choose => (_s, _m, _k, _n, mo) => (mo === 0 ? { lo: bb[0]! + 1, hi: 0x7fff, heavyA: bb[0]! + 1, heavyB: NO_BIN } : { lo: 0, hi: bb[1]!, heavyA: 0, heavyB: bb[1]! === 0 ? NO_BIN : bb[1]! }), want: "missed" },
+        { set: "near" as const, method: "ties", densities, choose: (bb: number[]): Choose => (_s, _m, _k, _n, mo) => (mo === 0 ? { lo: bb[0]!, hi: bb[0]!, heavyA: bb[0]!, heavyB: NO_BIN } : bb[1]! > 0 ? { lo: 0, hi: bb[1]! - 1, heavyA: NO_BIN, heavyB: NO_BIN } : { lo: 1, hi: 0x7fff, heavyA: NO_BIN, heavyB: NO_BIN }), want: "missed" },
+      ]),
+    ];
+    let c = 0;
+    const generics = new Map<string, Map<string, Buffer>>();
+    for (const cs of cases) {
+      const recipe: Recipe = {
+        method: cs.method,
+        base: { path: alignedDir, params: {}, label: "aligned" },
+        models: [
+          { path: dirs[cs.set]![0]!, params: { weight: 1, density: cs.densities[0] }, label: "a" },
+          { path: dirs[cs.set]![1]!, params: { weight: 0.5, density: cs.densities[1] }, label: "b" },
+        ],
+        params: cs.method === "ties" ? { lambda: 0.9 } : { lambda: 0.9, rescale: false },
+        seed: 5,
+        vocabPolicy: "error",
+      };
+      const key = JSON.stringify([cs.set, cs.method, cs.densities]);
+      if (!generics.has(key)) {
+        const generic = join(root, "generic");
+        rmSync(generic, { recursive: true, force: true });
+        await mergeRecipe(recipe, { out: generic, fastPath: false, writeCard: false });
+        generics.set(key, readDir(generic));
+      }
+      const g = generics.get(key)!;
+      const bins = [0, 1].map((m) => boundaryBin(aligned, sets[cs.set][m]!, keepCount(cs.densities[m]!, n)));
+      if (cs.densities[0] === 0.01) assert.ok(bins[0]! >= 0x7f80, `boundary bin ${bins[0]}`);
+      // the sample's own bands with worker and async reads; the built bands alternate
+      for (const workerReads of cs.choose === undefined ? ["1", "0"] : [String(c & 1)]) {
+        const run = runs[c++ % runs.length]!;
+        const kinds: string[] = [];
+        const fast = join(root, "fast");
+        rmSync(fast, { recursive: true, force: true });
+        const saved = process.env.REALIGN_WORKER_READS;
+        process.env.REALIGN_WORKER_READS = workerReads;
+        try {
+          const tiesBand = cs.choose === undefined ? band : { ...band, choose: cs.choose(bins) };
+          await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: { ...run, tiesBand, onTiesMeasure: (_j, kind) => kinds.push(kind) }, writeCard: false });
+        } finally {
+          if (saved === undefined) delete process.env.REALIGN_WORKER_READS;
+          else process.env.REALIGN_WORKER_READS = saved;
+        }
+        const what = JSON.stringify({ set: cs.set, method: cs.method, densities: cs.densities, bins, run, workerReads, want: cs.want });
+        assert.equal(kinds.filter((k) => k !== "fine").join(), cs.want, what);
+        const f = readDir(fast);
+        for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs ${what}`);
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("TIES fast path, full pass with fine windows: a window that holds the boundary bin replaces the fine pass (edges included); one that misses it does not; generic path's bytes", { skip }, async () => {
+  const root = mkdtempSync(join(tmpdir(), "realign-fast-ties-"));
+  try {
+    const n = 6000;
+    const r = rng(99);
+    const base = Array.from({ length: n }, () => ((r() & 1) << 15) | ((118 + (r() % 6)) << 7) | (r() & 0x7f));
+    // ±0..3 ulp, every 13th element far away (|δ| not a bf16 number: the boundary bin needs its fine histogram),
+    // 1 in 40 a special (NaN, ±Inf, subnormals)
+    const tuned = (seed: number) => {
+      const q = rng(seed);
+      return base.map((b, i) => (q() % 40 === 0 ? SPECIALS[q() % SPECIALS.length]! : i % 13 === 0 ? ((b & 0x8000) | ((112 + (q() % 14)) << 7) | (q() & 0x7f)) : (b + (q() % 7) - 3) & 0xffff));
+    };
+    const ts = [tuned(5), tuned(6)];
+    const config = llamaConfig({ vocab_size: 211 });
+    const mk = (bits: number[]) => ({ "model.layers.0.mlp.up_proj.weight": { dtype: "BF16" as const, shape: [60, 100], bits } });
+    const dirs = [base, ...ts].map((b, m) => buildHfDir(join(root, `m${m}`), { tensors: mk(b), config }));
+    const band = { minElems: 0, blocks: 8, blockElems: 64, maxFraction: 4, maxLight: 0 }; // the band is never used
+    type Band = { lo: number; hi: number; heavyA: number; heavyB: number };
+    const win = (lo: number, hi: number): Band => ({ lo: Math.max(0, lo), hi: Math.min(0x7fff, hi), heavyA: NO_BIN, heavyB: NO_BIN });
+    const cases: { densities: [number, number]; bands?: (bb: number[], m: number) => Band; want: string }[] = [
+      { densities: [0.5, 0.3], bands: (bb, m) => win(bb[m]!, bb[m]! + 7), want: "full" }, // boundary at the window's first bin
+      { densities: [0.5, 0.3], bands: (bb, m) => win(bb[m]! - 7, bb[m]!), want: "full" }, // at its last bin
+      { densities: [0.2, 0.6], bands: (bb, m) => win(bb[m]!, bb[m]!), want: "full" },
+      { densities: [0.5, 0.3], bands: (bb, m) => (m === 0 ? win(bb[0]! + 1, bb[0]! + 8) : win(bb[1]!, bb[1]!)), want: "full,fine" }, // model 0's window misses
+      { densities: [0.5, 0.3], bands: (bb, m) => win(bb[m]! - 4, bb[m]! + 4), want: "full,fine" }, // 9 bins: no window kept
+      { densities: [0.01, 0.9], bands: (bb, m) => win(bb[m]! - 3, bb[m]! + 3), want: "full" }, // NaN/Inf boundary for model 0
+    ];
+    let c = 0;
+    for (const cs of cases) {
+      const recipe: Recipe = {
+        method: "ties",
+        base: { path: dirs[0]!, params: {}, label: "aligned" },
+        models: [
+          { path: dirs[1]!, params: { weight: 1, density: cs.densities[0] }, label: "a" },
+          { path: dirs[2]!, params: { weight: 0.5, density: cs.densities[1] }, label: "b" },
+        ],
+        params: { lambda: 0.9 },
+        seed: 5,
+        vocabPolicy: "error",
+      };
+      const generic = join(root, "generic");
+      rmSync(generic, { recursive: true, force: true });
+      await mergeRecipe(recipe, { out: generic, fastPath: false, writeCard: false });
+      const g = readDir(generic);
+      const bins = [0, 1].map((m) => boundaryBin(base, ts[m]!, keepCount(cs.densities[m]!, n)));
+      const run = [{ chunkElems: 1024, slots: 3, localMax: 256 }, { chunkElems: 64, slots: 2, localMax: 0 }][c++ % 2]!;
+      const kinds: string[] = [];
+      const fast = join(root, "fast");
+      rmSync(fast, { recursive: true, force: true });
+      const tiesBand = { ...band, choose: (_s: Uint32Array, _m: number, _k: number, _n: number, model: number) => cs.bands!(bins, model) };
+      await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: { ...run, tiesBand, onTiesMeasure: (_j, kind) => kinds.push(kind) }, writeCard: false });
+      const what = JSON.stringify({ densities: cs.densities, bins, run, want: cs.want });
+      assert.equal(kinds.join(), cs.want, what);
+      const f = readDir(fast);
+      for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs ${what}`);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

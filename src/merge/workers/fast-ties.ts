@@ -9,7 +9,9 @@
  * - TIES: pass 1 streams the tensor and the workers add 65 536-bin histograms of |δ| (top 16 bits of the
  *   float32 pattern) per model, each worker into its own; the main thread adds them once per tensor and
  *   lets `endRankingPass` (sparsify.ts, the reference's own code) pick the threshold V and the number of
- *   entries equal to V to keep. When some |δ| has non-zero low 16 bits, a fine pass histograms the
+ *   entries equal to V to keep. On tensors of ≥ 4 Mi elements a sample first picks a band of bins around
+ *   the threshold, and pass 1 histograms only that band (kernels/ties-band.ts, measureBanded), or, when
+ *   the band is too full to pay, keeps the fine histograms of up to 8 of its bins. When some |δ| has non-zero low 16 bits, a fine pass histograms the
  *   boundary bin (as the reference's pass 1). The kernel pass keeps |δ| > V and the first `tiesNeeded`
  *   entries equal to V in index order: while the budget left exceeds what the chunks in flight could take,
  *   chunks keep all their ties and the kernel reports how many it used; past that, each chunk's worker
@@ -19,13 +21,15 @@
  *   calls in the order sent, so the sums are sequential as in the reference).
  *
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
- * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms per worker.
+ * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms and 4 MiB of
+ * fine windows (touched only when used) per thread.
  */
-import { CancelledError } from "../../errors.ts";
+import { CancelledError, InternalError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
+import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, fineWindow, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
@@ -77,7 +81,21 @@ export interface FastTiesOptions {
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
   readonly localMax?: number;
+  /**
+   * TIES measure pass: the banded pass's sample settings (kernels/ties-band.ts; tests force it on tiny
+   * tensors), or false for the full histogram pass on every tensor. @default DEFAULT_BAND
+   */
+  readonly tiesBand?: Partial<BandSettings> | false;
+  /**
+   * Called once per TIES tensor with the measure pass it took: "band", "full" (no band: too small, or the
+   * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it);
+   * then "fine" when a fine pass over the tensor follows (the boundary bin holds several values and its
+   * fine histogram was not kept by the full pass).
+   */
+  readonly onTiesMeasure?: (jobIndex: number, kind: TiesMeasureKind) => void;
 }
+
+export type TiesMeasureKind = "band" | "full" | "missed" | "fine";
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const DEFAULT_SLOTS = 4;
@@ -94,7 +112,7 @@ const RESCALE_MIN_NORM = 1e-7;
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * (3 * HIST_BYTES + MISC_BYTES) + 64 + 64 * (slots * 5 + 4 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
 }
 
 interface Slot {
@@ -111,6 +129,11 @@ interface Scratch {
   readonly fine: number;
   /** [0] or0, [4] or1, [8] count0, [12] count1, [16..48) scratch. */
   readonly misc: number;
+  /** tiesBand2's counts ([0..32), see assembly/ties.ts) and its scratch [32..64). */
+  readonly band: number;
+  /** Fine histograms of the window bins (tiesHistFine2), per model: FINE_WINDOW_MAX × 65 536 u32. */
+  readonly w0: number;
+  readonly w1: number;
 }
 
 /**
@@ -133,9 +156,14 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       h1: pool.alloc(HIST_BYTES),
       fine: pool.alloc(HIST_BYTES),
       misc: pool.alloc(MISC_BYTES),
+      band: pool.alloc(MISC_BYTES),
+      w0: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
+      w1: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
     }));
     const l1State = pool.alloc(32);
-    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX };
+    const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
+    const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
+    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -154,6 +182,10 @@ interface RunCtx {
   readonly chunk: number;
   readonly options: FastTiesOptions;
   readonly localMax: number;
+  /** Banded TIES measure settings, or undefined for the full histogram pass. */
+  readonly band: BandSettings | undefined;
+  /** Two 65 536-bin histograms reused by every tensor's banded measure (the sample's, then the band's light part). */
+  readonly work: readonly [Uint32Array, Uint32Array];
 }
 
 /**
@@ -274,24 +306,183 @@ function sumHistograms(ctx: RunCtx, which: "h0" | "h1", into: Uint32Array): void
   }
 }
 
+/** Pass 1's result: each model's coarse histogram (65 536 bins by the top 16 bits of |δ|) and the OR of the low 16 bits of its |δ|. */
+interface Measured {
+  readonly coarse: readonly Uint32Array[];
+  readonly or: readonly number[];
+  /** Per model, the window of coarse bins whose fine histograms were kept (tiesHistFine2; w 0: none). */
+  readonly windows?: readonly FineWindow[];
+}
+
+/** Coarse bins [lo, lo + w) whose fine histograms the full pass keeps (w ≤ FINE_WINDOW_MAX). */
+interface FineWindow {
+  readonly lo: number;
+  readonly w: number;
+}
+
+/** Zeroes every thread's h0 and h1. */
+function clearHistograms(ctx: RunCtx): void {
+  const mem = ctx.pool.memory.buffer;
+  for (const s of ctx.scratch) {
+    new Uint32Array(mem, s.h0, 65536).fill(0);
+    new Uint32Array(mem, s.h1, 65536).fill(0);
+  }
+}
+
+/** The full measure pass: both models' histograms of every |δ| (tiesHist2). */
+async function measureFull(ctx: RunCtx, job: FastTiesJob, windows?: readonly FineWindow[]): Promise<Measured> {
+  const mem = ctx.pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.misc, 2).fill(0);
+  if (windows !== undefined) {
+    for (const s of ctx.scratch) {
+      new Uint32Array(mem, s.w0, windows[0]!.w * 65536).fill(0);
+      new Uint32Array(mem, s.w1, windows[1]!.w * 65536).fill(0);
+    }
+  }
+  const [f0, f1] = windows ?? [{ lo: 0, w: 0 }, { lo: 0, w: 0 }];
+  await stream(ctx, job, (slot, _start, len, i, pre) => ({
+    done: runChunk(
+      ctx,
+      i,
+      len,
+      (s) => [
+        windows === undefined
+          ? ["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]
+          : ["tiesHistFine2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc, f0!.lo, f0!.w, s.w0, f1!.lo, f1!.w, s.w1],
+      ],
+      pre,
+    ),
+  }));
+  const coarse = [0, 1].map((m) => {
+    const h = new Uint32Array(65536);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
+    return h;
+  });
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.misc, 2)[m]!, 0));
+  return windows === undefined ? { coarse, or } : { coarse, or, windows };
+}
+
+/**
+ * Both models' coarse histograms of the tensor's sample blocks (samplePlan; in ctx.work), the sample's
+ * size and the OR of the low 16 bits of its |δ| per model, or undefined when the tensor gets no sample. The blocks are read into slot 0 (as many at a time as it
+ * holds) and histogrammed by the workers, each reading its share of them itself when the inputs are
+ * plain file ranges, else read here and histogrammed on this thread.
+ */
+async function sampleHistograms(ctx: RunCtx, job: FastTiesJob, settings: BandSettings): Promise<{ hist: Uint32Array[]; m: number; or: number[] } | undefined> {
+  const { pool } = ctx;
+  const { starts, len } = samplePlan(job.numel, { ...settings, blockElems: Math.min(settings.blockElems, ctx.chunk) });
+  if (starts.length === 0) return undefined;
+  const mem = pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.misc, 2).fill(0);
+  const slot = ctx.slots[0]!;
+  const per = Math.max(1, Math.floor(ctx.chunk / len));
+  const W = pool.workerCount;
+  const spans = job.spans;
+  for (let q = 0; q < starts.length; q += per) {
+    if (ctx.options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
+    const group = starts.slice(q, q + per);
+    const readHere = (): Promise<void> =>
+      Promise.all(group.flatMap((st, g) => job.reads.map((read, k) => read(st * 2, pool.bytes(slot.inputs[k]! + g * len * 2, len * 2))))).then(() => undefined);
+    if (spans !== undefined && group.length * len > ctx.localMax) {
+      // worker w reads and histograms blocks [w·B/W, (w+1)·B/W) of the group
+      const batches: WorkerCall[][] = Array.from({ length: W }, (_, w) => {
+        const g0 = Math.floor((w * group.length) / W);
+        const g1 = Math.floor(((w + 1) * group.length) / W);
+        if (g1 === g0) return [];
+        const calls: WorkerCall[] = [];
+        for (let g = g0; g < g1; g++) spans.forEach((sp, k) => calls.push(["read", sp.fd, sp.offset + group[g]! * 2, slot.inputs[k]! + g * len * 2, len * 2]));
+        const sc = ctx.scratch[w]!;
+        const at = g0 * len * 2;
+        calls.push(["tiesHist2", slot.inputs[0] + at, slot.inputs[1] + at, slot.inputs[2] + at, (g1 - g0) * len, sc.h0, sc.h1, sc.misc]);
+        return calls;
+      });
+      await pool.run(batches).catch(async (err: unknown) => {
+        await readHere(); // a failed worker read: read here, which throws the source's own error
+        throw err;
+      });
+    } else {
+      await readHere();
+      const sc = ctx.scratch[W]!;
+      pool.local.tiesHist2(slot.inputs[0], slot.inputs[1], slot.inputs[2], group.length * len, sc.h0, sc.h1, sc.misc);
+    }
+  }
+  const hist = [0, 1].map((m) => {
+    const h = ctx.work[m]!.fill(0);
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", h);
+    return h;
+  });
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, sc) => acc | new Uint32Array(mem, sc.misc, 2)[m]!, 0));
+  return { hist, m: starts.length * len, or };
+}
+
+/**
+ * The banded measure pass (kernels/ties-band.ts): a sample picks each model's band; the pass counts the
+ * entries above it and in its heavy bins and histograms the rest of it (tiesBand2). Undefined when the
+ * tensor gets no band ("full": too small, or the sample's band is too full to pay) or when the k-th
+ * largest |δ| of a model turns out to be outside its band ("missed"): the caller then runs the full pass.
+ */
+async function measureBanded(ctx: RunCtx, job: FastTiesJob): Promise<Measured | { readonly kind: "full" | "missed"; readonly windows?: readonly FineWindow[] }> {
+  const settings = ctx.band;
+  if (settings === undefined) return { kind: "full" };
+  const sample = await sampleHistograms(ctx, job, settings);
+  if (sample === undefined) return { kind: "full" };
+  const n = job.numel;
+  const choose = settings.choose ?? chooseBand;
+  const chosen = [0, 1].map((m) => choose(sample.hist[m]!, sample.m, job.ranks[m]!, n, m));
+  if (chosen[0] === undefined || chosen[1] === undefined) return { kind: "full" };
+  const [b0, b1] = chosen as [TiesBand, TiesBand];
+  for (const b of [b0, b1]) {
+    const inside = (q: number): boolean => q === NO_BIN || (q >= b.lo && q <= b.hi);
+    if (!(b.lo >= 0 && b.lo <= b.hi && b.hi <= 0x7fff && inside(b.heavyA) && inside(b.heavyB) && (b.heavyA !== b.heavyB || b.heavyA === NO_BIN))) {
+      throw new InternalError(`TIES band ${JSON.stringify(b)}: expected 0 ≤ lo ≤ hi ≤ 0x7fff and distinct heavy bins inside it`);
+    }
+  }
+  if (lightFraction(sample.hist[0]!, sample.m, b0) > settings.maxLight || lightFraction(sample.hist[1]!, sample.m, b1) > settings.maxLight) {
+    // too many scattered increments for the band to pay: the full pass, keeping the fine histograms of up
+    // to 8 bins of the band around the sample's boundary bin (many distinct |δ| near the threshold: the
+    // boundary bin likely needs its fine pass)
+    // (only where the sample has some |δ| that is not a bf16 number: else the fine pass is unlikely to run)
+    const none = { lo: 0, w: 0 };
+    return { kind: "full", windows: [sample.or[0] !== 0 ? fineWindow(b0) : none, sample.or[1] !== 0 ? fineWindow(b1) : none] };
+  }
+  const mem = ctx.pool.memory.buffer;
+  clearHistograms(ctx);
+  for (const s of ctx.scratch) new Uint32Array(mem, s.band, 8).fill(0);
+  await stream(ctx, job, (slot, _start, len, i, pre) => ({
+    done: runChunk(
+      ctx,
+      i,
+      len,
+      (s) => [["tiesBand2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, b0.lo, b0.hi, b0.heavyA, b0.heavyB, b1.lo, b1.hi, b1.heavyA, b1.heavyB, s.h0, s.h1, s.band]],
+      pre,
+    ),
+  }));
+  const total = (q: number): number => ctx.scratch.reduce((acc, s) => acc + new Uint32Array(mem, s.band, 8)[q]!, 0);
+  const coarse: Uint32Array[] = [];
+  for (const m of [0, 1]) {
+    const light = ctx.work[m]!.fill(0); // (the sample's histogram is no longer needed)
+    sumHistograms(ctx, m === 0 ? "h0" : "h1", light);
+    const h = bandHistogram(chosen[m]!, { above: total(m), heavyA: total(2 + 2 * m), heavyB: total(3 + 2 * m), light }, job.ranks[m]!, n);
+    if (h === undefined) return { kind: "missed" };
+    coarse.push(h);
+  }
+  const or = [0, 1].map((m) => ctx.scratch.reduce((acc, s) => acc | new Uint32Array(mem, s.band, 8)[6 + m]!, 0));
+  return { coarse, or };
+}
+
 async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise<void> {
   const { pool } = ctx;
   const mem = pool.memory.buffer;
   const n = job.numel;
-  // pass 1: coarse histograms and the OR of the low 16 bits
-  for (const s of ctx.scratch) {
-    new Uint32Array(mem, s.h0, 65536).fill(0);
-    new Uint32Array(mem, s.h1, 65536).fill(0);
-    new Uint32Array(mem, s.misc, 2).fill(0);
-  }
-  await stream(ctx, job, (slot, _start, len, i, pre) => ({
-    done: runChunk(ctx, i, len, (s) => [["tiesHist2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, s.h0, s.h1, s.misc]], pre),
-  }));
+  // pass 1: a coarse histogram per model (banded when a sample gives a band) and the OR of the low 16 bits
+  const banded = await measureBanded(ctx, job);
+  ctx.options.onTiesMeasure?.(jobIndex, "kind" in banded ? banded.kind : "band");
+  const measured = "kind" in banded ? await measureFull(ctx, job, banded.windows) : banded;
   const rankings: MagnitudeRanking[] = [0, 1].map((m) => {
-    const coarse = new Uint32Array(65536);
-    sumHistograms(ctx, m === 0 ? "h0" : "h1", coarse);
-    let or = 0;
-    for (const s of ctx.scratch) or |= new Uint32Array(mem, s.misc, 2)[m]!;
+    const coarse = measured.coarse[m]!;
+    const or = measured.or[m]!;
     // collectMax 0: ties are never collected; the kernel counts them (as the reference kernel does)
     const st = createMagnitudeRanking(n, [job.ranks[m]!], 0, { countTiesInKernel: true, needL1: false });
     st.coarse = coarse;
@@ -301,9 +492,22 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
     endRankingPass(0, st);
     return st;
   });
+  // the boundary bin's fine histogram, when the full pass kept it (a window from the sample)
+  for (const m of [0, 1]) {
+    const sel = rankings[m]!.selectors[0]!;
+    const win = measured.windows?.[m];
+    if (sel.done || win === undefined || sel.bin < win.lo || sel.bin >= win.lo + win.w) continue;
+    const at = (sel.bin - win.lo) * HIST_BYTES;
+    for (const s of ctx.scratch) {
+      const f = new Uint32Array(mem, (m === 0 ? s.w0 : s.w1) + at, 65536);
+      for (let l = 0; l < 65536; l++) sel.fine![l] = sel.fine![l]! + f[l]!;
+    }
+    endRankingPass(1, rankings[m]!);
+  }
   // fine pass for the models whose boundary bin holds several values
   const fineModels = [0, 1].filter((m) => !rankings[m]!.selectors[0]!.done);
   if (fineModels.length > 0) {
+    ctx.options.onTiesMeasure?.(jobIndex, "fine");
     for (const s of ctx.scratch) {
       new Uint32Array(mem, s.h0, 65536).fill(0);
       new Uint32Array(mem, s.h1, 65536).fill(0);

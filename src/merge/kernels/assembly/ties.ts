@@ -686,3 +686,214 @@ export function dare2(
     scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
   }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// TIES banded measure: count above a band of coarse bins, histogram only inside it (workers/fast-ties.ts)
+// ---------------------------------------------------------------------------------------------------
+
+/** Bumps bin (a >>> 16) of the histogram at h when it lies in [lo, hi] and is neither heavy bin hA nor hB. */
+@inline function bandBump(h: usize, a: u32, lo: i32, hi: i32, hA: i32, hB: i32): void {
+  const bin = <i32>(a >>> 16);
+  if (bin >= lo && bin <= hi && bin != hA && bin != hB) {
+    const p = h + (<usize>bin << 2);
+    store<u32>(p, load<u32>(p) + 1);
+  }
+}
+
+/** Adds one to bin `bin` of the histogram at h. */
+@inline function bumpBin(h: usize, bin: u32): void {
+  const p = h + (<usize>bin << 2);
+  store<u32>(p, load<u32>(p) + 1);
+}
+
+/** Sum of the 8 i16 lanes of c (each 0..32767, counted as −mask sums). */
+@inline function sum16(c: v128): u32 {
+  const w = i32x4.extadd_pairwise_i16x8_u(c);
+  return <u32>(i32x4.extract_lane(w, 0) + i32x4.extract_lane(w, 1) + i32x4.extract_lane(w, 2) + i32x4.extract_lane(w, 3));
+}
+
+/** The top 16 bits (coarse bin) of 8 |δ| patterns (two i32x4) as i16x8 lanes, in element order. */
+@inline function bins8(l: v128, h: v128): v128 {
+  return i8x16.shuffle(l, h, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+}
+
+/**
+ * Banded coarse measure of both models' |δ| over n elements (the TypeScript reference is tiesBand2Ref
+ * in kernels/ties-band.ts). Per model m, with coarse bin = top 16 bits of the float32 pattern of |δ|:
+ * counts the entries whose bin is above hiₘ, and those in the "heavy" bins hAₘ and hBₘ (lo ≤ hA, hB ≤ hi,
+ * or −1 for none), all in SIMD; adds one to bin b of the histogram at hₘ for every other entry with
+ * loₘ ≤ b ≤ hiₘ (scalar, only for groups of 8 that hold one); ORs the low 16 bits of every |δ| (as
+ * tiesHist2). Adds into the u32 at outp: [0] above₀ [4] above₁ [8] heavyA₀ [12] heavyB₀ [16] heavyA₁
+ * [20] heavyB₁ [24] or₀ [28] or₁. Bins are at most 0x7fff (sign cleared), so i16 lanes compare them signed.
+ */
+export function tiesBand2(
+  bp: usize, x0p: usize, x1p: usize, n: i32,
+  lo0: i32, hi0: i32, hA0: i32, hB0: i32, lo1: i32, hi1: i32, hA1: i32, hB1: i32,
+  h0: usize, h1: usize, outp: usize,
+): void {
+  const LO0 = i16x8.splat(<i16>lo0);
+  const HI0 = i16x8.splat(<i16>hi0);
+  const A0 = i16x8.splat(<i16>hA0);
+  const B0 = i16x8.splat(<i16>hB0);
+  const LO1 = i16x8.splat(<i16>lo1);
+  const HI1 = i16x8.splat(<i16>hi1);
+  const A1 = i16x8.splat(<i16>hA1);
+  const B1 = i16x8.splat(<i16>hB1);
+  let up0: u32 = 0;
+  let ca0: u32 = 0;
+  let cb0: u32 = 0;
+  let up1: u32 = 0;
+  let ca1: u32 = 0;
+  let cb1: u32 = 0;
+  let or0 = i32x4.splat(0);
+  let or1 = i32x4.splat(0);
+  const n8 = n & ~7;
+  let j = 0;
+  while (j < n8) {
+    // i16 lane counters take at most 32767 groups: fold them every 4096
+    const end = min(n8, j + 8 * 4096);
+    let u0 = i16x8.splat(0);
+    let a0c = i16x8.splat(0);
+    let b0c = i16x8.splat(0);
+    let u1 = i16x8.splat(0);
+    let a1c = i16x8.splat(0);
+    let b1c = i16x8.splat(0);
+    for (; j < end; j += 8) {
+      const o = <usize>j << 1;
+      const b = v128.load(bp + o);
+      const x0 = v128.load(x0p + o);
+      const x1 = v128.load(x1p + o);
+      const bl = decLo(b);
+      const bh = decHi(b);
+      const a0l = absBits(f32x4.sub(decLo(x0), bl));
+      const a0h = absBits(f32x4.sub(decHi(x0), bh));
+      const a1l = absBits(f32x4.sub(decLo(x1), bl));
+      const a1h = absBits(f32x4.sub(decHi(x1), bh));
+      or0 = v128.or(or0, v128.or(a0l, a0h));
+      or1 = v128.or(or1, v128.or(a1l, a1h));
+      const g0 = bins8(a0l, a0h);
+      const g1 = bins8(a1l, a1h);
+      const above0 = i16x8.gt_s(g0, HI0);
+      const eqA0 = i16x8.eq(g0, A0);
+      const eqB0 = i16x8.eq(g0, B0);
+      const above1 = i16x8.gt_s(g1, HI1);
+      const eqA1 = i16x8.eq(g1, A1);
+      const eqB1 = i16x8.eq(g1, B1);
+      // masks are −1 per matching lane: subtracting counts them
+      u0 = i16x8.sub(u0, above0);
+      a0c = i16x8.sub(a0c, eqA0);
+      b0c = i16x8.sub(b0c, eqB0);
+      u1 = i16x8.sub(u1, above1);
+      a1c = i16x8.sub(a1c, eqA1);
+      b1c = i16x8.sub(b1c, eqB1);
+      // lanes outside the light band: above hi, below lo or heavy
+      const out0 = v128.or(v128.or(above0, i16x8.lt_s(g0, LO0)), v128.or(eqA0, eqB0));
+      const out1 = v128.or(v128.or(above1, i16x8.lt_s(g1, LO1)), v128.or(eqA1, eqB1));
+      if (!i16x8.all_true(v128.and(out0, out1))) {
+        // the few lanes in the light band: bump their bins (scalar)
+        v128.store(outp + 32, g0);
+        v128.store(outp + 48, g1);
+        let m0 = ~i16x8.bitmask(out0) & 0xff;
+        while (m0 != 0) {
+          bumpBin(h0, load<u16>(outp + 32 + (<usize>ctz<i32>(m0) << 1)));
+          m0 &= m0 - 1;
+        }
+        let m1 = ~i16x8.bitmask(out1) & 0xff;
+        while (m1 != 0) {
+          bumpBin(h1, load<u16>(outp + 48 + (<usize>ctz<i32>(m1) << 1)));
+          m1 &= m1 - 1;
+        }
+      }
+    }
+    up0 += sum16(u0);
+    ca0 += sum16(a0c);
+    cb0 += sum16(b0c);
+    up1 += sum16(u1);
+    ca1 += sum16(a1c);
+    cb1 += sum16(b1c);
+  }
+  let s0 = orLanes(or0);
+  let s1 = orLanes(or1);
+  for (; j < n; j++) {
+    const a0 = absDeltaAt(bp, x0p, j);
+    const a1 = absDeltaAt(bp, x1p, j);
+    s0 |= a0;
+    s1 |= a1;
+    const g0 = <i32>(a0 >>> 16);
+    const g1 = <i32>(a1 >>> 16);
+    if (g0 > hi0) up0++;
+    if (g0 == hA0) ca0++;
+    if (g0 == hB0) cb0++;
+    if (g1 > hi1) up1++;
+    if (g1 == hA1) ca1++;
+    if (g1 == hB1) cb1++;
+    bandBump(h0, a0, lo0, hi0, hA0, hB0);
+    bandBump(h1, a1, lo1, hi1, hA1, hB1);
+  }
+  store<u32>(outp, load<u32>(outp) + up0);
+  store<u32>(outp + 4, load<u32>(outp + 4) + up1);
+  store<u32>(outp + 8, load<u32>(outp + 8) + ca0);
+  store<u32>(outp + 12, load<u32>(outp + 12) + cb0);
+  store<u32>(outp + 16, load<u32>(outp + 16) + ca1);
+  store<u32>(outp + 20, load<u32>(outp + 20) + cb1);
+  store<u32>(outp + 24, load<u32>(outp + 24) | (s0 & 0xffff));
+  store<u32>(outp + 28, load<u32>(outp + 28) | (s1 & 0xffff));
+}
+
+/**
+ * tiesHist2 that also adds, per model m, the fine histogram (by the low 16 bits) of the entries whose
+ * coarse bin lies in the window [loₘ, loₘ + wₘ) into fₘ: 65 536 u32 per window bin, bin lo first
+ * (wₘ = 0: none). With a window from the tensor's sample that holds the boundary bin, the fine pass
+ * (tiesFine) is not needed. The TypeScript reference is tiesHistFine2Ref in kernels/ties-band.ts.
+ */
+export function tiesHistFine2(
+  bp: usize, x0p: usize, x1p: usize, n: i32, h0: usize, h1: usize, orp: usize,
+  lo0: i32, w0: i32, f0: usize, lo1: i32, w1: i32, f1: usize,
+): void {
+  tiesHist2(bp, x0p, x1p, n, h0, h1, orp);
+  const L0 = i32x4.splat(lo0);
+  const W0 = i32x4.splat(w0);
+  const L1 = i32x4.splat(lo1);
+  const W1 = i32x4.splat(w1);
+  let j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const o = <usize>j << 1;
+    const b = v128.load(bp + o);
+    const x0 = v128.load(x0p + o);
+    const x1 = v128.load(x1p + o);
+    const bl = decLo(b);
+    const bh = decHi(b);
+    const a0l = absBits(f32x4.sub(decLo(x0), bl));
+    const a0h = absBits(f32x4.sub(decHi(x0), bh));
+    const a1l = absBits(f32x4.sub(decLo(x1), bl));
+    const a1h = absBits(f32x4.sub(decHi(x1), bh));
+    // (bin − lo) < w as unsigned: in the window; lanes 0–3 low half, 4–7 high half
+    const m0 = i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a0l, 16), L0), W0)) | (i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a0h, 16), L0), W0)) << 4);
+    const m1 = i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a1l, 16), L1), W1)) | (i32x4.bitmask(i32x4.lt_u(i32x4.sub(i32x4.shr_u(a1h, 16), L1), W1)) << 4);
+    if ((m0 | m1) != 0) {
+      let q = m0;
+      while (q != 0) {
+        fineBump(f0, absDeltaAt(bp, x0p, j + ctz<i32>(q)), lo0, w0);
+        q &= q - 1;
+      }
+      q = m1;
+      while (q != 0) {
+        fineBump(f1, absDeltaAt(bp, x1p, j + ctz<i32>(q)), lo1, w1);
+        q &= q - 1;
+      }
+    }
+  }
+  for (; j < n; j++) {
+    fineBump(f0, absDeltaAt(bp, x0p, j), lo0, w0);
+    fineBump(f1, absDeltaAt(bp, x1p, j), lo1, w1);
+  }
+}
+
+/** Adds one to the fine bin of |δ| pattern a when its coarse bin is in [lo, lo + w) (fine histograms at f, 65 536 u32 per coarse bin). */
+@inline function fineBump(f: usize, a: u32, lo: i32, w: i32): void {
+  const d = <u32>(<i32>(a >>> 16) - lo);
+  if (d < <u32>w) {
+    const p = f + ((<usize>d << 18) | (<usize>(a & 0xffff) << 2));
+    store<u32>(p, load<u32>(p) + 1);
+  }
+}
