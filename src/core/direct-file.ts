@@ -17,10 +17,10 @@ import { close as closeCb, constants, fdatasync as fdatasyncCb, fsync as fsyncCb
 
 /** File positions and block sizes of O_DIRECT writes are multiples of this (the largest usual logical block). */
 export const DIRECT_ALIGN = 4096;
-/** Default staging block: 8 MiB. */
-export const DEFAULT_DIRECT_BLOCK = 8 * 2 ** 20;
+/** Default staging block: 16 MiB (4 in flight wrote 3 GB in 1.35–1.40 s here, 3 of 8 MiB in 1.45–1.55 s). */
+export const DEFAULT_DIRECT_BLOCK = 16 * 2 ** 20;
 /** Default blocks in flight. */
-export const DEFAULT_DIRECT_DEPTH = 3;
+export const DEFAULT_DIRECT_DEPTH = 4;
 
 /** A positioned write of `length` bytes of `buf` at `position`; resolves with the bytes written. */
 export type PositionedWrite = (fd: number, buf: Uint8Array, length: number, position: number) => Promise<number>;
