@@ -98,3 +98,25 @@ test("DirectFile: no write after sync(); direct: false writes the same bytes thr
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("DirectFile: files open at once share one staging pool (2 blocks here) and each gets its own exact bytes", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
+  try {
+    const opts = { blockBytes: 8192, depth: 2 };
+    const a = await openDirectFile(join(dir, "a"), opts);
+    const b = await openDirectFile(join(dir, "b"), opts);
+    const da = pattern(8192 * 3 + 17, 1);
+    const db = pattern(8192 * 2 + 4000, 2);
+    // interleaved: each file holds a partly filled block while the other needs one
+    for (let off = 0; off < Math.max(da.length, db.length); off += 5000) {
+      if (off < da.length) await a.write(da.subarray(off, Math.min(off + 5000, da.length)));
+      if (off < db.length) await b.write(db.subarray(off, Math.min(off + 5000, db.length)));
+    }
+    await Promise.all([a.sync(), b.sync()]);
+    await Promise.all([a.close(), b.close()]);
+    assert.ok(readFileSync(join(dir, "a")).equals(da));
+    assert.ok(readFileSync(join(dir, "b")).equals(db));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -28,7 +28,10 @@ export type PositionedWrite = (fd: number, buf: Uint8Array, length: number, posi
 export interface DirectFileOptions {
   /** Staging block size, bytes (a positive multiple of 4096). @default DEFAULT_DIRECT_BLOCK */
   readonly blockBytes?: number;
-  /** Staging blocks (writes in flight at most). @default DEFAULT_DIRECT_DEPTH */
+  /**
+   * Staging blocks, shared by every DirectFile with the same `blockBytes` and `depth` in this process (so
+   * also the most writes in flight over all of them). @default DEFAULT_DIRECT_DEPTH
+   */
   readonly depth?: number;
   /** false: plain buffered writes (same bytes, same interface). @default true where the platform has O_DIRECT */
   readonly direct?: boolean;
@@ -64,6 +67,34 @@ const plainWrite: PositionedWrite = (fd, buf, length, position) =>
   new Promise((resolve, reject) => writeCb(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 
 /**
+ * Page-aligned staging blocks shared by every DirectFile of one block size: `depth` blocks in one
+ * WebAssembly.Memory (its buffer is page-aligned), allocated on first use and kept. A file takes a block to
+ * fill and gives it back when the block's write completes, so the staging memory stays `depth × block`
+ * however many files are open (a sharded output finishes one shard while it writes the next). Each file
+ * holds at most one partly filled block, so fewer than `depth` files may be filled at the same time (a
+ * file waiting for a block otherwise waits for another file's next write).
+ */
+class StagingPool {
+  private readonly free: Uint8Array[];
+  private readonly waiting: ((b: Uint8Array) => void)[] = [];
+  constructor(block: number, depth: number) {
+    const pages = Math.ceil((depth * block) / 65536);
+    const memory = WasmMemory !== undefined ? new WasmMemory({ initial: pages, maximum: pages }) : { buffer: new ArrayBuffer(pages * 65536) };
+    this.free = Array.from({ length: depth }, (_, i) => new Uint8Array(memory.buffer, i * block, block));
+  }
+  acquire(): Promise<Uint8Array> {
+    const b = this.free.pop();
+    return b !== undefined ? Promise.resolve(b) : new Promise((resolve) => this.waiting.push(resolve));
+  }
+  release(b: Uint8Array): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next(b);
+    else this.free.push(b);
+  }
+}
+const pools = new Map<string, StagingPool>();
+
+/**
  * Creates (or truncates) `path` for appending.
  * @throws the open error (ENOENT, EACCES, …) as a Node system error; the caller maps it (core fsError).
  */
@@ -86,14 +117,15 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
   /** A second, buffered descriptor once O_DIRECT writes are refused. */
   let plainFd: number | undefined;
   const directWrite = options.directWrite ?? plainWrite;
-  // staging: page-aligned (a WebAssembly.Memory buffer is allocated on page boundaries)
-  const pages = Math.ceil((depth * block) / 65536);
-  const memory = WasmMemory !== undefined ? new WasmMemory({ initial: pages, maximum: pages }) : { buffer: new ArrayBuffer(pages * 65536) };
-  const views = Array.from({ length: depth }, (_, i) => new Uint8Array(memory.buffer, i * block, block));
-  const inflight: (Promise<void> | undefined)[] = new Array(depth);
-  let failure: unknown;
-  let cur = 0;
+  const key = `${block}x${depth}`;
+  let pool = pools.get(key);
+  if (pool === undefined) pools.set(key, (pool = new StagingPool(block, depth)));
+  const staging = pool;
+  /** The block being filled, and how many bytes it holds. */
+  let current: Uint8Array | undefined;
   let fill = 0;
+  const inflight = new Set<Promise<void>>();
+  let failure: unknown;
   let position = 0;
   let closed = false;
   /** The partial last block was written (by sync or close): the file is complete. */
@@ -117,27 +149,48 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       done += n;
     }
   };
-  const issue = (i: number, length: number, padded: number): void => {
+  /** Writes `padded` bytes of `buf` at the current end (which advances by `length`), then returns the block. */
+  const issue = (buf: Uint8Array, length: number, padded: number): void => {
     const at = position;
     position += length;
-    inflight[i] = writeAll(views[i]!, padded, at).then(
-      () => {
-        inflight[i] = undefined;
-      },
+    const p: Promise<void> = writeAll(buf, padded, at).then(
+      () => {},
       (e: unknown) => {
         failure ??= e;
-        inflight[i] = undefined;
       },
     );
+    inflight.add(p);
+    void p.then(() => {
+      inflight.delete(p);
+      staging.release(buf);
+    });
   };
   const drain = async (): Promise<void> => {
-    for (const p of inflight) if (p !== undefined) await p;
+    while (inflight.size > 0) await Promise.all(inflight);
     if (failure !== undefined) throw failure;
   };
   const closeFds = async (): Promise<void> => {
     const fds = plainFd === undefined ? [fd] : [fd, plainFd];
     plainFd = undefined;
     for (const f of fds) await call(closeCb, f);
+  };
+  /** Writes the partial last block: padded to DIRECT_ALIGN under O_DIRECT, then the file is cut to its length. */
+  const flushTail = async (): Promise<void> => {
+    if (ended) return;
+    ended = true;
+    const buf = current;
+    current = undefined;
+    if (buf === undefined || fill === 0) {
+      if (buf !== undefined) staging.release(buf);
+      return drain();
+    }
+    const length = fill;
+    const padded = direct ? Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN : length;
+    buf.fill(0, length, padded);
+    fill = 0;
+    issue(buf, length, padded);
+    await drain();
+    if (padded !== length) await new Promise<void>((resolve, reject) => ftruncateCb(fd, position, (err) => (err ? reject(err) : resolve())));
   };
 
   return {
@@ -150,16 +203,16 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       let off = 0;
       while (off < bytes.length) {
         if (failure !== undefined) throw failure;
-        const pending = inflight[cur];
-        if (pending !== undefined) await pending;
+        current ??= await staging.acquire();
         const n = Math.min(block - fill, bytes.length - off);
-        views[cur]!.set(n === bytes.length ? bytes : bytes.subarray(off, off + n), fill);
+        current.set(n === bytes.length ? bytes : bytes.subarray(off, off + n), fill);
         fill += n;
         off += n;
         if (fill === block) {
-          issue(cur, block, block);
-          cur = (cur + 1) % depth;
+          const full = current;
+          current = undefined;
           fill = 0;
+          issue(full, block, block);
         }
       }
       if (failure !== undefined) throw failure;
@@ -171,39 +224,23 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
     async sync() {
       // the staged tail is written here so that the fsync covers every appended byte
       await flushTail();
-      await drain();
       await call(fsyncCb, fd);
       if (plainFd !== undefined) await call(fsyncCb, plainFd);
     },
     async close() {
       if (closed) return;
       await flushTail();
-      await drain();
       closed = true;
       await closeFds();
     },
     async abort() {
       if (closed) return;
       closed = true;
-      for (const p of inflight) if (p !== undefined) await p;
+      ended = true;
+      if (current !== undefined) staging.release(current);
+      current = undefined;
+      while (inflight.size > 0) await Promise.all(inflight);
       await closeFds().catch(() => {});
     },
   };
-
-  /** Writes the partial staging block: padded to DIRECT_ALIGN under O_DIRECT, then the file is cut to its length. */
-  async function flushTail(): Promise<void> {
-    if (ended) return;
-    ended = true;
-    if (fill === 0) return drain();
-    const pending = inflight[cur];
-    if (pending !== undefined) await pending;
-    const length = fill;
-    const padded = direct ? Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN : length;
-    views[cur]!.fill(0, length, padded);
-    issue(cur, length, padded);
-    cur = (cur + 1) % depth;
-    fill = 0;
-    await drain();
-    if (padded !== length) await new Promise<void>((resolve, reject) => ftruncateCb(fd, position, (err) => (err ? reject(err) : resolve())));
-  }
 }
