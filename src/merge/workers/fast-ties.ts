@@ -29,16 +29,12 @@ import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from ".
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
+import type { FileSpan } from "../../core/tensor.ts";
 import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, fineWindow, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
 /** Reads stored bytes [byteOffset, byteOffset + out.length) of one input tensor into out. */
 export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
 
-/** Stored byte j of a tensor is at position offset + j of file descriptor fd (TensorSource.fileSpan). */
-export interface FastSpan {
-  readonly fd: number;
-  readonly offset: number;
-}
 
 /** The I/O side of one tensor's job; the numbers come from its sparse form (`kernels/sparse-form.ts`). */
 export interface FastSparseIo {
@@ -50,7 +46,7 @@ export interface FastSparseIo {
    * themselves (a positioned readSync before the kernel), so reading is spread over the cores with the
    * computing; `reads` still serve small chunks and report read errors.
    */
-  readonly spans?: readonly [FastSpan, FastSpan, FastSpan];
+  readonly spans?: readonly [FileSpan, FileSpan, FileSpan];
   /**
    * Writes merged bytes at byteOffset within the output tensor (ascending offsets; several may be in flight);
    * `bytes` must not be retained after the returned promise settles.
