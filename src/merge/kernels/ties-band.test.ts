@@ -3,22 +3,13 @@ import assert from "node:assert/strict";
 import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory, wasmSimdAvailable } from "./wasm-module.ts";
 import { bandHistogram, chooseBand, DEFAULT_BAND, fineWindow, lightFraction, NO_BIN, samplePlan, tiesBand2Ref, tiesHistFine2Ref, type TiesBand } from "./ties-band.ts";
 import { createMagnitudeRanking, endRankingPass } from "../methods/sparsify.ts";
+import { BF16_SPECIALS, xorshift32 } from "../../../test/helpers/bf16-random.ts";
 
 const skip = (!wasmSimdAvailable() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
 
-/** xorshift32 stream. */
-function rng(seed: number): () => number {
-  let s = seed | 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
+const rng = xorshift32;
 
-// ±0, ±Inf, NaNs (quiet, signalling, negative), subnormals, 1, 1 + ulp, smallest normal
-const SPECIALS = [0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x8001, 0x3f80, 0x3f81, 0x0080];
+const SPECIALS = BF16_SPECIALS;
 
 /** base codes of magnitude 2⁻⁹..2⁻⁵ and tuned codes at ±0..3 ulp from them (heavy bins), 1 in 20 a special on either side. */
 function data(n: number, seed: number): Uint16Array[] {

@@ -12,21 +12,13 @@ import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { tensorContext } from "../methods/apply.ts";
 import { NO_BIN, samplePlan } from "../kernels/ties-band.ts";
 import { createMagnitudeRanking, endRankingPass, keepCount } from "../methods/sparsify.ts";
+import { BF16_SPECIALS, xorshift32 } from "../../../test/helpers/bf16-random.ts";
 
 const skip = (!KernelPool.available() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
 
-/** xorshift32 stream. */
-function rng(seed: number): () => number {
-  let s = seed | 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
-}
+const rng = xorshift32;
 
-const SPECIALS = [0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81, 0x0001, 0x8001, 0x3f80, 0x3f81, 0x0080];
+const SPECIALS = BF16_SPECIALS;
 
 /** Random bf16 codes (finite magnitudes below 2¹⁰⁰ so x − b cannot overflow), 1 in 16 a special (±0, ±Inf, NaNs, subnormals). */
 function randomBits(n: number, seed: number): number[] {
