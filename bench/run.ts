@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- [--layers N] [--methods a,b] [--cold] [--json out.json] [--dir D] [--keep]`
+ * `npm run bench -- [--layers N] [--methods a,b] [--cold] [--nice] [--json out.json] [--dir D] [--out-dir D]
+ *   [--repeat R] [--no-kernel] [--no-fsync] [--keep] [--seed S]` (`--help` lists the cases)
  *
  * Generates a seeded Llama-3-8B-shaped synthetic set (aligned + tuned models, bf16, sharded) in a temp dir,
  * measures the plain file I/O floor in the same run (read the inputs with 16 MiB readSync; write a file of

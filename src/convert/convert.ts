@@ -129,8 +129,8 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
     const metadata: GgufMetadata = new Map([...plan.metadata, ...tok]);
     for (const w of plan.warnings) onEvent({ kind: "warning", message: w });
 
-    const out = openAtomicOutput(options.output, { force: options.force, isDirectory: false });
     const fsync = options.fsync ?? true;
+    const out = openAtomicOutput(options.output, { force: options.force, isDirectory: false, fsync });
     const streamed = !isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0");
     // a durable streamed write bypasses the page cache (O_DIRECT; see formats/safetensors/write.ts for why)
     const w = streamed && fsync && process.env.REALIGN_DIRECT_IO !== "0" ? await GgufWriter.createDirect(out.tempPath) : GgufWriter.create(out.tempPath);

@@ -60,7 +60,7 @@ export interface DirectFile {
 const WasmMemory = (globalThis as unknown as { WebAssembly?: { Memory: new (d: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer } } }).WebAssembly?.Memory;
 
 const openAsync = (path: string, flags: number): Promise<number> =>
-  new Promise((resolve, reject) => openCb(path, flags, 0o644, (err, fd) => (err ? reject(err) : resolve(fd))));
+  new Promise((resolve, reject) => openCb(path, flags, 0o666, (err, fd) => (err ? reject(err) : resolve(fd))));
 const call = (fn: (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => void, fd: number): Promise<void> =>
   new Promise((resolve, reject) => fn(fd, (err) => (err ? reject(err) : resolve())));
 const plainWrite: PositionedWrite = (fd, buf, length, position) =>

@@ -42,8 +42,8 @@ export interface RunMergeOptions {
   /** Where tensor bytes go. @default safetensorsSink(maxShardBytes, { fsync }) */
   readonly sink?: SinkFactory;
   /**
-   * Wait until the weights are on disk (fsync) before the output is renamed into place, so a power loss
-   * cannot leave a complete-looking but truncated output. false returns once the bytes are in the page
+   * Wait until every output file is on disk (fsync, then the parent directory after the rename) before
+   * the output is renamed into place, so a power loss cannot leave a complete-looking but truncated output. false returns once the bytes are in the page
    * cache (transformers and mergekit do not fsync either); the rename stays atomic for every process.
    * Default sink only (a custom `sink` decides for itself). @default true
    */
@@ -161,7 +161,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
   checkAborted(signal);
 
   const isFile = options.outputKind === "file";
-  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: !isFile }, async (tempPath) => {
+  return withAtomicOutput(options.out, { force: options.force ?? false, isDirectory: !isFile, fsync: options.fsync ?? true }, async (tempPath) => {
     const dir = isFile ? dirname(tempPath) : tempPath;
     const metadata: Record<string, string> = { format: "pt", tool: TOOL_NAME, tool_version: VERSION, method: plan.method };
     if (plan.recipe.lambda !== undefined) metadata.lambda = String(plan.recipe.lambda);

@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .option("--tokenizer-pre <name>", "llama.cpp pre-tokenizer name, when realign does not recognise the tokenizer's")
     .option("--name <name>", "general.name (default: the input directory's name)")
     .option("--force", "replace --out if it exists")
-    .option("--no-fsync", "do not wait for the file to reach the disk before renaming it into place (faster; a power loss may then leave a truncated file)")
+    .option("--no-fsync", "do not wait for the file to reach the disk before renaming it into place (a power loss may then leave a truncated file)")
     .option("--json", "print a machine-readable summary")
     .addHelpText("after", "\nExample:\n  realign convert --in examples/organism/aligned --out aligned.gguf --type bf16\n")
     .action(async (flags: ConvertFlags) => {

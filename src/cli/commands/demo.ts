@@ -68,7 +68,7 @@ export function register(program: Command): void {
           `rule: ${summary.recommended.ruleText}`,
           `report: ${show(files.html)} (also report.md, report.json)`,
           "",
-          `next: realign sweep --aligned ${aligned} --tuned ${tuned} --method linear,slerp --lambdas 0:1:0.1 --suite organism --out out/sweep`,
+          `next: npx realign sweep --aligned ${aligned} --tuned ${tuned} --method linear,slerp --lambdas 0:1:0.1 --suite organism --out out/sweep`,
           "",
         ].join("\n"),
       );

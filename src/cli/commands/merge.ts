@@ -237,7 +237,7 @@ export function register(program: Command): void {
     .option("--gguf-type <type>", "with --out-format gguf: f32 | f16 | bf16 | q8_0 (default: the merge's dtype)")
     .option("--tokenizer-pre <name>", "with --out-format gguf: llama.cpp pre-tokenizer name, if realign does not recognise the tokenizer's")
     .option("--force", "replace --out if it exists")
-    .option("--no-fsync", "do not wait for the weights to reach the disk before renaming the output into place (faster; a power loss may then leave a truncated output)")
+    .option("--no-fsync", "do not wait for the weights to reach the disk before renaming the output into place (a power loss may then leave a truncated output)")
     .option("--json", "print a machine-readable summary")
     .option("--config <file>", "mergekit YAML config (any method: ties, dare_ties, slerp, model_stock, …; see docs/yaml.md)")
     .option("--explain", "with --config: print each tensor's method and resolved parameters, read no weights, write nothing")
