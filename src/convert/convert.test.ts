@@ -18,6 +18,7 @@ import { readGgufHeader, readGgufTensorBytes, findGgufTensor } from "../formats/
 import { OutputExistsError } from "../errors.ts";
 import { openCheckpoint } from "../formats/hf-dir/checkpoint.ts";
 import { createSafetensorsWriter } from "../formats/safetensors/write.ts";
+import { syntheticGemma2 } from "../../test/builders/gemma2.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 const evalJson = JSON.parse(readFileSync(join(ORGANISM, "eval.json"), "utf8")) as {
@@ -151,45 +152,9 @@ test("synthetic Gemma2ForCausalLM → gemma2 GGUF that llama.cpp loads and runs;
   const dir = mkdtempSync(join(tmpdir(), "realign-gemma2-"));
   try {
     for (const f of ["tokenizer.json", "tokenizer_config.json"]) cpSync(join(ORGANISM, "aligned", f), join(dir, f));
-    const [H, NH, KV, HD, FF, V, L] = [64, 2, 1, 32, 128, 640, 2];
-    writeFileSync(
-      join(dir, "config.json"),
-      JSON.stringify({
-        architectures: ["Gemma2ForCausalLM"],
-        hidden_size: H,
-        num_attention_heads: NH,
-        num_key_value_heads: KV,
-        head_dim: HD,
-        intermediate_size: FF,
-        vocab_size: V,
-        num_hidden_layers: L,
-        max_position_embeddings: 512,
-        rms_norm_eps: 1e-6,
-        attn_logit_softcapping: 50.0,
-        final_logit_softcapping: 30.0,
-        sliding_window: 256,
-        tie_word_embeddings: true,
-        eos_token_id: 2,
-      }),
-    );
-    const infos: { name: string; dtype: "BF16"; shape: number[] }[] = [
-      { name: "model.embed_tokens.weight", dtype: "BF16", shape: [V, H] },
-      { name: "model.norm.weight", dtype: "BF16", shape: [H] },
-    ];
-    const layer: [string, number[]][] = [
-      ["input_layernorm", [H]],
-      ["self_attn.q_proj", [NH * HD, H]],
-      ["self_attn.k_proj", [KV * HD, H]],
-      ["self_attn.v_proj", [KV * HD, H]],
-      ["self_attn.o_proj", [H, NH * HD]],
-      ["post_attention_layernorm", [H]],
-      ["pre_feedforward_layernorm", [H]],
-      ["mlp.gate_proj", [FF, H]],
-      ["mlp.up_proj", [FF, H]],
-      ["mlp.down_proj", [H, FF]],
-      ["post_feedforward_layernorm", [H]],
-    ];
-    for (let i = 0; i < L; i++) for (const [n, shape] of layer) infos.push({ name: `model.layers.${i}.${n}.weight`, dtype: "BF16", shape });
+    const { config, tensors: infos } = syntheticGemma2(2);
+    const V = config.vocab_size as number;
+    writeFileSync(join(dir, "config.json"), JSON.stringify(config));
     const w = await createSafetensorsWriter(join(dir, "model.safetensors"), infos, { format: "pt" });
     let seed = 1;
     const bits = new Uint32Array(1);

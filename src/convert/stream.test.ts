@@ -24,6 +24,7 @@ import type { TensorSource } from "../core/tensor.ts";
 import { IoError } from "../errors.ts";
 import type { GgufMetadata } from "../formats/gguf/types.ts";
 import { GgufWriter } from "../formats/gguf/write.ts";
+import { syntheticGemma2 } from "../../test/builders/gemma2.ts";
 
 const ORGANISM = fileURLToPath(new URL("../../examples/organism/", import.meta.url));
 
@@ -187,43 +188,7 @@ test("synthetic llama, mixed F16/F32/BF16/F64 tensors in 2 shards, llama3 rope: 
 test("synthetic gemma2 (norms stored as 1 + w, converted while the rest is copied): same bytes", async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-stream-gemma2-"));
   try {
-    const [H, NH, KV, HD, FF, V] = [64, 2, 1, 32, 128, 640];
-    const config = {
-      architectures: ["Gemma2ForCausalLM"],
-      hidden_size: H,
-      num_attention_heads: NH,
-      num_key_value_heads: KV,
-      head_dim: HD,
-      intermediate_size: FF,
-      vocab_size: V,
-      num_hidden_layers: 1,
-      max_position_embeddings: 512,
-      rms_norm_eps: 1e-6,
-      attn_logit_softcapping: 50.0,
-      final_logit_softcapping: 30.0,
-      sliding_window: 256,
-      tie_word_embeddings: true,
-      eos_token_id: 2,
-    };
-    const tensors: SynthTensor[] = [
-      { name: "model.embed_tokens.weight", dtype: "BF16", shape: [V, H] },
-      { name: "model.norm.weight", dtype: "BF16", shape: [H] },
-    ];
-    for (const [n, shape] of [
-      ["input_layernorm", [H]],
-      ["self_attn.q_proj", [NH * HD, H]],
-      ["self_attn.k_proj", [KV * HD, H]],
-      ["self_attn.v_proj", [KV * HD, H]],
-      ["self_attn.o_proj", [H, NH * HD]],
-      ["post_attention_layernorm", [H]],
-      ["pre_feedforward_layernorm", [H]],
-      ["mlp.gate_proj", [FF, H]],
-      ["mlp.up_proj", [FF, H]],
-      ["mlp.down_proj", [H, FF]],
-      ["post_feedforward_layernorm", [H]],
-    ] as [string, number[]][]) {
-      tensors.push({ name: `model.layers.0.${n}.weight`, dtype: "BF16", shape });
-    }
+    const { config, tensors } = syntheticGemma2(1);
     await writeSynthetic(dir, config, tensors, 1);
     await assertSameBytes(dir, "bf16", [undefined, 1000]);
     await assertSameBytes(dir, "q8_0", [undefined, 1000]);
