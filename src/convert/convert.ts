@@ -11,6 +11,7 @@
  */
 import { basename, resolve } from "node:path";
 import { openAtomicOutput } from "../core/files.ts";
+import { directIoEnabled } from "../core/direct-file.ts";
 import type { OnEvent } from "../core/events.ts";
 import type { TensorSource } from "../core/tensor.ts";
 import { CancelledError, UsageError } from "../errors.ts";
@@ -133,7 +134,7 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
     const out = openAtomicOutput(options.output, { force: options.force, isDirectory: false, fsync });
     const streamed = !isGguf && (options.fast ?? process.env.REALIGN_FAST !== "0");
     // a durable streamed write bypasses the page cache (O_DIRECT; see formats/safetensors/write.ts for why)
-    const w = streamed && fsync && process.env.REALIGN_DIRECT_IO !== "0" ? await GgufWriter.createDirect(out.tempPath) : GgufWriter.create(out.tempPath);
+    const w = streamed && fsync && directIoEnabled() ? await GgufWriter.createDirect(out.tempPath) : GgufWriter.create(out.tempPath);
     try {
       w.writeHeader(plan.tensors.length, metadata.size);
       w.writeKv(metadata);
@@ -144,14 +145,15 @@ export async function convertToGguf(options: ConvertOptions): Promise<ConvertSum
       if (streamed) {
         const tensors = plan.tensors.map((conv) => ({ conv, src: conv.data === undefined ? ckpt.openTensor(conv.hfName) : undefined }));
         await streamTensors(w, tensors, { chunkBytes: options.chunkBytes, signal: options.signal, onTensorDone: (i) => progress(plan.tensors[i]!.ggufName) });
-        await w.closeAsync({ fsync });
+        // the atomic output fsyncs the file at commit (with `fsync`), so closing does not
+        await w.closeAsync({ fsync: false });
       } else {
         for (const t of plan.tensors) {
           if (t.data !== undefined) w.writeTensorData(t.ggufName, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
           else await writeTensorSequential(w, ckpt.openTensor(t.hfName), t, options.signal);
           progress(t.ggufName);
         }
-        w.close({ fsync });
+        w.close({ fsync: false });
       }
       out.commit();
       return { output: out.target, arch: plan.arch.arch, type, tensorCount: plan.tensors.length, fileSize: layout.fileSize, warnings: plan.warnings };

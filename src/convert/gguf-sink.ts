@@ -30,8 +30,6 @@ export interface GgufSinkOptions {
   fileName?: string;
   /** `general.name`. @default "merged" */
   name?: string;
-  /** fsync the file before `finish()` resolves (see RunMergeOptions.fsync). @default true */
-  fsync?: boolean;
 }
 
 const FROM_OUT_DTYPE: Readonly<Record<string, MergeableGgmlType>> = { BF16: "BF16", F16: "F16", F32: "F32" };
@@ -157,7 +155,8 @@ export function ggufSink(options: GgufSinkOptions = {}): SinkFactory {
       },
       async finish() {
         if (index < ctx.tensors.length) throw new InternalError(`gguf sink: finished with tensor ${ctx.tensors[index]!.name} incomplete`);
-        writer.close({ fsync: options.fsync ?? true });
+        // no fsync here: runMerge's atomic output fsyncs every file it holds before the rename (unless --no-fsync)
+        writer.close({ fsync: false });
         return ctx.file !== undefined ? [basename(ctx.file)] : [fileName];
       },
       async abort() {

@@ -26,12 +26,10 @@ export async function ggufMergeOptions(o: {
   out?: string;
   ggufType?: string;
   tokenizerPre?: string;
-  /** fsync the GGUF before it is renamed into place. @default true */
-  fsync?: boolean;
 }): Promise<{ sink?: SinkFactory; outputKind?: "directory" | "file" }> {
   if (o.outFormat !== "gguf") return {};
   const type = o.ggufType === undefined ? undefined : parseConvertType(o.ggufType);
   const outputKind = o.out !== undefined && o.out.toLowerCase().endsWith(".gguf") ? "file" : "directory";
   const name = o.out === undefined ? undefined : basename(o.out).replace(/\.gguf$/i, "");
-  return { sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name, fsync: o.fsync ?? true }), outputKind };
+  return { sink: ggufSink({ type, tokenizerPre: o.tokenizerPre, name }), outputKind };
 }

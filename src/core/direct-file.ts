@@ -22,6 +22,11 @@ export const DEFAULT_DIRECT_BLOCK = 16 * 2 ** 20;
 /** Default blocks in flight. */
 export const DEFAULT_DIRECT_DEPTH = 4;
 
+/** Whether durable writers use O_DIRECT at all: yes unless `REALIGN_DIRECT_IO=0` in the environment. */
+export function directIoEnabled(): boolean {
+  return process.env.REALIGN_DIRECT_IO !== "0";
+}
+
 /** A positioned write of `length` bytes of `buf` at `position`; resolves with the bytes written. */
 export type PositionedWrite = (fd: number, buf: Uint8Array, length: number, position: number) => Promise<number>;
 

@@ -95,7 +95,7 @@ async function ggufOutputOptions(flags: MergeFlags): Promise<{ sink?: SinkFactor
     throw new UsageError("cli.bad_flag", `${flags.ggufType !== undefined ? "--gguf-type" : "--tokenizer-pre"} needs --out-format gguf`);
   }
   const { ggufMergeOptions } = await import("../../convert/merge-io.ts");
-  return ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre, fsync: flags.fsync });
+  return ggufMergeOptions({ outFormat: flags.outFormat, out: flags.out, ggufType: flags.ggufType, tokenizerPre: flags.tokenizerPre });
 }
 
 /** `realign merge --config merge.yml [--explain] [--seed N] --out DIR` (mergekit YAML; see docs/yaml.md). */

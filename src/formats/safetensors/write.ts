@@ -4,7 +4,7 @@
  * `model.safetensors.index.json`. Data must arrive in the declared order; sizes are checked as it arrives.
  */
 import { open, writeFile } from "node:fs/promises";
-import { openDirectFile } from "../../core/direct-file.ts";
+import { directIoEnabled, openDirectFile } from "../../core/direct-file.ts";
 import { join } from "node:path";
 import { DTYPE_BYTES, type Dtype } from "../../core/dtype.ts";
 import { numelOf } from "../../core/tensor.ts";
@@ -146,7 +146,7 @@ export async function createSafetensorsWriter(
   syncOptions: WriteSyncOptions = {},
 ): Promise<SafetensorsFileWriter> {
   const durable = syncOptions.fsync ?? true;
-  const direct = durable && (syncOptions.directIo ?? process.env.REALIGN_DIRECT_IO !== "0");
+  const direct = durable && (syncOptions.directIo ?? directIoEnabled());
   // under O_DIRECT the data is on the device as each write completes: background datasyncs would only wait
   const syncEvery = durable && !direct ? (syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES) : 0;
   const sync = syncOptions.sync ?? defaultSync;
