@@ -117,23 +117,22 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   const uvBytes = Math.max(0, ...jobs.map((j) => (j.lora === undefined ? 0 : loraUvBytes(j.lora.rows, j.lora.cols, j.lora.rank))));
   const factors = uvBytes > 0 ? new LoraFactors(pool, pool.alloc(uvBytes), uvBytes) : undefined;
 
-  // The flat list of chunks across jobs.
-  const chunks: { job: number; start: number; n: number }[] = [];
+  const localMax = options.localMax ?? LOCAL_MAX;
+  // The flat list of chunks across jobs, each with its terms' file spans when its worker reads them itself
+  // (every term a plain file range, no LoRA, merged on a worker).
+  const chunks: { job: number; start: number; n: number; spans: readonly FileSpan[] | undefined }[] = [];
   jobs.forEach((job, j) => {
     // a LoRA tensor's chunks hold whole rows
     const step = job.lora === undefined ? chunk : Math.floor(chunk / job.lora.cols) * job.lora.cols;
     if (step <= 0) throw new RangeError(`LoRA rows of ${job.lora!.cols} elements exceed chunkElems ${chunk}`);
-    for (let start = 0; start < job.numel; start += step) chunks.push({ job: j, start, n: Math.min(step, job.numel - start) });
+    const spans = job.terms.map((t) => t.span);
+    const readable = job.lora === undefined && job.terms.length > 0 && spans.every((s) => s !== undefined) ? (spans as FileSpan[]) : undefined;
+    for (let start = 0; start < job.numel; start += step) {
+      const n = Math.min(step, job.numel - start);
+      chunks.push({ job: j, start, n, spans: n - (n % 8) > localMax ? readable : undefined });
+    }
   });
 
-  const localMax = options.localMax ?? LOCAL_MAX;
-  /** The spans of a chunk's terms when its worker reads them itself (all plain file ranges, merged on a worker). */
-  const workerSpans = (c: { job: number; n: number }): readonly FileSpan[] | undefined => {
-    const job = jobs[c.job]!;
-    if (job.lora !== undefined || job.terms.length === 0 || c.n - (c.n % 8) <= localMax) return undefined;
-    const spans = job.terms.map((t) => t.span);
-    return spans.every((s) => s !== undefined) ? (spans as FileSpan[]) : undefined;
-  };
   const readOnMain = (slot: Slot, job: FastJob, c: { start: number; n: number }): Promise<void> =>
     Promise.all(job.terms.map((t, k) => t.read(c.start * 2, pool.bytes(slot.inputs[k]!, c.n * 2)))).then(() => undefined);
   const reads: (Promise<void> | undefined)[] = new Array(chunks.length);
@@ -151,7 +150,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     if (job.lora !== undefined && c.start === 0) job.lora.delta().catch(() => {});
     // a chunk its worker reads only needs its slot free
     const free = prevWrite ?? Promise.resolve();
-    reads[i] = inflight.track(workerSpans(c) !== undefined ? free : free.then(() => readOnMain(slot, job, c)));
+    reads[i] = inflight.track(c.spans !== undefined ? free : free.then(() => readOnMain(slot, job, c)));
   };
 
   try {
@@ -173,7 +172,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       } else {
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
-        const spans = workerSpans(c);
+        const spans = c.spans;
         computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock });
         // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
         if (spans !== undefined) computed = computed.catch(async (err: unknown) => {
