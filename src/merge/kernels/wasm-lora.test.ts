@@ -81,6 +81,20 @@ function putF32(h: Harness, x: Float32Array): number {
   return p;
 }
 
+/**
+ * Runs loraF32 over the whole of x (f32, rows × cols) in h; returns its bits, those of lora-delta.ts's
+ * addDeltaRange, and where U and V were put (for further kernels on the same factors).
+ */
+function loraF32AndReference(h: Harness, d: LowRankDelta, x: Float32Array): { got: Uint32Array; want: Uint32Array; wantF32: Float32Array; up: number; vp: number } {
+  const wantF32 = x.slice();
+  addDeltaRange(d, 0, wantF32.length, wantF32, deltaScratch(d.cols));
+  const up = putF32(h, d.u);
+  const vp = putF32(h, d.v);
+  const xp = putF32(h, x);
+  h.k.loraF32(xp, up, vp, d.rows, d.cols, d.rank, Math.fround(d.scale));
+  return { got: new Uint32Array(h.memory.buffer, xp, d.rows * d.cols).slice(), want: new Uint32Array(wantF32.buffer), wantF32, up, vp };
+}
+
 /** Copies into memory at a deliberately odd (2-byte) offset so bf16 rows are unaligned. */
 function putBf16(h: Harness, x: Uint16Array): number {
   const p = h.alloc(x.byteLength + 2) + 2;
@@ -137,14 +151,8 @@ test("loraF32 equals addDeltaRange bit for bit (ranks 1/7/16/64, odd shapes, NaN
           const d = delta(rows, cols, rank, seed++, transposed, specialRate);
           assert.equal(d.rows, rows);
           const x = randomF32(rows * cols, rng(seed++), 2, specialRate);
-          const want = x.slice();
-          addDeltaRange(d, 0, want.length, want, deltaScratch(cols));
-          const up = putF32(h, d.u);
-          const vp = putF32(h, d.v);
-          const xp = putF32(h, x);
-          h.k.loraF32(xp, up, vp, rows, cols, rank, Math.fround(d.scale));
-          const got = new Uint32Array(h.memory.buffer, xp, rows * cols).slice();
-          sameBits(got, new Uint32Array(want.buffer), `${rows}×${cols} r=${rank}${transposed ? " transposed" : ""} specials ${specialRate}`, specialRate > 0);
+          const { got, want } = loraF32AndReference(h, d, x);
+          sameBits(got, want, `${rows}×${cols} r=${rank}${transposed ? " transposed" : ""} specials ${specialRate}`, specialRate > 0);
         }
       }
     }
@@ -247,15 +255,10 @@ test("a single NaN (in θ, U or V; no Inf) keeps its payload bit for bit, in the
       theta[4 * cols + 10] = 0xffa5;
     } else if (where === "u") d.u[4 * rank + 3] = nan;
     else d.v[3 * cols + 10] = nan;
-    const want = x.slice();
-    addDeltaRange(d, 0, want.length, want, deltaScratch(cols));
-    const up = putF32(h, d.u);
-    const vp = putF32(h, d.v);
-    const xp = putF32(h, x);
-    h.k.loraF32(xp, up, vp, rows, cols, rank, Math.fround(d.scale));
-    const nans = [...want].filter((v) => Number.isNaN(v)).length;
+    const { got, want, wantF32, up, vp } = loraF32AndReference(h, d, x);
+    const nans = [...wantF32].filter((v) => Number.isNaN(v)).length;
     assert.equal(nans, where === "theta" ? 1 : where === "u" ? cols : rows);
-    sameBits(new Uint32Array(h.memory.buffer, xp, rows * cols).slice(), new Uint32Array(want.buffer), `f32 NaN in ${where}`);
+    sameBits(got, want, `f32 NaN in ${where}`);
     const wantB = referenceBf16(d, theta, theta, 0.25, 0.75, false, undefined);
     const tp = putBf16(h, theta);
     const op = putBf16(h, new Uint16Array(rows * cols));
