@@ -13,6 +13,7 @@
  * written, and the file is then truncated to its exact length. Where O_DIRECT is refused (a file system
  * without it, or a write rejected with EINVAL), the file falls back to plain buffered writes, same bytes.
  */
+import { wasmApi } from "./wasm-api.ts";
 import { close as closeCb, constants, fdatasync as fdatasyncCb, fsync as fsyncCb, ftruncate as ftruncateCb, open as openCb, write as writeCb } from "node:fs";
 
 /** File positions and block sizes of O_DIRECT writes are multiples of this (the largest usual logical block). */
@@ -61,8 +62,8 @@ export interface DirectFile {
   abort(): Promise<void>;
 }
 
-/** The runtime's WebAssembly.Memory constructor (lib ES2023 + @types/node 20 do not declare it). */
-const WasmMemory = (globalThis as unknown as { WebAssembly?: { Memory: new (d: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer } } }).WebAssembly?.Memory;
+/** The runtime's WebAssembly.Memory constructor: its buffers are page-aligned. */
+const WasmMemory = wasmApi?.Memory;
 
 const openAsync = (path: string, flags: number): Promise<number> =>
   new Promise((resolve, reject) => openCb(path, flags, 0o666, (err, fd) => (err ? reject(err) : resolve(fd))));

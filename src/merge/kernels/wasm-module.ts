@@ -12,23 +12,9 @@
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { wasmApi, type WasmMemory, type WasmModule } from "../../core/wasm-api.ts";
 
-// --- the WebAssembly API, typed locally (lib ES2023 + @types/node 20 do not declare it) ----------------
-
-/** A `WebAssembly.Memory`. */
-export interface WasmMemory {
-  readonly buffer: ArrayBufferLike;
-}
-/** A compiled `WebAssembly.Module` (opaque; structured-cloneable to workers). */
-export type WasmModule = object;
-interface WasmApi {
-  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
-  validate(bytes: Uint8Array): boolean;
-}
-/** The runtime's WebAssembly object, or undefined when the runtime has none. */
-export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+export { wasmApi, type WasmMemory, type WasmModule };
 
 /** Creates a shared memory of `pages` 64 KiB pages (fixed size). @throws when WebAssembly is unavailable. */
 export function sharedWasmMemory(pages: number): WasmMemory {
