@@ -4,7 +4,7 @@
  * density 0.5), "read" by copying from memory into the pool's slots, output discarded. Runs the pool with
  * 1 and 2 workers (best of --repeat R). Prints seconds, CPU seconds and params/s per method.
  * `--kernels` instead times each WebAssembly kernel alone on the main thread (4 Mi elements of the same
- * data, CPU time, best of 7): histogram, tie count, TIES kernel, DARE L1 measure, DARE kernel.
+ * data, CPU time, best of 7): histogram, tie count, TIES kernel, DARE L1 measure (both models), DARE kernel.
  * `--spread S` replaces the ±1 ulp task vectors by Gaussian ones (S/256 of the weights' scale: many
  * distinct |δ|, as a longer fine-tune gives); `--kernels` then also prints the light fraction of the band.
  * `--no-band` runs TIES with the full histogram measure pass instead of the banded one (fast-ties.ts).
@@ -94,7 +94,8 @@ if (args.includes("--kernels")) {
   time("tiesCount2 (both models)", () => k.tiesCount2!(b!, x0!, x1!, m, V, V, misc + 8));
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));
   time("ties2 (w 1/0.5, normalize: division)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 1, 0.5, 1, 1, 1, 1, misc + 16));
-  time("dareL1 (one model)", () => k.dareL1!(b!, x0!, m, 0, 12345, 6789, 8388608, misc + 32));
+  const [l1s, l1o] = [pool.alloc(192), pool.alloc(((m >>> 12) + 2) * 32 + 16)];
+  time("dareL1x2 (both models)", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1));
   time("dare2 (w 0.5/0.5, normalize, l1 factors)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1));
   time("memcpy of the 3 inputs", () => [b, x0, x1].forEach((p) => new Uint8Array(pool.memory.buffer, o!, m * 2).set(new Uint8Array(pool.memory.buffer, p!, m * 2))));
   await pool.close();

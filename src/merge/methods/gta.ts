@@ -26,6 +26,7 @@ import {
   COLLECT_MAX,
   selectCounting,
   uniformAtLow,
+  L1_BLOCK,
   keepCount,
   keptAt,
   measureRanking,
@@ -80,6 +81,8 @@ interface ModelState {
   epsilon?: number;
   l1Total: number;
   l1Kept: number;
+  /** random (l1 rescale): lane sums of the block in progress (measureRandom). */
+  l1Lanes?: Float64Array;
   /** Tensor-wide rescale factor (l1 mode), set in endPass; 1 otherwise. */
   factor: number;
   passes: number;
@@ -702,27 +705,31 @@ function electSign2At(a: number, c: number, w0: number, w1: number, bj: number, 
   return bj + lambda * (normalize ? sum / denom : sum);
 }
 
-/** DARE measure pass (l1 rescale): Σ|δ| over finite entries, and over the kept ones. */
+/**
+ * DARE measure pass (l1 rescale): Σ|δ| over the finite entries, and over the kept ones, in float64 in a
+ * fixed blocked order that does not depend on chunking (so the fast path can sum blocks on any worker):
+ * the tensor is cut into blocks of L1_BLOCK elements from element 0; in a block, lane l (element index
+ * mod 4) adds its entries in index order from +0, the block's sum is (lane₀ + lane₂) + (lane₁ + lane₃), and
+ * the totals add the block sums in block order. Chunks arrive in ascending, contiguous order; the partial
+ * block at the tensor's end is added with its last element.
+ */
 function measureRandom(st: ModelState, delta: Float32Array, offset: number): void {
   const key = st.key;
   const p = st.density;
-  let total = st.l1Total;
-  let kept = st.l1Kept;
+  const lanes = (st.l1Lanes ??= new Float64Array(8)); // totals by lane, then kept by lane
   const len = delta.length;
-  if (offset + len <= 4294967296) {
-    const k2 = Math.imul(key, 0x27d4eb2d);
-    for (let j = 0; j < len; j++) {
-      const v = finiteAbs(delta[j]!);
-      total += v;
-      if (uniformAtLow(key, k2, offset + j) < p) kept += v;
-    }
-  } else {
-    for (let j = 0; j < len; j++) {
-      const v = finiteAbs(delta[j]!);
-      total += v;
-      if (keptAt(key, offset + j, p)) kept += v;
+  const low = offset + len <= 4294967296;
+  const k2 = Math.imul(key, 0x27d4eb2d);
+  for (let j = 0; j < len; j++) {
+    const g = offset + j;
+    const v = finiteAbs(delta[j]!);
+    const l = g % 4;
+    lanes[l] = lanes[l]! + v;
+    if (low ? uniformAtLow(key, k2, g) < p : keptAt(key, g, p)) lanes[4 + l] = lanes[4 + l]! + v;
+    if ((g + 1) % L1_BLOCK === 0 || g + 1 === st.numel) {
+      st.l1Total += (lanes[0]! + lanes[2]!) + (lanes[1]! + lanes[3]!);
+      st.l1Kept += (lanes[4]! + lanes[6]!) + (lanes[5]! + lanes[7]!);
+      lanes.fill(0);
     }
   }
-  st.l1Total = total;
-  st.l1Kept = kept;
 }

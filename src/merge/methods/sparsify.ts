@@ -393,6 +393,12 @@ export function streamKey(seed: number, tensorName: string, modelIndex: number):
 }
 
 /**
+ * Elements per block of DARE's L1 sums (gta.ts measureRandom). A power of two and a multiple of 8: the fast
+ * path's kernel (assembly/ties.ts dareL1x2) sums the blocks of a chunk that starts on one independently.
+ */
+export const L1_BLOCK = 4096;
+
+/**
  * Uniform number in [0, 1) for element `index` of a stream, a pure function of (key, index): the same on
  * every run, machine and chunking. 24 random bits: U = (hash32(hash32(key ⊕ index) ⊕ key′) >>> 8) / 2²⁴.
  */

@@ -17,15 +17,17 @@
  *   chunks keep all their ties and the kernel reports how many it used; past that, each chunk's worker
  *   counts its ties first and the main thread hands out the budgets in chunk order (see runTies).
  * - DARE-TIES: the keep mask is the reference's seeded hash (uniformAtLow); with the l1 rescale, a measure
- *   pass keeps one float64 running sum per model in element order (worker i sums model i; a worker runs its
- *   calls in the order sent, so the sums are sequential as in the reference).
+ *   pass sums |δ| (all, kept) of both models per chunk in the reference's blocked order (gta.ts
+ *   measureRandom): each chunk's worker returns the sums of its L1_BLOCK-element blocks, and this thread
+ *   adds them in block order. (Chunk sizes that are not a multiple of L1_BLOCK, in tests, carry the lane
+ *   sums from one chunk to the next instead, one chunk at a time.)
  *
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
  * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms and 4 MiB of
  * fine windows (touched only when used) per thread.
  */
 import { CancelledError, InternalError } from "../../errors.ts";
-import { createMagnitudeRanking, endRankingPass, type MagnitudeRanking } from "../methods/sparsify.ts";
+import { createMagnitudeRanking, endRankingPass, L1_BLOCK, type MagnitudeRanking } from "../methods/sparsify.ts";
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
@@ -103,12 +105,19 @@ const LOCAL_MAX = 65536;
 const ALL = 0x7fffffff;
 /** Norm threshold below which the L1 rescale is skipped (gta.ts RESCALE_MIN_NORM). */
 const RESCALE_MIN_NORM = 1e-7;
+/** dareL1x2's lane sums (8 × 16 bytes) and its zero-padded tail scratch (3 × 16 bytes), rounded up to 64. */
+const L1_STATE_BYTES = 192;
+
+/** Bytes of one DARE L1 area for chunks of `chunk` elements: the state, a 16-byte count, 32 bytes per block sum. */
+function l1Bytes(chunk: number): number {
+  return L1_STATE_BYTES + 16 + 32 * (Math.ceil(chunk / L1_BLOCK) + 1);
+}
 
 /** Bytes of pool memory `runFastTies` needs (allocate the pool with at least this). */
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
 }
 
 interface Slot {
@@ -116,6 +125,8 @@ interface Slot {
   readonly out: number;
   /** The chunk's kernel results: [0] first flagged index, [4] its value bits, [8] [12] tie budgets left, [16..32) scratch, [32] [36] tie counts. */
   readonly misc: number;
+  /** DARE L1 measure: lane sums and scratch (L1_STATE_BYTES), then the block count and block sums (dareL1x2). */
+  readonly l1: number;
 }
 
 /** Per-thread scratch (index workerCount = the main thread): histograms and a misc block. */
@@ -146,6 +157,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       inputs: [pool.alloc(chunk * 2), pool.alloc(chunk * 2), pool.alloc(chunk * 2)] as const,
       out: pool.alloc(chunk * 2),
       misc: pool.alloc(MISC_BYTES),
+      l1: pool.alloc(l1Bytes(chunk)),
     }));
     const scratch: Scratch[] = Array.from({ length: pool.workerCount + 1 }, () => ({
       h0: pool.alloc(HIST_BYTES),
@@ -156,7 +168,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       w0: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
       w1: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
     }));
-    const l1State = pool.alloc(32);
+    const l1State = pool.alloc(l1Bytes(chunk));
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
     const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
     const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
@@ -174,6 +186,7 @@ interface RunCtx {
   readonly pool: KernelPool;
   readonly slots: readonly Slot[];
   readonly scratch: readonly Scratch[];
+  /** The DARE L1 measure's area (as a slot's `l1`) when the lane sums carry from chunk to chunk. */
   readonly l1State: number;
   readonly chunk: number;
   readonly options: FastTiesOptions;
@@ -627,36 +640,33 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   const { pool } = ctx;
   const mem = pool.memory.buffer;
   const n = job.numel;
-  const W = pool.workerCount;
   const keys = job.keys.map((k) => k | 0);
   const k2s = job.keys.map((k) => Math.imul(k, 0x27d4eb2d));
   const Ks = job.densities.map(keepBound);
   let factors: readonly number[];
   if (job.factors === "l1") {
-    const st = new Float64Array(mem, ctx.l1State, 4);
-    st.fill(0);
-    const pending = new Set<Promise<void>>();
-    await stream(ctx, job, async (slot, start, len) => {
-      // one sequential running sum per model: model m on worker m (both on one thread when there is one);
-      // a worker runs its calls in the order sent, so chunks may be in flight together
-      const calls = (m: number): KernelCall => ["dareL1", slot.inputs[0], slot.inputs[1 + m]!, len, start | 0, keys[m]!, k2s[m]!, Ks[m]!, ctx.l1State + 16 * m];
-      if (len <= ctx.localMax) {
-        await Promise.all([...pending]); // the sums of the chunks before this one first
-        for (const m of [0, 1]) {
-          const [name, ...args] = calls(m);
-          (pool.local[name] as (...a: number[]) => void)(...args);
-        }
-        return { done: Promise.resolve() };
-      }
-      const done = W === 1 ? pool.run([[calls(0), calls(1)]]) : pool.run([[calls(0)], [calls(1)]]);
-      pending.add(done);
-      const drop = (): void => void pending.delete(done);
-      done.then(drop, drop);
+    const totals = [0, 0, 0, 0]; // total₀, kept₀, total₁, kept₁
+    // chunks that start on an L1 block sum their blocks independently (each on its worker, fresh lane
+    // sums); other chunk sizes (tests) carry the lane sums from chunk to chunk, one chunk at a time
+    const blocked = ctx.chunk % L1_BLOCK === 0;
+    let prev: Promise<void> = Promise.resolve();
+    const count = Math.ceil(n / ctx.chunk);
+    await stream(ctx, job, async (slot, start, len, i, pre) => {
+      if (!blocked) await prev;
+      const state = blocked ? slot.l1 : ctx.l1State;
+      const call: KernelCall = ["dareL1x2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, start | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, state + L1_STATE_BYTES, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0];
+      const computed = runChunk(ctx, i, len, () => [call], pre);
+      // the block sums, added in block order (chunk order) on this thread
+      const done = Promise.all([computed, prev]).then(() => {
+        const f64 = new Float64Array(mem, state + L1_STATE_BYTES + 16, 4 * new Int32Array(mem, state + L1_STATE_BYTES, 1)[0]!);
+        for (let q = 0; q < f64.length; q += 4) for (let m = 0; m < 4; m++) totals[m] = totals[m]! + f64[q + m]!;
+      });
+      prev = done;
       return { done };
-    }, undefined, undefined, false);
+    });
     factors = [0, 1].map((m) => {
-      const total = st[2 * m]!;
-      const kept = st[2 * m + 1]!;
+      const total = totals[2 * m]!;
+      const kept = totals[2 * m + 1]!;
       return total >= RESCALE_MIN_NORM && kept >= RESCALE_MIN_NORM ? total / kept : 1;
     });
   } else factors = job.factors;

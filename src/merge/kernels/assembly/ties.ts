@@ -203,6 +203,20 @@ let eqMode: bool = false;
 
 /** Both rescale factors are 1 / λ is 1 (set by the kernels at entry): the products by 1 are skipped (x·1 = x exactly, NaN payloads included). */
 let unitF: bool = false;
+/**
+ * Equal-weight mode also holds with rescale factors f₀, f₁ ∈ [2⁻³⁰⁰, 2³⁰⁰] (set with unitF): then
+ * |δ·f| ∈ [2⁻⁴⁴⁹, 2⁴²⁸] (or 0, ±Inf, NaN), so the products by w = 2ᵏ (|k| ≤ 512) neither underflow nor
+ * overflow and stay exact: the election and Σ/D are those of the products δ·f as above.
+ */
+let eqF: bool = false;
+
+/** Sets unitF and eqF for the factors of a kernel call. */
+function setFactors(f0: f64, f1: f64): void {
+  unitF = f0 == 1 && f1 == 1;
+  const lo = reinterpret<f64>(<u64>(1023 - 300) << 52); // 2⁻³⁰⁰
+  const hi = reinterpret<f64>(<u64>(1023 + 300) << 52); // 2³⁰⁰
+  eqF = unitF || (f0 >= lo && f0 <= hi && f1 >= lo && f1 <= hi);
+}
 let unitL: bool = false;
 
 /** dare_linear: no sign election; divisor D (linDivMode 0: D = 1, 1: power of two, 2: other). */
@@ -319,9 +333,14 @@ function firstBits(m: u32, k: i32): u32 {
   const v1h = i32x4.shuffle(v1, v1, 2, 3, 2, 3);
   const bh = i32x4.shuffle(b, b, 2, 3, 2, 3);
   // f = 1 (no rescale): x·1 = x exactly (NaN payload included), so the product is skipped
-  if (eqMode && unitF && normalize && !linearMode) {
-    const eL = elect2eq(f64x2.promote_low_f32x4(b), f64x2.promote_low_f32x4(v0), f64x2.promote_low_f32x4(v1), lam);
-    const eH = elect2eq(f64x2.promote_low_f32x4(bh), f64x2.promote_low_f32x4(v0h), f64x2.promote_low_f32x4(v1h), lam);
+  if (eqMode && eqF && normalize && !linearMode) {
+    // δ·f as the reference rounds it (the product by 1 skipped: exact), then the equal-weight election
+    const p0l = unitF ? f64x2.promote_low_f32x4(v0) : f64x2.mul(f64x2.promote_low_f32x4(v0), f0);
+    const p1l = unitF ? f64x2.promote_low_f32x4(v1) : f64x2.mul(f64x2.promote_low_f32x4(v1), f1);
+    const p0h = unitF ? f64x2.promote_low_f32x4(v0h) : f64x2.mul(f64x2.promote_low_f32x4(v0h), f0);
+    const p1h = unitF ? f64x2.promote_low_f32x4(v1h) : f64x2.mul(f64x2.promote_low_f32x4(v1h), f1);
+    const eL = elect2eq(f64x2.promote_low_f32x4(b), p0l, p1l, lam);
+    const eH = elect2eq(f64x2.promote_low_f32x4(bh), p0h, p1h, lam);
     return i32x4.shuffle(f32x4.demote_f64x2_zero(eL), f32x4.demote_f64x2_zero(eH), 0, 1, 4, 5);
   }
   const aL = f64x2.mul(w0, unitF ? f64x2.promote_low_f32x4(v0) : f64x2.mul(f64x2.promote_low_f32x4(v0), f0));
@@ -439,7 +458,7 @@ export function ties2(
   tieLeft1 = left1;
   linearMode = false;
   setWeights(w0, w1);
-  unitF = f0 == 1 && f1 == 1;
+  setFactors(f0, f1);
   unitL = lambda == 1;
   const vv0 = i32x4.splat(vb0);
   const vv1 = i32x4.splat(vb1);
@@ -571,63 +590,139 @@ export function ties2(
   return <i32>(mix1(mix1(<u32>(index ^ key)) ^ <u32>k2) >>> 8) < K;
 }
 
+/** Elements per block of the DARE L1 sums (sparsify.ts L1_BLOCK; a power of two, a multiple of 8). */
+const L1_BLOCK: i32 = 4096;
+
+/** 8 elements' |δ| (lo: elements 0–3, hi: 4–7; float32 bits, +0 where not counted) added to lanes (0, 1) of a block's sums. */
+@inline function addLanes(lo: v128, hi: v128, a01: v128): v128 {
+  return f64x2.add(f64x2.add(a01, f64x2.promote_low_f32x4(lo)), f64x2.promote_low_f32x4(hi));
+}
+
+/** The same for lanes (2, 3). */
+@inline function addLanesHi(lo: v128, hi: v128, a23: v128): v128 {
+  return f64x2.add(f64x2.add(a23, f64x2.promote_low_f32x4(i32x4.shuffle(lo, lo, 2, 3, 2, 3))), f64x2.promote_low_f32x4(i32x4.shuffle(hi, hi, 2, 3, 2, 3)));
+}
+
+/** A block's sum from its lane sums: (lane0 + lane2) + (lane1 + lane3). */
+@inline function blockSum(a01: v128, a23: v128): f64 {
+  const s = f64x2.add(a01, a23);
+  return f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+}
+
 /**
- * DARE L1 measure of one model over n elements starting at element `offset` of the tensor: adds
- * |δ| of the finite entries to the float64 at statep, and those kept by the hash to statep + 8, one running
- * sum each in element order (the reference's measureRandom).
+ * DARE L1 measure of both models over n elements from tensor element `offset` (a multiple of 8): the sums
+ * of |δ| over the finite entries and over those the hash keeps, in the reference's blocked order
+ * (gta.ts measureRandom): blocks of L1_BLOCK elements from element 0; in a block, lane l (index mod 4)
+ * adds its entries in index order from +0 (float64); a block's sum is (lane0 + lane2) + (lane1 + lane3).
+ *
+ * statep: the lane sums of the block in progress, 8 f64x2 (model 0 total 01/23, kept 01/23, then model 1),
+ * carried between calls (zeroed first when `fresh`). Each block that ends in this call (and, with `flush`,
+ * the partial block at the end) is appended at outp + 16 as 4 f64 (total₀, kept₀, total₁, kept₁) and
+ * reset; the count of blocks appended is stored as i32 at outp. The caller adds the block sums in order.
+ * Output blocks per call: at most ceil(n / L1_BLOCK) + 1.
  */
-export function dareL1(bp: usize, xp: usize, n: i32, offset: i32, key: i32, k2: i32, K: i32, statep: usize): void {
-  let total = load<f64>(statep);
-  let kept = load<f64>(statep + 8);
-  const KEY = i32x4.splat(key);
-  const K2 = i32x4.splat(k2);
-  const KK = i32x4.splat(K);
+export function dareL1x2(
+  bp: usize, x0p: usize, x1p: usize, n: i32, offset: i32,
+  key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
+  statep: usize, outp: usize, fresh: bool, flush: bool,
+): void {
+  const z = f64x2.splat(0);
+  let t0a = fresh ? z : v128.load(statep);
+  let t0b = fresh ? z : v128.load(statep + 16);
+  let k0a = fresh ? z : v128.load(statep + 32);
+  let k0b = fresh ? z : v128.load(statep + 48);
+  let t1a = fresh ? z : v128.load(statep + 64);
+  let t1b = fresh ? z : v128.load(statep + 80);
+  let k1a = fresh ? z : v128.load(statep + 96);
+  let k1b = fresh ? z : v128.load(statep + 112);
+  const KEY0 = i32x4.splat(key0);
+  const K20 = i32x4.splat(k20);
+  const KK0 = i32x4.splat(K0);
+  const KEY1 = i32x4.splat(key1);
+  const K21 = i32x4.splat(k21);
+  const KK1 = i32x4.splat(K1);
   const inf = i32x4.splat(0x7f800000);
+  // the zero-padded last < 8 elements (scratch after the state)
+  const tail = statep + 128;
+  let count = 0;
   let j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const o2 = <usize>j << 1;
-    const b8 = v128.load(bp + o2);
-    const x8 = v128.load(xp + o2);
-    const al = absBits(f32x4.sub(decLo(x8), decLo(b8)));
-    const ah = absBits(f32x4.sub(decHi(x8), decHi(b8)));
-    const fl = v128.and(al, i32x4.lt_s(al, inf));
-    const fh = v128.and(ah, i32x4.lt_s(ah, inf));
-    const kl = v128.and(fl, keep4(offset + j, KEY, K2, KK));
-    const kh = v128.and(fh, keep4(offset + j + 4, KEY, K2, KK));
-    // float64 lanes by promotion (2 per op); the running sums stay sequential in element order
-    const t0 = f64x2.promote_low_f32x4(fl);
-    const t1 = f64x2.promote_low_f32x4(i32x4.shuffle(fl, fl, 2, 3, 2, 3));
-    const t2 = f64x2.promote_low_f32x4(fh);
-    const t3 = f64x2.promote_low_f32x4(i32x4.shuffle(fh, fh, 2, 3, 2, 3));
-    const k0 = f64x2.promote_low_f32x4(kl);
-    const k1 = f64x2.promote_low_f32x4(i32x4.shuffle(kl, kl, 2, 3, 2, 3));
-    const k2v = f64x2.promote_low_f32x4(kh);
-    const k3 = f64x2.promote_low_f32x4(i32x4.shuffle(kh, kh, 2, 3, 2, 3));
-    total += f64x2.extract_lane(t0, 0);
-    kept += f64x2.extract_lane(k0, 0);
-    total += f64x2.extract_lane(t0, 1);
-    kept += f64x2.extract_lane(k0, 1);
-    total += f64x2.extract_lane(t1, 0);
-    kept += f64x2.extract_lane(k1, 0);
-    total += f64x2.extract_lane(t1, 1);
-    kept += f64x2.extract_lane(k1, 1);
-    total += f64x2.extract_lane(t2, 0);
-    kept += f64x2.extract_lane(k2v, 0);
-    total += f64x2.extract_lane(t2, 1);
-    kept += f64x2.extract_lane(k2v, 1);
-    total += f64x2.extract_lane(t3, 0);
-    kept += f64x2.extract_lane(k3, 0);
-    total += f64x2.extract_lane(t3, 1);
-    kept += f64x2.extract_lane(k3, 1);
+  while (j < n) {
+    const segEnd = min(n, j + L1_BLOCK - ((offset + j) & (L1_BLOCK - 1)));
+    while (j < segEnd) {
+      let bq = bp + (<usize>j << 1);
+      let x0q = x0p + (<usize>j << 1);
+      let x1q = x1p + (<usize>j << 1);
+      if (j + 8 > segEnd) {
+        // the tensor's last elements: zero-padded, so the missing lanes add |0 − 0| = +0 (exact)
+        v128.store(tail, i32x4.splat(0));
+        v128.store(tail + 16, i32x4.splat(0));
+        v128.store(tail + 32, i32x4.splat(0));
+        for (let q = 0; q < segEnd - j; q++) {
+          store<u16>(tail + (<usize>q << 1), load<u16>(bq + (<usize>q << 1)));
+          store<u16>(tail + 16 + (<usize>q << 1), load<u16>(x0q + (<usize>q << 1)));
+          store<u16>(tail + 32 + (<usize>q << 1), load<u16>(x1q + (<usize>q << 1)));
+        }
+        bq = tail;
+        x0q = tail + 16;
+        x1q = tail + 32;
+      }
+      const b8 = v128.load(bq);
+      const x08 = v128.load(x0q);
+      const x18 = v128.load(x1q);
+      const bl = decLo(b8);
+      const bh = decHi(b8);
+      const a0l = absBits(f32x4.sub(decLo(x08), bl));
+      const a0h = absBits(f32x4.sub(decHi(x08), bh));
+      const a1l = absBits(f32x4.sub(decLo(x18), bl));
+      const a1h = absBits(f32x4.sub(decHi(x18), bh));
+      // non-finite |δ| → +0
+      const f0l = v128.and(a0l, i32x4.lt_s(a0l, inf));
+      const f0h = v128.and(a0h, i32x4.lt_s(a0h, inf));
+      const f1l = v128.and(a1l, i32x4.lt_s(a1l, inf));
+      const f1h = v128.and(a1h, i32x4.lt_s(a1h, inf));
+      const g = offset + j;
+      const s0l = v128.and(f0l, keep4(g, KEY0, K20, KK0));
+      const s0h = v128.and(f0h, keep4(g + 4, KEY0, K20, KK0));
+      const s1l = v128.and(f1l, keep4(g, KEY1, K21, KK1));
+      const s1h = v128.and(f1h, keep4(g + 4, KEY1, K21, KK1));
+      // lane l of the block gets elements g + l, then g + 4 + l: (lo lanes 0, 1, then hi lanes 0, 1) into *a
+      t0a = addLanes(f0l, f0h, t0a);
+      t0b = addLanesHi(f0l, f0h, t0b);
+      k0a = addLanes(s0l, s0h, k0a);
+      k0b = addLanesHi(s0l, s0h, k0b);
+      t1a = addLanes(f1l, f1h, t1a);
+      t1b = addLanesHi(f1l, f1h, t1b);
+      k1a = addLanes(s1l, s1h, k1a);
+      k1b = addLanesHi(s1l, s1h, k1b);
+      j += 8;
+    }
+    j = segEnd;
+    if (((offset + j) & (L1_BLOCK - 1)) == 0 || (flush && j == n)) {
+      const o = outp + 16 + (<usize>count << 5);
+      store<f64>(o, blockSum(t0a, t0b));
+      store<f64>(o + 8, blockSum(k0a, k0b));
+      store<f64>(o + 16, blockSum(t1a, t1b));
+      store<f64>(o + 24, blockSum(k1a, k1b));
+      count++;
+      t0a = z;
+      t0b = z;
+      k0a = z;
+      k0b = z;
+      t1a = z;
+      t1b = z;
+      k1a = z;
+      k1b = z;
+    }
   }
-  for (; j < n; j++) {
-    const a = absDeltaAt(bp, xp, j);
-    const v: f64 = a < 0x7f800000 ? <f64>reinterpret<f32>(a) : 0;
-    total += v;
-    if (keep1(offset + j, key, k2, K)) kept += v;
-  }
-  store<f64>(statep, total);
-  store<f64>(statep + 8, kept);
+  v128.store(statep, t0a);
+  v128.store(statep + 16, t0b);
+  v128.store(statep + 32, k0a);
+  v128.store(statep + 48, k0b);
+  v128.store(statep + 64, t1a);
+  v128.store(statep + 80, t1b);
+  v128.store(statep + 96, k1a);
+  v128.store(statep + 112, k1b);
+  store<i32>(outp, count);
 }
 
 /**
@@ -645,7 +740,7 @@ export function dare2(
   linDivMode = divisor == 1 ? 0 : pow2Recip(divisor) ? 1 : 2;
   linRecip = 1 / divisor;
   setWeights(w0, w1);
-  unitF = f0 == 1 && f1 == 1;
+  setFactors(f0, f1);
   unitL = lambda == 1;
   const KEY0 = i32x4.splat(key0);
   const K20 = i32x4.splat(k20);
