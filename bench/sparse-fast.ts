@@ -54,7 +54,7 @@ const srcs = [alignedBits, ...tuned].map((a) => new Uint8Array(a.buffer));
 
 if (args.includes("--kernels")) {
   const m = 4 * 1024 * 1024;
-  const pool = KernelPool.start({ memoryBytes: 72 << 20, workers: 1 });
+  const pool = KernelPool.start({ memoryBytes: 80 << 20, workers: 1 });
   const [b, x0, x1, o] = [0, 1, 2, 3].map(() => pool.alloc(m * 2));
   const [h0, h1, misc] = [pool.alloc(262144), pool.alloc(262144), pool.alloc(64)];
   [alignedBits, ...tuned].forEach((src, k) => new Uint16Array(pool.memory.buffer, [b, x0, x1][k]!, m).set(src.subarray(0, m)));
@@ -95,8 +95,11 @@ if (args.includes("--kernels")) {
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));
   time("ties2 (w 1/0.5, normalize: division)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 1, 0.5, 1, 1, 1, 1, misc + 16));
   const [l1s, l1o] = [pool.alloc(192), pool.alloc(((m >>> 12) + 2) * 32 + 16)];
-  time("dareL1x2 (both models)", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1));
-  time("dare2 (w 0.5/0.5, normalize, l1 factors)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1));
+  const masks = pool.alloc(m / 4);
+  time("dareL1x2 (both models)", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1, 0));
+  time("dareL1x2 (both models), storing the keep masks", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1, masks));
+  time("dare2 (w 0.5/0.5, normalize, l1 factors)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, 0));
+  time("dare2 (the same, stored keep masks)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, masks));
   time("memcpy of the 3 inputs", () => [b, x0, x1].forEach((p) => new Uint8Array(pool.memory.buffer, o!, m * 2).set(new Uint8Array(pool.memory.buffer, p!, m * 2))));
   await pool.close();
   process.exit(0);

@@ -69,6 +69,8 @@ export interface FastRunOptions {
   readonly tiesBand?: Partial<BandSettings> | false;
   /** Which measure pass each TIES tensor took (fast-ties.ts FastTiesOptions.onTiesMeasure; tests). */
   readonly onTiesMeasure?: (jobIndex: number, kind: "band" | "full" | "missed" | "fine") => void;
+  /** Largest DARE tensor whose keep masks pass from the measure pass to the merge pass (fast-ties.ts FastTiesOptions.dareMaskMaxElems; tests). */
+  readonly dareMaskMaxElems?: number;
 }
 
 /** Bytes of pool memory `runFastLinear` needs for these jobs and options (allocate the pool with it). */

@@ -111,7 +111,8 @@ const CASES: Case[] = [
 
 /** Pipeline settings: every case crosses chunk and worker boundaries; the first case of each method also runs the rest. */
 const RUN_MAIN = { chunkElems: 1024, slots: 3, localMax: 256 };
-const RUN_MORE = [{ chunkElems: 64, slots: 2 }, { chunkElems: 4096, slots: 4, localMax: 0 }, {}];
+// (dareMaskMaxElems 4000: DARE tensors above it hash the keep masks again in the merge pass)
+const RUN_MORE = [{ chunkElems: 64, slots: 2 }, { chunkElems: 4096, slots: 4, localMax: 0 }, { chunkElems: 4096, slots: 2, localMax: 0, dareMaskMaxElems: 4000 }, {}];
 
 const seen = new Set<string>();
 for (const c of CASES) {
@@ -138,7 +139,7 @@ for (const c of CASES) {
       const g = readDir(generic);
       // tiny chunks and slots: ties cross chunk and worker boundaries (localMax 256 puts chunks on the workers)
       for (const run of runs) {
-        const fast = join(root, `fast-${run.chunkElems ?? "default"}`);
+        const fast = join(root, `fast-${run.chunkElems ?? "default"}-${"dareMaskMaxElems" in run ? "hash" : "mask"}`);
         await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: run, writeCard: false });
         const f = readDir(fast);
         assert.deepEqual([...f.keys()], [...g.keys()]);

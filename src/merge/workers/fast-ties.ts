@@ -20,11 +20,14 @@
  *   pass sums |δ| (all, kept) of both models per chunk in the reference's blocked order (gta.ts
  *   measureRandom): each chunk's worker returns the sums of its L1_BLOCK-element blocks, and this thread
  *   adds them in block order. (Chunk sizes that are not a multiple of L1_BLOCK, in tests, carry the lane
- *   sums from one chunk to the next instead, one chunk at a time.)
+ *   sums from one chunk to the next instead, one chunk at a time.) The measure pass also stores the keep
+ *   masks (2 bits per element) of tensors up to `dareMaskMaxElems`, and the merge pass reads them instead
+ *   of hashing again (the hash is most of both kernels' work).
  *
  * Output bytes equal the generic path's (decode → gta kernel → encode) bit for bit (`fast-ties.test.ts`).
  * Memory: slots × 4 × chunk × 2 bytes (32 MiB at the defaults) plus 768 KiB of histograms and 4 MiB of
- * fine windows (touched only when used) per thread.
+ * fine windows (touched only when used) per thread, and up to 256 MiB of DARE keep masks (n / 4 bytes for
+ * the largest DARE tensor with the l1 rescale: 131 MB for an 8B model's embeddings).
  */
 import { CancelledError, InternalError } from "../../errors.ts";
 import { createMagnitudeRanking, endRankingPass, L1_BLOCK, type MagnitudeRanking } from "../methods/sparsify.ts";
@@ -85,6 +88,11 @@ export interface FastTiesOptions {
    */
   readonly tiesBand?: Partial<BandSettings> | false;
   /**
+   * DARE with the l1 rescale: tensors up to this many elements keep the measure pass's keep masks (2 bits
+   * per element, in the pool's memory) for the merge pass, which then skips the hash. @default DARE_MASK_MAX_ELEMS
+   */
+  readonly dareMaskMaxElems?: number;
+  /**
    * Called once per TIES tensor with the measure pass it took: "band", "full" (no band: too small, or the
    * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it);
    * then "fine" when a fine pass over the tensor follows (the boundary bin holds several values and its
@@ -105,6 +113,12 @@ const LOCAL_MAX = 65536;
 const ALL = 0x7fffffff;
 /** Norm threshold below which the L1 rescale is skipped (gta.ts RESCALE_MIN_NORM). */
 const RESCALE_MIN_NORM = 1e-7;
+/**
+ * Default largest tensor whose DARE keep masks are kept between the passes: 2³⁰ elements, 256 MiB of masks
+ * (an 8B model's embeddings, 525 M elements, take 131 MB), touched only by DARE tensors that use them.
+ */
+export const DARE_MASK_MAX_ELEMS = 2 ** 30;
+
 /** dareL1x2's lane sums (8 × 16 bytes) and its zero-padded tail scratch (3 × 16 bytes), rounded up to 64. */
 const L1_STATE_BYTES = 192;
 
@@ -113,11 +127,16 @@ function l1Bytes(chunk: number): number {
   return L1_STATE_BYTES + 16 + 32 * (Math.ceil(chunk / L1_BLOCK) + 1);
 }
 
+/** Bytes of DARE keep masks for a tensor of n elements: 2 bytes per 8 elements (dareL1x2). */
+function maskBytes(n: number): number {
+  return Math.ceil(n / 8) * 2;
+}
+
 /** Bytes of pool memory `runFastTies` needs (allocate the pool with at least this). */
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
+  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + maskBytes(options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
 }
 
 interface Slot {
@@ -169,9 +188,11 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       w1: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
     }));
     const l1State = pool.alloc(l1Bytes(chunk));
+    const maskMax = options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS;
+    const masks = pool.alloc(maskBytes(maskMax));
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
     const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
-    const ctx: RunCtx = { pool, slots, scratch, l1State, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
+    const ctx: RunCtx = { pool, slots, scratch, l1State, masks, maskMax, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -188,6 +209,9 @@ interface RunCtx {
   readonly scratch: readonly Scratch[];
   /** The DARE L1 measure's area (as a slot's `l1`) when the lane sums carry from chunk to chunk. */
   readonly l1State: number;
+  /** DARE keep masks of a tensor of up to maskMax elements (dareL1x2 → dare2). */
+  readonly masks: number;
+  readonly maskMax: number;
   readonly chunk: number;
   readonly options: FastTiesOptions;
   readonly localMax: number;
@@ -644,6 +668,8 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   const k2s = job.keys.map((k) => Math.imul(k, 0x27d4eb2d));
   const Ks = job.densities.map(keepBound);
   let factors: readonly number[];
+  // with the l1 rescale, the measure pass hashes every keep mask anyway: it stores them for the merge pass
+  const maskAt = (start: number): number => (job.factors === "l1" && n <= ctx.maskMax ? ctx.masks + maskBytes(start) : 0);
   if (job.factors === "l1") {
     const totals = [0, 0, 0, 0]; // total₀, kept₀, total₁, kept₁
     // chunks that start on an L1 block sum their blocks independently (each on its worker, fresh lane
@@ -654,7 +680,7 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
     await stream(ctx, job, async (slot, start, len, i, pre) => {
       if (!blocked) await prev;
       const state = blocked ? slot.l1 : ctx.l1State;
-      const call: KernelCall = ["dareL1x2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, start | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, state + L1_STATE_BYTES, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0];
+      const call: KernelCall = ["dareL1x2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, start | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, state + L1_STATE_BYTES, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start)];
       const computed = runChunk(ctx, i, len, () => [call], pre);
       // the block sums, added in block order (chunk order) on this thread
       const done = Promise.all([computed, prev]).then(() => {
@@ -699,6 +725,7 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
           slot.misc,
           job.linear ? 1 : 0,
           job.divisor,
+          maskAt(start),
         ],
       ], pre);
       return { done };

@@ -620,11 +620,14 @@ const L1_BLOCK: i32 = 4096;
  * the partial block at the end) is appended at outp + 16 as 4 f64 (total₀, kept₀, total₁, kept₁) and
  * reset; the count of blocks appended is stored as i32 at outp. The caller adds the block sums in order.
  * Output blocks per call: at most ceil(n / L1_BLOCK) + 1.
+ *
+ * maskp ≠ 0: also stores the keep masks for dare2, 2 bytes per 8 elements from the call's first
+ * (model 0's then model 1's; bit q: element 8i + q kept), ceil(n / 8) pairs.
  */
 export function dareL1x2(
   bp: usize, x0p: usize, x1p: usize, n: i32, offset: i32,
   key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
-  statep: usize, outp: usize, fresh: bool, flush: bool,
+  statep: usize, outp: usize, fresh: bool, flush: bool, maskp: usize,
 ): void {
   const z = f64x2.splat(0);
   let t0a = fresh ? z : v128.load(statep);
@@ -681,10 +684,17 @@ export function dareL1x2(
       const f1l = v128.and(a1l, i32x4.lt_s(a1l, inf));
       const f1h = v128.and(a1h, i32x4.lt_s(a1h, inf));
       const g = offset + j;
-      const s0l = v128.and(f0l, keep4(g, KEY0, K20, KK0));
-      const s0h = v128.and(f0h, keep4(g + 4, KEY0, K20, KK0));
-      const s1l = v128.and(f1l, keep4(g, KEY1, K21, KK1));
-      const s1h = v128.and(f1h, keep4(g + 4, KEY1, K21, KK1));
+      const m0l = keep4(g, KEY0, K20, KK0);
+      const m0h = keep4(g + 4, KEY0, K20, KK0);
+      const m1l = keep4(g, KEY1, K21, KK1);
+      const m1h = keep4(g + 4, KEY1, K21, KK1);
+      if (maskp != 0) {
+        store<u16>(maskp + (<usize>j >>> 2), i32x4.bitmask(m0l) | (i32x4.bitmask(m0h) << 4) | (i32x4.bitmask(m1l) << 8) | (i32x4.bitmask(m1h) << 12));
+      }
+      const s0l = v128.and(f0l, m0l);
+      const s0h = v128.and(f0h, m0h);
+      const s1l = v128.and(f1l, m1l);
+      const s1h = v128.and(f1h, m1h);
       // lane l of the block gets elements g + l, then g + 4 + l: (lo lanes 0, 1, then hi lanes 0, 1) into *a
       t0a = addLanes(f0l, f0h, t0a);
       t0b = addLanesHi(f0l, f0h, t0b);
@@ -727,13 +737,14 @@ export function dareL1x2(
 
 /**
  * DARE-TIES merge of n elements starting at tensor element `offset` (two models) into bf16 at op; with
- * `linear`, dare_linear's plain weighted sum divided by `divisor` instead of the sign election.
+ * `linear`, dare_linear's plain weighted sum divided by `divisor` instead of the sign election. maskp ≠ 0:
+ * the keep masks are read from there (as dareL1x2 stored them for these elements) instead of hashed.
  */
 export function dare2(
   bp: usize, x0p: usize, x1p: usize, op: usize, n: i32, offset: i32,
   key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
   w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
-  linear: bool, divisor: f64,
+  linear: bool, divisor: f64, maskp: usize,
 ): void {
   linearMode = linear;
   linDiv = divisor;
@@ -765,10 +776,20 @@ export function dare2(
     const x0h = decHi(x08);
     const x1l = decLo(x18);
     const x1h = decHi(x18);
-    const s0l = keep4(offset + j, KEY0, K20, KK0);
-    const s0h = keep4(offset + j + 4, KEY0, K20, KK0);
-    const s1l = keep4(offset + j, KEY1, K21, KK1);
-    const s1h = keep4(offset + j + 4, KEY1, K21, KK1);
+    let s0l: v128, s0h: v128, s1l: v128, s1h: v128;
+    if (maskp != 0) {
+      // the masks dareL1x2 stored (the same hash)
+      const m = <u32>load<u16>(maskp + (<usize>j >>> 2));
+      s0l = laneMask(m & 15);
+      s0h = laneMask((m >>> 4) & 15);
+      s1l = laneMask((m >>> 8) & 15);
+      s1h = laneMask(m >>> 12);
+    } else {
+      s0l = keep4(offset + j, KEY0, K20, KK0);
+      s0h = keep4(offset + j + 4, KEY0, K20, KK0);
+      s1l = keep4(offset + j, KEY1, K21, KK1);
+      s1h = keep4(offset + j + 4, KEY1, K21, KK1);
+    }
     const rl = merge4(bl, v128.and(f32x4.sub(x0l, bl), s0l), v128.and(f32x4.sub(x1l, bl), s1l), F0, F1, W0, W1, L, normalize);
     const rh = merge4(bh, v128.and(f32x4.sub(x0h, bh), s0h), v128.and(f32x4.sub(x1h, bh), s1h), F0, F1, W0, W1, L, normalize);
     v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
@@ -776,8 +797,9 @@ export function dare2(
     checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
   }
   for (; j < n; j++) {
-    const k0 = keep1(offset + j, key0, k20, K0);
-    const k1 = keep1(offset + j, key1, k21, K1);
+    const m = maskp != 0 ? <u32>load<u16>(maskp + ((<usize>j >>> 3) << 1)) >>> (<u32>j & 7) : 0;
+    const k0 = maskp != 0 ? (m & 1) != 0 : keep1(offset + j, key0, k20, K0);
+    const k1 = maskp != 0 ? (m & 256) != 0 : keep1(offset + j, key1, k21, K1);
     scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
   }
 }
