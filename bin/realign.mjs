@@ -8,9 +8,9 @@ import { sourceStamp } from "../scripts/lib-stamp.mjs";
 
 const at = (p) => fileURLToPath(new URL(p, import.meta.url));
 
-// libuv's file-system threads (4 by default): O_DIRECT output keeps up to 4 writes in flight
+// libuv's file-system threads (4 by default): O_DIRECT output keeps up to 16 writes in flight
 // (core/direct-file.ts), so leave room for reads and opens beside them. Read when the pool first starts.
-process.env.UV_THREADPOOL_SIZE ??= "8";
+process.env.UV_THREADPOOL_SIZE ??= "24";
 
 function libIsFresh() {
   if (process.env.REALIGN_TSX === "1" || !existsSync(at("../lib/.stamp.json"))) return false;
