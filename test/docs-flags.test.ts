@@ -12,7 +12,7 @@ import { buildProgram } from "../src/cli/program.ts";
 import { REPO_ROOT, runCli } from "./builders/cli.ts";
 
 /** Flags of other tools that the docs mention on purpose. */
-const FOREIGN = new Set(["--random-seed" /* mergekit */, "--import" /* node */, "--lamda" /* docs/cli.md: a misspelling, on purpose */]);
+const FOREIGN = new Set(["--random-seed" /* mergekit */, "--import" /* node */, "--cpu-prof" /* node */, "--lamda" /* docs/cli.md: a misspelling, on purpose */]);
 /** Where each command's flags are documented. */
 const DOC_OF: Readonly<Record<string, readonly string[]>> = {
   merge: ["docs/cli.md", "docs/yaml.md", "docs/lora.md"],
