@@ -7,11 +7,11 @@ import { buildHfDir, llamaConfig, type BuildTensor } from "../../../test/builder
 import { mergeRecipe } from "../run.ts";
 import type { Recipe } from "../recipe.ts";
 import { KernelPool } from "./pool.ts";
-import { compileKernelsWasm } from "../kernels/wasm-module.ts";
+import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory } from "../kernels/wasm-module.ts";
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { tensorContext } from "../methods/apply.ts";
 import { NO_BIN, samplePlan } from "../kernels/ties-band.ts";
-import { createMagnitudeRanking, endRankingPass, keepCount } from "../methods/sparsify.ts";
+import { createMagnitudeRanking, endRankingPass, keepCount, L1_BLOCK, uniformAtLow } from "../methods/sparsify.ts";
 import { BF16_SPECIALS, xorshift32 } from "../../../test/helpers/bf16-random.ts";
 
 const skip = (!KernelPool.available() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
@@ -96,6 +96,7 @@ const CASES: Case[] = [
   { method: "ties", params: {}, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] },
   { method: "ties", params: { lambda: 0.5, rescale: true }, perModel: [{ weight: 1, density: 0.5 }, { weight: 1, density: 0.5 }] }, // l1: generic path
   { method: "ties", params: { lambda: 0.7 }, perModel: [{ weight: 0.25, density: 0.5 }, { weight: 0.25, density: 0.4 }] }, // equal powers of two: eqMode
+  { method: "ties", params: { lambda: 0.9, rescale: true, rescale_mode: "inverse_density" }, perModel: [{ weight: 0.5, density: 0.5 }, { weight: 0.5, density: 0.4 }] }, // eqMode with factors 2 and 2.5
   { method: "ties", params: { lambda: 1 }, perModel: [{ weight: 0.5, density: 0.6 }, { weight: 0.5, density: 0.5 }] }, // eqMode, λ = 1
   { method: "dare_ties", params: { lambda: 0.8 }, perModel: [{ weight: 1, density: 0.5 }, { weight: 0.5, density: 0.3 }] },
   { method: "dare_ties", params: { lambda: 1, rescale_mode: "inverse_density", normalize: true }, perModel: [{ weight: 1, density: 0.7 }, { weight: 0.25, density: 0.2 }] },
@@ -112,7 +113,8 @@ const CASES: Case[] = [
 /** Pipeline settings: every case crosses chunk and worker boundaries; the first case of each method also runs the rest. */
 const RUN_MAIN = { chunkElems: 1024, slots: 3, localMax: 256 };
 // (dareMaskMaxElems 4000: DARE tensors above it hash the keep masks again in the merge pass)
-const RUN_MORE = [{ chunkElems: 64, slots: 2 }, { chunkElems: 4096, slots: 4, localMax: 0 }, { chunkElems: 4096, slots: 2, localMax: 0, dareMaskMaxElems: 4000 }, {}];
+// (chunkElems 1000: DARE's l1 lane sums carried from chunk to chunk across a 4096-element block boundary)
+const RUN_MORE = [{ chunkElems: 64, slots: 2 }, { chunkElems: 1000, slots: 3, localMax: 0 }, { chunkElems: 4096, slots: 4, localMax: 0 }, { chunkElems: 4096, slots: 2, localMax: 0, dareMaskMaxElems: 4000 }, {}];
 
 const seen = new Set<string>();
 for (const c of CASES) {
@@ -247,6 +249,41 @@ test("TIES fast path: mass ties spent by reservation, then by per-chunk counts, 
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("dareL1x2: L1_BLOCK-element blocks (the reference's), the last partial block on flush, and keep masks equal to uniformAtLow's", { skip }, () => {
+  const memory = sharedWasmMemory(4);
+  const k = instantiateKernelsWasm(memory, compileKernelsWasm()!);
+  const n = L1_BLOCK + 12; // one whole block, then 12 elements (a zero-padded tail group of 4)
+  const [bp, x0p, x1p, statep, outp, maskp] = [0, 16384, 32768, 49152, 50176, 51200];
+  const u16 = new Uint16Array(memory.buffer);
+  for (let i = 0; i < n; i++) {
+    u16[bp / 2 + i] = 0x3f80; // 1
+    u16[x0p / 2 + i] = i === 5 ? 0x7fc0 : 0x4000; // 2 (|δ| = 1), one NaN (not counted)
+    u16[x1p / 2 + i] = 0xc000; // −2 (|δ| = 3)
+  }
+  const keys = [123456789, -98765];
+  const k2s = keys.map((key) => Math.imul(key, 0x27d4eb2d));
+  const p = [0.5, 0.3];
+  const K = p.map((q) => Math.ceil(q * 16777216));
+  k.dareL1x2(bp, x0p, x1p, n, 0, keys[0]!, k2s[0]!, K[0]!, keys[1]!, k2s[1]!, K[1]!, statep, outp, 1, 1, maskp);
+  const count = new Int32Array(memory.buffer, outp, 1)[0];
+  assert.equal(count, 2);
+  const sums = [...new Float64Array(memory.buffer, outp + 16, 8)];
+  const kept = (m: number, lo: number, hi: number): number => {
+    let c = 0;
+    for (let i = lo; i < hi; i++) if (uniformAtLow(keys[m]!, k2s[m]!, i) < p[m]! && !(m === 0 && i === 5)) c++;
+    return c;
+  };
+  // every sum here is an integer below 2⁵³, so the blocked order gives the exact values
+  assert.deepEqual(sums, [L1_BLOCK - 1, kept(0, 0, L1_BLOCK), 3 * L1_BLOCK, 3 * kept(1, 0, L1_BLOCK), 12, kept(0, L1_BLOCK, n), 36, 3 * kept(1, L1_BLOCK, n)]);
+  const masks = new Uint8Array(memory.buffer, maskp, 2 * Math.ceil(n / 8));
+  for (let i = 0; i < n; i++) {
+    for (const m of [0, 1]) {
+      const bit = (masks[2 * (i >>> 3) + m]! >>> (i & 7)) & 1;
+      assert.equal(bit, uniformAtLow(keys[m]!, k2s[m]!, i) < p[m]! ? 1 : 0, `model ${m} element ${i}`);
+    }
   }
 });
 

@@ -136,7 +136,8 @@ function maskBytes(n: number): number {
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + maskBytes(options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 5 + 7 * (workers + 1) + 8);
+  // (every allocation starts 64-aligned: up to 64 bytes of padding for each of the slots' 6, the threads' 7 and the 2 others)
+  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + maskBytes(options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 6 + 7 * (workers + 1) + 2 + 8);
 }
 
 interface Slot {

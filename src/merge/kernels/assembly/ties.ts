@@ -192,8 +192,8 @@ function setWeights(w0: f64, w1: f64): void {
 }
 
 /**
- * Equal-weight mode (set by setWeights): normalize, no rescale (f₀ = f₁ = 1) and w₀ = w₁ = w = 2ᵏ with
- * |k| ≤ 512. Then every product w·δ is exact in float64 (δ is a float32: 2⁻¹⁴⁹ ≤ |δ| < 2¹²⁸), so
+ * Equal-weight mode (set by setWeights; used with normalize, and with rescale factors when eqF allows):
+ * no rescale (f₀ = f₁ = 1) and w₀ = w₁ = w = 2ᵏ with |k| ≤ 512. Then every product w·δ is exact in float64 (δ is a float32: 2⁻¹⁴⁹ ≤ |δ| < 2¹²⁸), so
  * sign(w·δ₀ + w·δ₁) = sign(δ₀ + δ₁), a term passes iff its δ does, and Σ/D is (δ₀ + δ₁)·½ when both
  * pass (D = 2w), δᵢ when one does (D = w), +0 when none does (D = 0 → 1): the weight products and the
  * division drop out exactly (float64 scaling by powers of two commutes with rounding away from
