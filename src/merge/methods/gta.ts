@@ -720,16 +720,20 @@ function measureRandom(st: ModelState, delta: Float32Array, offset: number): voi
   const len = delta.length;
   const low = offset + len <= 4294967296;
   const k2 = Math.imul(key, 0x27d4eb2d);
+  // the lane and the elements left in the block, counted instead of taken modulo (offsets may pass 2³¹)
+  let l = offset % 4;
+  let left = L1_BLOCK - (offset % L1_BLOCK);
   for (let j = 0; j < len; j++) {
     const g = offset + j;
     const v = finiteAbs(delta[j]!);
-    const l = g % 4;
     lanes[l] = lanes[l]! + v;
     if (low ? uniformAtLow(key, k2, g) < p : keptAt(key, g, p)) lanes[4 + l] = lanes[4 + l]! + v;
-    if ((g + 1) % L1_BLOCK === 0 || g + 1 === st.numel) {
+    l = (l + 1) & 3;
+    if (--left === 0 || g + 1 === st.numel) {
       st.l1Total += (lanes[0]! + lanes[2]!) + (lanes[1]! + lanes[3]!);
       st.l1Kept += (lanes[4]! + lanes[6]!) + (lanes[5]! + lanes[7]!);
       lanes.fill(0);
+      left = L1_BLOCK;
     }
   }
 }
