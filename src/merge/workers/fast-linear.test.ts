@@ -43,7 +43,15 @@ function reference(method: MergeMethod<unknown>, params: ResolvedParams, base: U
   return new Uint16Array(bytes.buffer);
 }
 
-const CASES: { name: string; method: MergeMethod<unknown>; params: ResolvedParams; models: number; base: boolean }[] = [
+interface Case {
+  readonly name: string;
+  readonly method: MergeMethod<unknown>;
+  readonly params: ResolvedParams;
+  readonly models: number;
+  readonly base: boolean;
+}
+
+const CASES: Case[] = [
   { name: "linear λ=0.3 (two terms)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.7 }, { weight: 0.3 }] }, models: 2, base: false },
   { name: "linear unnormalized weights (divisor)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 0.6 }, { weight: 0.9 }] }, models: 2, base: false },
   { name: "linear λ=0 (one term: copy)", method: linear as MergeMethod<unknown>, params: { global: {}, perModel: [{ weight: 1 }, { weight: 0 }] }, models: 2, base: false },
@@ -57,6 +65,13 @@ const CASES: { name: string; method: MergeMethod<unknown>; params: ResolvedParam
 const pool = KernelPool.available() ? KernelPool.start({ memoryBytes: fastLinearMemoryBytes(3, 2, { chunkElems: 4096, slots: 3 }) + (1 << 20), workers: 2 }) : undefined;
 after(() => pool?.close());
 
+/** A case's random bf16 inputs (the base seeded `baseSeed`, model m `modelSeed(m)`), the generic path's bytes for them and the case's linear form. */
+function caseData(c: Case, n: number, baseSeed: number, modelSeed: (m: number) => number) {
+  const base = c.base ? bf16Data(n, baseSeed) : undefined;
+  const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, modelSeed(m)));
+  return { base, models, want: reference(c.method, c.params, base, models), form: linearFormOf(c.method.name, c.params, c.models)! };
+}
+
 function termsOf(form: NonNullable<ReturnType<typeof linearFormOf>>, base: Uint16Array | undefined, models: Uint16Array[]): Uint16Array[] {
   return form.terms.map((t) => (t.input.kind === "base" ? base! : models[t.input.index]!));
 }
@@ -64,10 +79,7 @@ function termsOf(form: NonNullable<ReturnType<typeof linearFormOf>>, base: Uint1
 for (const c of CASES) {
   test(`fused TypeScript and blocked kernels equal the generic path byte for byte: ${c.name}`, () => {
     const n = 20011;
-    const base = c.base ? bf16Data(n, 99) : undefined;
-    const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 7 + m));
-    const want = reference(c.method, c.params, base, models);
-    const form = linearFormOf(c.method.name, c.params, c.models)!;
+    const { base, models, want, form } = caseData(c, n, 99, (m) => 7 + m);
     const xs = termsOf(form, base, models);
     const got = new Uint16Array(n);
     fusedBf16(xs, form.terms.map((t) => t.coef), form.divisor, got, n);
@@ -89,10 +101,8 @@ for (const c of CASES) {
     const wants: Uint16Array[] = [];
     const outs: Uint16Array[] = [];
     const jobs: FastJob[] = sizes.map((n, j) => {
-      const base = c.base ? bf16Data(n, 1000 + j) : undefined;
-      const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 31 * j + m + 1));
-      wants.push(reference(c.method, c.params, base, models));
-      const form = linearFormOf(c.method.name, c.params, c.models)!;
+      const { base, models, want, form } = caseData(c, n, 1000 + j, (m) => 31 * j + m + 1);
+      wants.push(want);
       const out = new Uint16Array(n).fill(0xdead);
       outs.push(out);
       const src = termsOf(form, base, models);
@@ -122,10 +132,8 @@ test("workers reading their chunks from file spans (blocks across chunk ends, ra
       const outs: Uint16Array[] = [];
       let mainReads = 0;
       const jobs: FastJob[] = sizes.map((n, j) => {
-        const base = c.base ? bf16Data(n, 500 + j) : undefined;
-        const models = Array.from({ length: c.models }, (_, m) => bf16Data(n, 17 * j + m + 3));
-        wants.push(reference(c.method, c.params, base, models));
-        const form = linearFormOf(c.method.name, c.params, c.models)!;
+        const { base, models, want, form } = caseData(c, n, 500 + j, (m) => 17 * j + m + 3);
+        wants.push(want);
         const out = new Uint16Array(n).fill(0xdead);
         outs.push(out);
         return {
