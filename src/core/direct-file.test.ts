@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDirectFile, type DirectFileOptions, type PositionedWrite } from "./direct-file.ts";
+import { DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, openDirectFile, useStagingMemory, type DirectFileOptions, type PositionedWrite } from "./direct-file.ts";
 
 /** Deterministic bytes 0..n−1 (a position-dependent pattern, so a misplaced block shows). */
 function pattern(n: number, seed: number): Uint8Array {
@@ -116,6 +116,89 @@ test("DirectFile: files open at once share one staging pool (2 blocks here) and 
     await Promise.all([a.close(), b.close()]);
     assert.ok(readFileSync(join(dir, "a")).equals(da));
     assert.ok(readFileSync(join(dir, "b")).equals(db));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("DirectFile: reserved bytes (two reservations ahead of the commits, crossing block ends) land in file order; write, sync and over-commits are refused while bytes are reserved", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
+  try {
+    for (const direct of [true, false]) {
+      const path = join(dir, `reserved-${direct}`);
+      const data = pattern(77 + 5000 + 8192 + 13 + 20000 + 3 + 9000, 4);
+      const f = await openDirectFile(path, { blockBytes: 8192, depth: 4, direct });
+      await f.write(data.subarray(0, 77)); // a header, written the plain way
+      const sizes = [5000, 8192, 13, 20000, 3, 9000];
+      let at = 77;
+      const queue: { views: Uint8Array[]; from: number; n: number }[] = [];
+      const viewCounts: number[] = [];
+      const fillAndCommit = (): void => {
+        const r = queue.shift()!;
+        let o = r.from;
+        for (const v of r.views) {
+          v.set(data.subarray(o, o + v.length));
+          o += v.length;
+        }
+        assert.equal(o, r.from + r.n, "the views hold exactly the reserved bytes");
+        f.commit(r.n);
+      };
+      for (const n of sizes) {
+        const views = await f.reserve(n);
+        viewCounts.push(views.length);
+        queue.push({ views, from: at, n });
+        at += n;
+        if (queue.length === 2) fillAndCommit();
+      }
+      await assert.rejects(f.write(pattern(1, 1)), /reserved bytes are not committed/);
+      await assert.rejects(f.sync(), /reserved bytes were not committed/);
+      assert.throws(() => f.commit(10_000), /beyond the 9000 reserved/);
+      fillAndCommit();
+      await f.sync();
+      await f.close();
+      // bytes 77–5077 lie in block 0; 5077–13269 cross 8192; 13282–33282 cross 16384, 24576 and 32768; 33285–42285 cross 40960
+      assert.deepEqual(viewCounts, [1, 2, 1, 4, 1, 2]);
+      assert.equal(statSync(path).size, data.length);
+      assert.ok(readFileSync(path).equals(data), `direct: ${direct}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("useStagingMemory: files of the default geometry stage in the given memory until it is restored; misaligned ranges are refused", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
+  // DEFAULT_DIRECT_DEPTH × DEFAULT_DIRECT_BLOCK + one page: virtual until touched (two blocks are)
+  const memory = new WebAssembly.Memory({ initial: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1, maximum: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1 });
+  assert.throws(() => useStagingMemory(memory.buffer, 100), RangeError);
+  const restore = useStagingMemory(memory.buffer, 4096);
+  try {
+    const data = pattern(DEFAULT_DIRECT_BLOCK + 1000, 6);
+    const f = await openDirectFile(join(dir, "staged"));
+    await f.write(data.subarray(0, 500));
+    const views = await f.reserve(data.length - 500);
+    assert.equal(views.length, 2);
+    for (const v of views) {
+      assert.equal(v.buffer, memory.buffer);
+      assert.ok(v.byteOffset >= 4096 && v.byteOffset + v.length <= 4096 + DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK);
+    }
+    views[0]!.set(data.subarray(500, 500 + views[0]!.length));
+    views[1]!.set(data.subarray(500 + views[0]!.length));
+    f.commit(data.length - 500);
+    await f.sync();
+    await f.close();
+    assert.ok(readFileSync(join(dir, "staged")).equals(data));
+  } finally {
+    restore();
+  }
+  try {
+    const g = await openDirectFile(join(dir, "own"));
+    const [v] = await g.reserve(10);
+    assert.notEqual(v!.buffer, memory.buffer, "after restore(): the module's own staging");
+    v!.set(pattern(10, 1));
+    g.commit(10);
+    await g.close();
+    assert.ok(readFileSync(join(dir, "own")).equals(pattern(10, 1)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

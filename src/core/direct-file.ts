@@ -56,8 +56,22 @@ export interface DirectFile {
   readonly path: string;
   /** Whether full blocks currently bypass the page cache (false after a fallback). */
   readonly direct: boolean;
-  /** Appends `bytes` (copied before the promise resolves; the caller may reuse `bytes` then). Not after sync() or close(). */
+  /**
+   * Appends `bytes` (copied before the promise resolves; the caller may reuse `bytes` then). Not after
+   * sync() or close(), nor while reserved bytes are not committed.
+   */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Reserves the next `n` appended bytes and returns where they go: views of the staging blocks, in file
+   * order (one view, or more when the bytes cross a block boundary). The caller fills them and then calls
+   * `commit`; this is how a merge writes its output straight into the staging blocks (zero copies when
+   * the staging lives in the kernel pool's memory: `useStagingMemory`). Reservations may run ahead of
+   * commits (each call awaited before the next); every reserved byte must be committed, in order, before
+   * write(), sync() or close(). Waits while every staging block is in flight.
+   */
+  reserve(n: number): Promise<Uint8Array[]>;
+  /** Marks the next `n` reserved bytes as filled; full blocks go to the disk. @throws a failed earlier write. */
+  commit(n: number): void;
   /** Waits for every write issued so far, then fdatasync. */
   datasync(): Promise<void>;
   /** Writes every appended byte (the staged tail too), then fsync. Ends the file: no write() after it. */
@@ -80,19 +94,22 @@ const plainWrite: PositionedWrite = (fd, buf, length, position) =>
 
 /**
  * Page-aligned staging blocks shared by every DirectFile of one block size: `depth` blocks in one
- * WebAssembly.Memory (its buffer is page-aligned), allocated on first use and kept. A file takes a block to
- * fill and gives it back when the block's write completes, so the staging memory stays `depth × block`
- * however many files are open (a sharded output finishes one shard while it writes the next). Each file
- * holds at most one partly filled block, so fewer than `depth` files may be filled at the same time (a
- * file waiting for a block otherwise waits for another file's next write).
+ * WebAssembly.Memory (its buffer is page-aligned), allocated on first use and kept, or `depth × block`
+ * bytes of a caller's memory (`useStagingMemory`). A file takes a block to fill and gives it back when the
+ * block's write completes, so the staging memory stays `depth × block` however many files are open (a
+ * sharded output finishes one shard while it writes the next). A file holds the block it fills and the
+ * ones its reservations cover, so fewer than `depth` files may be filled at the same time (a file waiting
+ * for a block otherwise waits for another file's next write).
  */
 class StagingPool {
   private readonly free: Uint8Array[];
   private readonly waiting: ((b: Uint8Array) => void)[] = [];
-  constructor(block: number, depth: number) {
+  constructor(block: number, depth: number, memory?: { readonly buffer: ArrayBufferLike; readonly byteOffset: number }) {
     const pages = Math.ceil((depth * block) / 65536);
-    const memory = WasmMemory !== undefined ? new WasmMemory({ initial: pages, maximum: pages }) : { buffer: new ArrayBuffer(pages * 65536) };
-    this.free = Array.from({ length: depth }, (_, i) => new Uint8Array(memory.buffer, i * block, block));
+    const buffer = memory?.buffer ?? (WasmMemory !== undefined ? new WasmMemory({ initial: pages, maximum: pages }) : { buffer: new ArrayBuffer(pages * 65536) }).buffer;
+    const base = memory?.byteOffset ?? 0;
+    this.free = Array.from({ length: depth }, (_, i) => new Uint8Array(buffer, base + i * block, block));
+    for (const b of this.free) owners.set(b, this);
   }
   acquire(): Promise<Uint8Array> {
     const b = this.free.pop();
@@ -104,7 +121,33 @@ class StagingPool {
     else this.free.push(b);
   }
 }
+/** The pool each staging block came from (a file may hold blocks of a pool that was replaced since). */
+const owners = new WeakMap<Uint8Array, StagingPool>();
+const release = (b: Uint8Array): void => owners.get(b)!.release(b);
 const pools = new Map<string, StagingPool>();
+
+/**
+ * From now on, DirectFiles with the default geometry (DEFAULT_DIRECT_BLOCK × DEFAULT_DIRECT_DEPTH) take
+ * their staging blocks from `byteOffset` of `buffer`: DEFAULT_DIRECT_DEPTH × DEFAULT_DIRECT_BLOCK bytes,
+ * at a page-aligned address (`buffer` a WebAssembly.Memory's buffer, `byteOffset` a multiple of 4096).
+ * The merge's fast path puts them in its kernel pool's shared memory so that the workers merge straight
+ * into them (`DirectFile.reserve`). Blocks of the previous staging that files still hold go back to it.
+ * @returns a function that restores the previous staging (call it before the memory goes away).
+ * @throws RangeError when `byteOffset` is not a multiple of 4096 or the range does not fit in `buffer`.
+ */
+export function useStagingMemory(buffer: ArrayBufferLike, byteOffset: number): () => void {
+  const bytes = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK;
+  if (byteOffset % DIRECT_ALIGN !== 0 || byteOffset < 0 || byteOffset + bytes > buffer.byteLength) {
+    throw new RangeError(`staging memory must be ${bytes} bytes at a multiple of ${DIRECT_ALIGN} inside the buffer, got offset ${byteOffset} of ${buffer.byteLength}`);
+  }
+  const key = `${DEFAULT_DIRECT_BLOCK}x${DEFAULT_DIRECT_DEPTH}`;
+  const previous = pools.get(key);
+  pools.set(key, new StagingPool(DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, { buffer, byteOffset }));
+  return () => {
+    if (previous === undefined) pools.delete(key);
+    else pools.set(key, previous);
+  };
+}
 
 /**
  * Creates (or truncates) `path` for appending.
@@ -130,12 +173,19 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
   let plainFd: number | undefined;
   const directWrite = options.directWrite ?? plainWrite;
   const key = `${block}x${depth}`;
-  let pool = pools.get(key);
-  if (pool === undefined) pools.set(key, (pool = new StagingPool(block, depth)));
-  const staging = pool;
-  /** The block being filled, and how many bytes it holds. */
-  let current: Uint8Array | undefined;
-  let fill = 0;
+  /** Takes a staging block from the current pool of this geometry (created on first use). */
+  const acquire = (): Promise<Uint8Array> => {
+    let pool = pools.get(key);
+    if (pool === undefined) pools.set(key, (pool = new StagingPool(block, depth)));
+    return pool.acquire();
+  };
+  /**
+   * The blocks being filled, in file order: `open[0]` starts at file position `position`. Bytes up to
+   * `committed` are filled; bytes up to `reserved` belong to a caller (reserve → commit).
+   */
+  const open: Uint8Array[] = [];
+  let committed = 0;
+  let reserved = 0;
   const inflight = new Set<Promise<void>>();
   let failure: unknown;
   let position = 0;
@@ -174,7 +224,7 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
     inflight.add(p);
     void p.then(() => {
       inflight.delete(p);
-      staging.release(buf);
+      release(buf);
     });
   };
   const drain = async (): Promise<void> => {
@@ -186,20 +236,25 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
     plainFd = undefined;
     for (const f of fds) await call(closeCb, f);
   };
+  /** Marks `n` more bytes filled and writes every block that is now full. */
+  const commitBytes = (n: number): void => {
+    committed += n;
+    while (committed - position >= block) issue(open.shift()!, block, block);
+  };
   /** Writes the partial last block: padded to DIRECT_ALIGN under O_DIRECT, then the file is cut to its length. */
   const flushTail = async (): Promise<void> => {
     if (ended) return;
+    if (reserved !== committed) throw new Error(`${path}: ${reserved - committed} reserved bytes were not committed`);
     ended = true;
-    const buf = current;
-    current = undefined;
-    if (buf === undefined || fill === 0) {
-      if (buf !== undefined) staging.release(buf);
+    const buf = open.shift();
+    for (const b of open.splice(0)) release(b); // (none: every reserved byte is committed)
+    const length = committed - position;
+    if (buf === undefined || length === 0) {
+      if (buf !== undefined) release(buf);
       return drain();
     }
-    const length = fill;
     const padded = direct ? Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN : length;
     buf.fill(0, length, padded);
-    fill = 0;
     issue(buf, length, padded);
     await drain();
     if (padded !== length) await new Promise<void>((resolve, reject) => ftruncateCb(fd, position, (err) => (err ? reject(err) : resolve())));
@@ -212,22 +267,45 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
     },
     async write(bytes) {
       if (ended) throw new Error(`${path}: write after sync() or close() (the file was already completed)`);
+      if (reserved !== committed) throw new Error(`${path}: write while ${reserved - committed} reserved bytes are not committed`);
       let off = 0;
       while (off < bytes.length) {
         if (failure !== undefined) throw failure;
-        current ??= await staging.acquire();
+        if (open.length === 0) open.push(await acquire());
+        const fill = committed - position;
         const n = Math.min(block - fill, bytes.length - off);
-        current.set(n === bytes.length ? bytes : bytes.subarray(off, off + n), fill);
-        fill += n;
+        open[0]!.set(n === bytes.length ? bytes : bytes.subarray(off, off + n), fill);
         off += n;
-        if (fill === block) {
-          const full = current;
-          current = undefined;
-          fill = 0;
-          issue(full, block, block);
-        }
+        reserved += n;
+        commitBytes(n);
       }
       if (failure !== undefined) throw failure;
+    },
+    async reserve(n) {
+      if (ended) throw new Error(`${path}: reserve after sync() or close() (the file was already completed)`);
+      if (failure !== undefined) throw failure;
+      const views: Uint8Array[] = [];
+      let at = reserved;
+      const end = reserved + n;
+      while (at < end) {
+        // `position` advances while this waits for a block (commits write full blocks): recompute the index
+        let index = Math.floor((at - position) / block);
+        while (open.length <= index) {
+          open.push(await acquire());
+          index = Math.floor((at - position) / block);
+        }
+        const from = at - position - index * block;
+        const m = Math.min(block - from, end - at);
+        views.push(open[index]!.subarray(from, from + m));
+        at += m;
+      }
+      reserved = end;
+      return views;
+    },
+    commit(n) {
+      if (failure !== undefined) throw failure;
+      if (committed + n > reserved) throw new Error(`${path}: commit of ${n} bytes beyond the ${reserved - committed} reserved`);
+      commitBytes(n);
     },
     async datasync() {
       await drain();
@@ -249,8 +327,7 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       if (closed) return;
       closed = true;
       ended = true;
-      if (current !== undefined) staging.release(current);
-      current = undefined;
+      for (const b of open.splice(0)) release(b);
       while (inflight.size > 0) await Promise.all(inflight);
       await closeFds().catch(() => {});
     },

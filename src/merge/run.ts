@@ -212,7 +212,7 @@ export async function runMerge(plan: MergePlan, inputs: readonly Checkpoint[], o
         if (fast.eligible(t)) {
           let end = ti + 1;
           while (end < plan.tensors.length && fast.eligible(plan.tensors[end]!)) end++;
-          await fast.run(plan.tensors.slice(ti, end), sink.write, (bytes, label) => {
+          await fast.run(plan.tensors.slice(ti, end), sink, (bytes, label) => {
             done += bytes;
             onEvent({ kind: "progress", done, total: plan.totalBytes, label });
           });

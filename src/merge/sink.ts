@@ -14,6 +14,13 @@ export type { OutputTensorInfo };
 export interface TensorSink {
   /** Data bytes of the declared tensors, in declared order, in any split. */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Optional: the place of the next `n` data bytes in the sink's output staging (views to fill, then
+   * `commit(n)`, in order, before the next write), or undefined when it has none for them (use write).
+   * The safetensors sink has one for O_DIRECT shards (formats/safetensors/write.ts ShardedWriter.reserve).
+   */
+  reserve?(n: number): Promise<Uint8Array[]> | undefined;
+  commit?(n: number): void;
   /** Completes the files; returns the names written (relative to the output directory). */
   finish(): Promise<string[]>;
   /** Releases handles after a failure (the caller removes the directory). */
@@ -60,6 +67,8 @@ export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES,
     });
     return {
       write: (bytes) => writer.write(bytes),
+      reserve: (n) => writer.reserve(n),
+      commit: (n) => writer.commit(n),
       finish: async () => (await writer.finish()).files,
       abort: () => writer.abort(),
     };

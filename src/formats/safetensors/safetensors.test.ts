@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -184,6 +184,47 @@ test("writer: header padded to 8 bytes, round-trips values bit for bit, zero ten
     const fe = await openSafetensors(join(dir, "model.safetensors"));
     assert.equal(fe.header.tensors.length, 0);
     await fe.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("sharded writer reserve/commit: staging views only inside the open O_DIRECT shard; same files as plain writes", async () => {
+  const dir = tmp();
+  try {
+    const tensors = [
+      { name: "a", dtype: "BF16" as const, shape: [6] },
+      { name: "b", dtype: "BF16" as const, shape: [3] },
+      { name: "c", dtype: "U8" as const, shape: [5] },
+    ];
+    const data = new Uint8Array(12 + 6 + 5).map((_, i) => i * 11 + 1);
+    const w = createShardedWriter(dir, tensors, { maxShardBytes: 18, metadata: { format: "pt" } });
+    assert.equal(w.reserve(4), undefined, "no shard open yet: the first bytes go through write");
+    await w.write(data.subarray(0, 2));
+    const v1 = await w.reserve(8)!;
+    const v2 = await w.reserve(6)!; // a reservation ahead of the first one's commit
+    assert.equal(w.reserve(3), undefined, "shard 1 has no bytes left: the next ones go through write");
+    await assert.rejects(w.write(data.subarray(16, 17)), /reserved bytes are not committed/);
+    v1.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), 2);
+    w.commit(8);
+    v2.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), 10);
+    w.commit(6);
+    await w.write(data.subarray(16, 21)); // the last 2 bytes of shard 1, then opens shard 2
+    const v3 = await w.reserve(2)!;
+    assert.equal(w.reserve(1), undefined, "past the declared data");
+    v3.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), 21);
+    w.commit(2);
+    const { files } = await w.finish();
+    const plainDir = join(dir, "plain");
+    mkdirSync(plainDir);
+    const p = createShardedWriter(plainDir, tensors, { maxShardBytes: 18, metadata: { format: "pt" }, fsync: false });
+    await p.write(data);
+    await p.finish();
+    for (const f of files) assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(plainDir, f))), f);
+    const buffered = createShardedWriter(join(dir, "plain"), tensors, { maxShardBytes: 18, metadata: { format: "pt" }, fsync: false });
+    await buffered.write(data.subarray(0, 1));
+    assert.equal(buffered.reserve(1), undefined, "buffered files have no staging");
+    await buffered.abort();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -98,6 +98,9 @@ export interface SyncTarget {
 /** An open output file, appended to in order. */
 interface AppendFile extends SyncTarget {
   write(bytes: Uint8Array): Promise<void>;
+  /** O_DIRECT files: the next bytes' place in the staging blocks (DirectFile.reserve / commit). */
+  reserve?(n: number): Promise<Uint8Array[]>;
+  commit?(n: number): void;
   close(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -126,8 +129,16 @@ const defaultSync = (file: SyncTarget, _path: string, kind: "datasync" | "fsync"
 /** Streams the data of declared tensors, in order, into one file. */
 export interface SafetensorsFileWriter {
   readonly path: string;
-  /** Appends data bytes (any split; must follow declared order and sizes). */
+  /** Appends data bytes (any split; must follow declared order and sizes). Not while reserved bytes are not committed. */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Reserves the next `n` data bytes where the file stages them (O_DIRECT files; undefined otherwise):
+   * views in file order to fill, then `commit(n)` (core/direct-file.ts `DirectFile.reserve`). Same order
+   * and size checks as `write`.
+   */
+  reserve(n: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `n` reserved bytes filled. @throws IoError of an earlier failed write. */
+  commit(n: number): void;
   /** Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and closes. */
   finish(): Promise<void>;
   /** Closes without checks (the caller removes the temp output). */
@@ -164,6 +175,8 @@ export async function createSafetensorsWriter(
     throw fsError(e, path, "writing safetensors file");
   }
   let written = 0;
+  /** Bytes reserved and not committed yet. */
+  let pending = 0;
   let closed = false;
   // background fdatasync: at most one in flight; its failure surfaces at the next write or in finish
   let sinceSync = 0;
@@ -188,6 +201,25 @@ export async function createSafetensorsWriter(
   };
   return {
     path,
+    reserve(n) {
+      if (fh.reserve === undefined) return undefined;
+      if (written + pending + n > dataByteLength) {
+        throw new InternalError(`safetensors writer for ${path}: got more data than declared (${written + pending + n} > ${dataByteLength})`);
+      }
+      pending += n;
+      return fh.reserve(n).catch((e: unknown) => {
+        throw fsError(e, path, "writing safetensors file");
+      });
+    },
+    commit(n) {
+      try {
+        fh.commit!(n);
+      } catch (e) {
+        throw fsError(e, path, "writing safetensors file");
+      }
+      pending -= n;
+      written += n;
+    },
     async write(bytes) {
       if (written + bytes.length > dataByteLength) {
         throw new InternalError(`safetensors writer for ${path}: got more data than declared (${written + bytes.length} > ${dataByteLength})`);
@@ -262,6 +294,13 @@ export interface ShardedWriter {
   readonly shards: readonly ShardPlan[];
   /** Appends data for the current tensor (declared order across all shards); opens the next shard as needed. */
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Reserves the next `n` bytes in the staging blocks of the shard being written, when they all fall in it
+   * and it is written through O_DIRECT (SafetensorsFileWriter.reserve); undefined otherwise (use write).
+   * Every reserved byte must be committed, in order, before the next write or finish.
+   */
+  reserve(n: number): Promise<Uint8Array[]> | undefined;
+  commit(n: number): void;
   /** Finishes the last shard and writes the index (when more than one shard). Returns the file names. */
   finish(): Promise<{ files: string[]; totalSize: number }>;
   abort(): Promise<void>;
@@ -310,9 +349,24 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
     current = await createSafetensorsWriter(join(dir, plan.fileName), plan.tensors, options.metadata, syncOptions);
     remaining = plan.dataByteLength;
   };
+  /** Bytes reserved in the current shard and not committed yet. */
+  let pending = 0;
   return {
     shards,
+    reserve(n) {
+      if (current === undefined || remaining < n || n <= 0) return undefined;
+      const views = current.reserve(n);
+      if (views === undefined) return undefined;
+      remaining -= n;
+      pending += n;
+      return views;
+    },
+    commit(n) {
+      current!.commit(n);
+      pending -= n;
+    },
     async write(bytes) {
+      if (pending !== 0) throw new InternalError(`sharded writer: write while ${pending} reserved bytes are not committed`);
       let off = 0;
       while (off < bytes.length) {
         while (current === undefined || remaining === 0) await nextShard();

@@ -36,6 +36,7 @@ export const KERNELS_WASM_PATH = process.env.REALIGN_KERNELS_WASM ?? fileURLToPa
  * - `first(x, acc, n, c)`                    acc(f32, n × 4 bytes) = f32(c·x)   (k-input path, step 1)
  * - `accum(x, acc, n, c)`                    acc = f32(acc + f32(c·x))
  * - `fin(acc, out, n)` / `find(acc, out, n, d)`   out = bf16(acc) / bf16(acc / d)
+ * - `copyBytes(dst, src, n)`                 n bytes src → dst (a merged piece into the output staging)
  */
 export interface Bf16WasmExports {
   wsum2(a: number, b: number, out: number, n: number, c0: number, c1: number): void;
@@ -44,6 +45,7 @@ export interface Bf16WasmExports {
   accum(x: number, acc: number, n: number, c: number): void;
   fin(acc: number, out: number, n: number): void;
   find(acc: number, out: number, n: number, d: number): void;
+  copyBytes(dst: number, src: number, n: number): void;
 }
 
 /** Exports of the kernels module (kernel files add theirs; see assembly/index.ts). */

@@ -121,6 +121,70 @@ for (const c of CASES) {
   });
 }
 
+test("merging straight into reserved output views (split at odd byte offsets, in the pool's memory or not, some chunks written instead) gives the generic path's bytes in order", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
+  // a sink whose staging "blocks" are 3001 bytes, so a chunk's bytes cross block ends at odd offsets
+  const BLOCK = 3001;
+  for (const c of [CASES[0]!, CASES[4]!, CASES[2]!]) {
+    for (const [where, localMax] of [["pool", 0], ["pool", undefined], ["elsewhere", 0]] as const) {
+      const sizes = [5, 1000, 4096 * 3 + 13];
+      const total = sizes.reduce((a, n) => a + n * 2, 0);
+      const mark = pool!.mark();
+      try {
+        const stage = where === "pool" ? pool!.bytes(pool!.alloc(total), total) : new Uint8Array(total);
+        stage.fill(0xee);
+        const file = new Uint8Array(total);
+        let reserved = 0;
+        let committed = 0;
+        let calls = 0;
+        const wants: Uint16Array[] = [];
+        const sink = {
+          // every third reservation is refused (the chunk then goes through write)
+          reserve: (n: number): Promise<Uint8Array[]> | undefined => {
+            if (calls++ % 3 === 1) return undefined;
+            const views: Uint8Array[] = [];
+            for (let at = reserved; at < reserved + n; at = Math.min(reserved + n, (Math.floor(at / BLOCK) + 1) * BLOCK)) {
+              views.push(stage.subarray(at, Math.min(reserved + n, (Math.floor(at / BLOCK) + 1) * BLOCK)));
+            }
+            reserved += n;
+            return Promise.resolve(views);
+          },
+          commit: (n: number): void => {
+            assert.ok(committed + n <= reserved, "commit within the reservations");
+            file.set(stage.subarray(committed, committed + n), committed);
+            committed += n;
+          },
+          write: async (bytes: Uint8Array): Promise<void> => {
+            assert.equal(reserved, committed, "no write while bytes are reserved");
+            file.set(bytes, committed);
+            reserved = committed += bytes.length;
+          },
+        };
+        const jobs: FastJob[] = sizes.map((n, j) => {
+          const { base, models, want, form } = caseData(c, n, 2000 + j, (m) => 13 * j + m + 5);
+          wants.push(want);
+          const src = termsOf(form, base, models);
+          return {
+            numel: n,
+            divisor: form.divisor,
+            terms: form.terms.map((t, i) => ({ coef: t.coef, read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)) })),
+            write: (_off: number, bytes: Uint8Array) => sink.write(bytes),
+            reserve: sink.reserve,
+            commit: sink.commit,
+          };
+        });
+        await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3, ...(localMax === undefined ? {} : { localMax }) });
+        assert.equal(committed, total);
+        const want = new Uint8Array(total);
+        wants.reduce((at, w) => (want.set(new Uint8Array(w.buffer, w.byteOffset, w.length * 2), at), at + w.length * 2), 0);
+        assert.deepEqual(file, want, `${c.name}, views ${where}, localMax ${localMax}`);
+        assert.ok(calls >= 4, `${calls} reservations`);
+      } finally {
+        pool!.release(mark);
+      }
+    }
+  }
+});
+
 test("workers reading their chunks from file spans (blocks across chunk ends, ragged tails) give the generic path's bytes; a failed read reports the term reader's error", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-fast-linear-"));
   const fds: number[] = [];

@@ -45,6 +45,15 @@ export interface FastJob {
    */
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
   /**
+   * Optional zero-copy output (the sink's TensorSink.reserve): the place of the next `bytes` output bytes,
+   * views in output order that the chunk's worker merges straight into (when they lie in the pool's
+   * memory; else they are copied into after the merge), then `commit(bytes)`. undefined: use `write`.
+   * Called in chunk order, and only when every earlier chunk is committed, reserved or written.
+   */
+  reserve?(bytes: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `bytes` reserved bytes filled (called in chunk order, after the earlier chunks' writes). */
+  commit?(bytes: number): void;
+  /**
    * When one term is a LoRA tensor θ + s·U·V (its `read` gives θ's stored bytes): at most 2 terms; chunks
    * then hold whole rows (`cols` ≤ chunkElems). See fast-lora.ts.
    */
@@ -142,6 +151,10 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   const inflight = new InFlight();
   /** Chunk computations handed to the workers and not finished yet. */
   const computing = new InFlight();
+  /** Chunks going out through job.write whose write has not finished (no reservation may pass them). */
+  let plainPending = 0;
+  /** The latest of those chunks' write (writes finish in chunk order). */
+  let lastPlain: Promise<void> | undefined;
   const issueRead = (i: number): void => {
     if (i >= chunks.length || reads[i] !== undefined) return;
     const c = chunks[i]!;
@@ -163,6 +176,16 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const c = chunks[i]!;
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
+      // zero copies: the chunk is merged straight into the output's staging blocks when the sink has them
+      // (after the chunks written through job.write: a sink has no staging for the first bytes of a file, so
+      // the first chunk of each shard goes through write and the next one waits for that write once)
+      let dest: Uint8Array[] | undefined;
+      if (job.reserve !== undefined && job.lora === undefined) {
+        if (plainPending > 0) await lastPlain;
+        dest = await job.reserve(c.n * 2);
+      }
+      // the staging is in the pool's memory (fast-path.ts useStagingMemory): the workers write it
+      const ranges = dest?.every((v) => v.buffer === pool.memory.buffer) ? dest.map((v) => ({ ptr: v.byteOffset, bytes: v.length })) : undefined;
       let computed: Promise<void>;
       if (job.lora !== undefined) {
         // a LoRA chunk is split by rows over every worker and uses the one U·V region of its tensor: let the
@@ -175,7 +198,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
         const spans = c.spans;
-        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock });
+        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock }, ranges);
         // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
         if (spans !== undefined) computed = computed.catch(async (err: unknown) => {
           await readOnMain(slot, job, c);
@@ -184,13 +207,25 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
         computing.track(computed);
       }
       const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
+      const out = pool.bytes(slot.out, c.n * 2);
+      let output: () => Promise<void> | void;
+      if (dest === undefined) {
+        plainPending++;
+        output = () => job.write(c.start * 2, out).then(() => void plainPending--);
+      } else
+        output = () => {
+          // staging outside the pool's memory: copy the merged bytes over
+          if (ranges === undefined) dest.reduce((at, v) => (v.set(out.subarray(at, at + v.length)), at + v.length), 0);
+          job.commit!(c.n * 2);
+        };
       writes[i] = inflight.track(
         Promise.all([computed, prevWrite])
-          .then(() => job.write(c.start * 2, pool.bytes(slot.out, c.n * 2)))
+          .then(output)
           .then(() => {
             options.onProgress?.(c.job, c.start + c.n);
           }),
       );
+      if (dest === undefined) lastPlain = writes[i];
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
     }
@@ -218,11 +253,41 @@ async function compute(
   worker: number,
   localMax: number,
   read?: { readonly spans: readonly FileSpan[]; readonly start: number; readonly block: number },
+  ranges?: readonly { readonly ptr: number; readonly bytes: number }[],
 ): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
+  /** Copies of the merged bytes of elements [from, to) from slot.out to `ranges` (which hold the chunk's bytes in order). */
+  const copiesOf = (from: number, to: number): ["copyBytes", number, number, number][] => {
+    const copies: ["copyBytes", number, number, number][] = [];
+    let b = from * 2;
+    let r = 0;
+    let rs = 0; // byte offset in the chunk where ranges[r] starts
+    while (rs + ranges![r]!.bytes <= b) rs += ranges![r++]!.bytes;
+    while (b < to * 2) {
+      const m = Math.min(to * 2, rs + ranges![r]!.bytes) - b;
+      copies.push(["copyBytes", ranges![r]!.ptr + b - rs, slot.out + b, m]);
+      b += m;
+      rs += ranges![r++]!.bytes;
+    }
+    return copies;
+  };
+  /**
+   * Where the kernel writing elements [from, to) puts them: straight into the range that holds them all,
+   * else slot.out followed by `copies` (a piece that crosses a staging block boundary, or no ranges).
+   */
+  const place = (from: number, to: number): { o: number; copies: KernelCall[] } => {
+    if (ranges === undefined) return { o: slot.out + from * 2, copies: [] };
+    const copies = copiesOf(from, to);
+    return copies.length === 1 ? { o: copies[0]![1], copies: [] } : { o: slot.out + from * 2, copies };
+  };
+  /** Merged on this thread into slot.out: copy elements [from, to) over to the ranges. */
+  const copyLocal = (from: number, to: number): void => {
+    if (ranges !== undefined && to > from) for (const [, dst, src, m] of copiesOf(from, to)) pool.local.copyBytes(dst, src, m);
+  };
   if (k === 0) {
     new Uint16Array(mem, slot.out, n).fill(0);
+    copyLocal(0, n);
     return;
   }
   const coefs = job.terms.map((t) => Math.fround(t.coef));
@@ -234,15 +299,16 @@ async function compute(
     if (k === 2) {
       const a = slot.inputs[0]! + from * 2;
       const b = slot.inputs[1]! + from * 2;
-      const o = slot.out + from * 2;
-      calls.push(d === undefined ? ["wsum2", a, b, o, to - from, coefs[0]!, coefs[1]!] : ["wsum2d", a, b, o, to - from, coefs[0]!, coefs[1]!, d]);
+      const { o, copies } = place(from, to);
+      calls.push(d === undefined ? ["wsum2", a, b, o, to - from, coefs[0]!, coefs[1]!] : ["wsum2d", a, b, o, to - from, coefs[0]!, coefs[1]!, d], ...copies);
       return calls;
     }
     for (let s = from; s < to; s += ACC_BLOCK) {
       const len = Math.min(ACC_BLOCK, to - s);
       calls.push(["first", slot.inputs[0]! + s * 2, acc, len, coefs[0]!]);
       for (let t = 1; t < k; t++) calls.push(["accum", slot.inputs[t]! + s * 2, acc, len, coefs[t]!]);
-      calls.push(d === undefined ? ["fin", acc, slot.out + s * 2, len] : ["find", acc, slot.out + s * 2, len, d]);
+      const { o, copies } = place(s, s + len);
+      calls.push(d === undefined ? ["fin", acc, o, len] : ["find", acc, o, len, d], ...copies);
     }
     return calls;
   };
@@ -267,5 +333,6 @@ async function compute(
   if (n8 < n) {
     const xs = slot.inputs.slice(0, k).map((p) => new Uint16Array(mem, p + n8 * 2, n - n8));
     fusedBf16(xs, coefs, d, new Uint16Array(mem, slot.out + n8 * 2, n - n8), n - n8);
+    copyLocal(n8, n);
   }
 }

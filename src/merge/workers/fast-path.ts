@@ -24,17 +24,26 @@ import { nonFiniteError } from "../methods/finite.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "./fast-ties.ts";
 import { LORA_UV_MAX_BYTES, loraUvBytes, type FastLora } from "./fast-lora.ts";
 import { loraSourceInfo } from "../lora-source.ts";
+import { DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, DIRECT_ALIGN, useStagingMemory } from "../../core/direct-file.ts";
 
 export interface FastPath {
   /** Whether tensor `t` can take the fast path. */
   eligible(t: TensorPlan): boolean;
   /**
-   * Merges `tensors` (all eligible, consecutive in write order) and streams their bytes through `write`
-   * (called sequentially, in order). `onTensorBytes(i, bytes)` reports bytes written of tensor i.
+   * Merges `tensors` (all eligible, consecutive in write order) and streams their bytes to `out` (the
+   * sink: `write` called sequentially, in order; linear-form tensors merge straight into its staging
+   * through `reserve`/`commit` where it has them). `onBytes(bytes, label)` reports bytes written.
    */
-  run(tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void>;
+  run(tensors: readonly TensorPlan[], out: FastOutput, onBytes: (bytes: number, label: string) => void): Promise<void>;
   /** Stops the worker pool, if started. Idempotent. */
   close(): Promise<void>;
+}
+
+/** Where a fast run's bytes go: the merge's TensorSink (merge/sink.ts). */
+export interface FastOutput {
+  write(bytes: Uint8Array): Promise<void>;
+  reserve?(n: number): Promise<Uint8Array[]> | undefined;
+  commit?(n: number): void;
 }
 
 export interface FastPathOptions {
@@ -65,6 +74,8 @@ export function createFastPath(options: FastPathOptions): FastPath {
   // workers read their chunks from plain file ranges themselves; REALIGN_WORKER_READS=0 reads on libuv threads
   const workerReads = process.env.REALIGN_WORKER_READS !== "0";
   let pool: KernelPool | undefined;
+  /** Restores the output staging that useStagingMemory replaced (when the pool stops). */
+  let restoreStaging: (() => void) | undefined;
   // the sparse fast path needs the AssemblyScript kernels (build/wasm/kernels.wasm)
   const isSparse = ["ties", "dare_ties", "dare_linear"].includes(options.methodName) && compileKernelsWasm() !== undefined;
   const termRefs = (t: TensorPlan): SourceRef[] | undefined => {
@@ -76,11 +87,16 @@ export function createFastPath(options: FastPathOptions): FastPath {
     // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
     const workers = availableParallelism();
     const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
-    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions));
-    return KernelPool.start({ memoryBytes: bytes, workers });
+    // plus the output's O_DIRECT staging blocks, page-aligned, which the workers then merge straight into
+    const staging = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK;
+    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions)) + staging + DIRECT_ALIGN;
+    const started = KernelPool.start({ memoryBytes: bytes, workers });
+    const at = started.alloc(staging + DIRECT_ALIGN);
+    restoreStaging = useStagingMemory(started.memory.buffer, Math.ceil(at / DIRECT_ALIGN) * DIRECT_ALIGN);
+    return started;
   };
-  const runSparse = async (tensors: readonly TensorPlan[], write: (bytes: Uint8Array) => Promise<void>, onBytes: (bytes: number, label: string) => void): Promise<void> => {
-    const writeInOrder = sequential(write);
+  const runSparse = async (tensors: readonly TensorPlan[], out: FastOutput, onBytes: (bytes: number, label: string) => void): Promise<void> => {
+    const writeInOrder = sequential((bytes) => out.write(bytes));
     const jobs: FastSparseJob[] = tensors.map((t) => {
       const form = sparseFormOf(options.methodName, t.params, t.ctx, t.models.length)!;
       const sources = [t.base!, ...t.models].map(options.source);
@@ -129,14 +145,16 @@ export function createFastPath(options: FastPathOptions): FastPath {
       });
       return ok && (loras === 0 || (loras === 1 && refs.length <= 2));
     },
-    async run(tensors, write, onBytes) {
+    async run(tensors, out, onBytes) {
       if (isSparse) {
-        await runSparse(tensors, write, onBytes);
+        await runSparse(tensors, out, onBytes);
         return;
       }
       const jobs: FastJob[] = [];
       let maxTerms = 1;
-      const writeInOrder = sequential(write);
+      const writeInOrder = sequential((bytes) => out.write(bytes));
+      // runFastLinear reserves and commits in chunk order, after the earlier chunks' writes
+      const staging = out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
       for (const t of tensors) {
         const form = linearFormOf(options.methodName, t.params, t.models.length)!;
         const refs = termRefs(t)!;
@@ -163,6 +181,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
             return { coef: term.coef, ...(span === undefined ? {} : { span }), read: i === shared ? async () => {} : (off: number, out: Uint8Array) => stored[i]!.readBytes!(off, out) };
           }),
           write: (_off, bytes) => writeInOrder(bytes),
+          ...staging,
         });
       }
       const runOptions = { ...options.run, signal: options.signal };
@@ -172,6 +191,8 @@ export function createFastPath(options: FastPathOptions): FastPath {
     async close() {
       const p = pool;
       pool = undefined;
+      restoreStaging?.();
+      restoreStaging = undefined;
       await p?.close();
     },
   };

@@ -141,3 +141,8 @@ export function find(acc: usize, out: usize, n: i32, d: f32): void {
     out += 16;
   }
 }
+
+/** Copies n bytes from src to dst (memory.copy): a merged piece into the output staging (fast-linear.ts). */
+export function copyBytes(dst: usize, src: usize, n: i32): void {
+  memory.copy(dst, src, <usize>n);
+}
