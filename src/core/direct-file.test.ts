@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { wasmApi } from "./wasm-api.ts";
 import { DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, openDirectFile, useStagingMemory, type DirectFileOptions, type PositionedWrite } from "./direct-file.ts";
 
 /** Deterministic bytes 0..n−1 (a position-dependent pattern, so a misplaced block shows). */
@@ -169,7 +170,7 @@ test("DirectFile: reserved bytes (two reservations ahead of the commits, crossin
 test("useStagingMemory: files of the default geometry stage in the given memory until it is restored; misaligned ranges are refused", async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
   // DEFAULT_DIRECT_DEPTH × DEFAULT_DIRECT_BLOCK + one page: virtual until touched (two blocks are)
-  const memory = new WebAssembly.Memory({ initial: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1, maximum: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1 });
+  const memory = new wasmApi!.Memory({ initial: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1, maximum: (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1 });
   assert.throws(() => useStagingMemory(memory.buffer, 100), RangeError);
   const restore = useStagingMemory(memory.buffer, 4096);
   try {

@@ -65,11 +65,39 @@ const MAX_TERMS = 8;
 /** Default elements per chunk (as fast-linear.ts). */
 const DEFAULT_CHUNK = 2 * 1024 * 1024;
 
+/**
+ * The kernel pool a fast path starts: sized for the most terms eligible() admits (untouched pages of the
+ * shared memory cost no RSS), the LoRA factors' region when LoRA terms are on, and the output's O_DIRECT
+ * staging blocks (page-aligned; the workers merge straight into them).
+ */
+function poolOptions(runOptions: FastRunOptions, loraEnabled: boolean): { memoryBytes: number; workers: number } {
+  const workers = availableParallelism();
+  const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
+  const staging = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK + DIRECT_ALIGN;
+  return { memoryBytes: Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions)) + staging, workers };
+}
+
+/** Whether LoRA terms may take the fast path here (REALIGN_FAST_LORA=0 turns them off). */
+function fastLoraEnabled(enabled: boolean): boolean {
+  return enabled && process.env.REALIGN_FAST_LORA !== "0" && compileKernelsWasm() !== undefined;
+}
+
+/**
+ * Starts the kernel pool of a default-options merge now (KernelPool.prestart), so that its workers boot
+ * while the CLI loads the merge modules and reads the inputs' headers; the merge's fast path then takes
+ * it. A no-op when the fast path is off (REALIGN_FAST=0) or unavailable. Pair with
+ * `KernelPool.discardPrestarted()` once the merge is done (it stops the pool if nothing took it).
+ */
+export function prestartFastPath(): void {
+  const enabled = process.env.REALIGN_FAST !== "0" && KernelPool.available();
+  if (enabled) KernelPool.prestart(poolOptions({}, fastLoraEnabled(enabled)));
+}
+
 /** A FastPath for one merge. Cheap to create: nothing starts until `run`. */
 export function createFastPath(options: FastPathOptions): FastPath {
   const enabled = (options.enabled ?? process.env.REALIGN_FAST !== "0") && KernelPool.available();
   // LoRA terms need the AssemblyScript kernels (build/wasm/kernels.wasm); REALIGN_FAST_LORA=0 turns them off
-  const loraEnabled = enabled && process.env.REALIGN_FAST_LORA !== "0" && compileKernelsWasm() !== undefined;
+  const loraEnabled = fastLoraEnabled(enabled);
   const chunkElems = options.run?.chunkElems ?? DEFAULT_CHUNK;
   // workers read their chunks from plain file ranges themselves; REALIGN_WORKER_READS=0 reads on libuv threads
   const workerReads = process.env.REALIGN_WORKER_READS !== "0";
@@ -84,13 +112,8 @@ export function createFastPath(options: FastPathOptions): FastPath {
     return form.terms.map((term) => (term.input.kind === "base" ? t.base! : t.models[term.input.index]!));
   };
   const startPool = (runOptions: FastRunOptions): KernelPool => {
-    // sized for the most terms eligible() admits; untouched pages of the shared memory cost no RSS
-    const workers = availableParallelism();
-    const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
-    // plus the output's O_DIRECT staging blocks, page-aligned, which the workers then merge straight into
+    const started = KernelPool.start(poolOptions(runOptions, loraEnabled));
     const staging = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK;
-    const bytes = Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions)) + staging + DIRECT_ALIGN;
-    const started = KernelPool.start({ memoryBytes: bytes, workers });
     const at = started.alloc(staging + DIRECT_ALIGN);
     restoreStaging = useStagingMemory(started.memory.buffer, Math.ceil(at / DIRECT_ALIGN) * DIRECT_ALIGN);
     return started;

@@ -34,6 +34,9 @@ export interface KernelPoolOptions {
 
 const PAGE = 65536;
 
+/** A pool started ahead of need (`KernelPool.prestart`), until a `start` with the same options takes it. */
+let prestarted: { pool: KernelPool; pages: number; workers: number } | undefined;
+
 export class KernelPool {
   readonly memory: WasmMemory;
   /** Kernels instantiated on the main thread (tails, tiny tensors). */
@@ -87,10 +90,40 @@ export class KernelPool {
     return wasmSimdAvailable();
   }
 
-  /** Starts the pool. @throws InternalError when the kernels module, WebAssembly SIMD or shared memory is unavailable. */
+  /**
+   * Starts the pool (or hands over the one `prestart` started with the same memory size and workers).
+   * @throws InternalError when the kernels module, WebAssembly SIMD or shared memory is unavailable.
+   */
   static start(options: KernelPoolOptions): KernelPool {
     if (!KernelPool.available()) throw new InternalError("the WebAssembly kernels (build/wasm/kernels.wasm, SIMD, shared memory) are not available");
-    return new KernelPool(options.memoryBytes, Math.max(1, options.workers ?? availableParallelism()));
+    const workers = Math.max(1, options.workers ?? availableParallelism());
+    const early = prestarted;
+    if (early !== undefined && early.pages === Math.ceil(options.memoryBytes / PAGE) && early.workers === workers) {
+      prestarted = undefined;
+      return early.pool;
+    }
+    return new KernelPool(options.memoryBytes, workers);
+  }
+
+  /**
+   * Starts a pool now for a `start` with these options later in this process: its worker threads boot
+   * (about 50 ms each) while the caller still loads modules and reads headers. Does nothing when the
+   * kernels are unavailable or a pool is already waiting. `discardPrestarted` stops one left unused.
+   * @returns the waiting pool, if any.
+   */
+  static prestart(options: KernelPoolOptions): KernelPool | undefined {
+    if (prestarted === undefined && KernelPool.available()) {
+      const workers = Math.max(1, options.workers ?? availableParallelism());
+      prestarted = { pool: new KernelPool(options.memoryBytes, workers), pages: Math.ceil(options.memoryBytes / PAGE), workers };
+    }
+    return prestarted?.pool;
+  }
+
+  /** Stops the pool `prestart` started, if no `start` took it. */
+  static async discardPrestarted(): Promise<void> {
+    const early = prestarted;
+    prestarted = undefined;
+    await early?.pool.close();
   }
 
   /** Reserves `bytes` of the shared memory (64-byte aligned). @returns the byte offset. */
