@@ -90,7 +90,8 @@ export function fastLinearMemoryBytes(maxTerms: number, workers: number, options
 }
 
 const DEFAULT_CHUNK = 2 * 1024 * 1024;
-const DEFAULT_SLOTS = 4;
+/** Default ring slots. */
+export const DEFAULT_SLOTS = 4;
 /** float32 accumulator block for the k-term path (64 KiB: stays in L2). */
 const ACC_BLOCK = 16384;
 /** Below this many elements a chunk is merged on the main thread (a message round trip costs more). */

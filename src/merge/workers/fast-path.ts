@@ -18,7 +18,7 @@ import type { SourceRef, TensorPlan } from "../plan.ts";
 import { linearFormOf } from "../kernels/linear-form.ts";
 import { KernelPool } from "./pool.ts";
 import { compileKernelsWasm } from "../kernels/wasm-module.ts";
-import { fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions } from "./fast-linear.ts";
+import { DEFAULT_SLOTS, fastLinearMemoryBytes, runFastLinear, type FastJob, type FastRunOptions } from "./fast-linear.ts";
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { nonFiniteError } from "../methods/finite.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "./fast-ties.ts";
@@ -176,8 +176,10 @@ export function createFastPath(options: FastPathOptions): FastPath {
       const jobs: FastJob[] = [];
       let maxTerms = 1;
       const writeInOrder = sequential((bytes) => out.write(bytes));
-      // runFastLinear reserves and commits in chunk order, after the earlier chunks' writes
-      const staging = out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
+      // runFastLinear reserves and commits in chunk order, after the earlier chunks' writes; its slots'
+      // reservations must leave most staging blocks free (a reservation waits for a free block)
+      const reservable = (options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
+      const staging = reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
       for (const t of tensors) {
         const form = linearFormOf(options.methodName, t.params, t.models.length)!;
         const refs = termRefs(t)!;
