@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, write as writeCb } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { wasmApi } from "./wasm-api.ts";
@@ -87,7 +87,7 @@ test("DirectFile: no write after sync(); direct: false writes the same bytes thr
     const f = await openDirectFile(join(dir, "ended"), { blockBytes: 8192 });
     await f.write(pattern(10, 1));
     await f.sync();
-    await assert.rejects(f.write(pattern(1, 1)), /write after sync\(\) or close\(\)/);
+    await assert.rejects(f.write(pattern(1, 1)), /write after sync\(\), close\(\) or abort\(\)/);
     await f.close();
     assert.equal(statSync(join(dir, "ended")).size, 10);
     const data = pattern(20000, 9);
@@ -153,7 +153,8 @@ test("DirectFile: reserved bytes (two reservations ahead of the commits, crossin
       }
       await assert.rejects(f.write(pattern(1, 1)), /reserved bytes are not committed/);
       await assert.rejects(f.sync(), /reserved bytes were not committed/);
-      assert.throws(() => f.commit(10_000), /beyond the 9000 reserved/);
+      assert.throws(() => f.commit(10_000), /commit of 10000 bytes, 9000 reserved/);
+      await assert.rejects(f.reserve(-1), RangeError);
       fillAndCommit();
       await f.sync();
       await f.close();
@@ -200,6 +201,99 @@ test("useStagingMemory: files of the default geometry stage in the given memory 
     g.commit(10);
     await g.close();
     assert.ok(readFileSync(join(dir, "own")).equals(pattern(10, 1)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("DirectFile: a reserve that waits for a block while commits write earlier ones places its bytes right; a failed write surfaces at commit; abort ends a waiting reserve and frees every block", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
+  try {
+    // writes wait for a gate, so only two blocks exist and both are held
+    let open: () => void = () => {};
+    let gate = new Promise<void>((r) => (open = r));
+    const gated: PositionedWrite = async (fd, buf, length, position) => {
+      await gate;
+      return new Promise((resolve, reject) => writeCb(fd, buf, 0, length, position, (e, n) => (e ? reject(e) : resolve(n))));
+    };
+    const data = pattern(3 * 8192 + 100, 8);
+    const f = await openDirectFile(join(dir, "gated"), { blockBytes: 8192, depth: 2, directWrite: gated });
+    const fill = (views: Uint8Array[], from: number): void => void views.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), from);
+    const a = await f.reserve(8192 + 50); // blocks 0 and 1
+    const third = f.reserve(8192); // needs block 2: waits, as both blocks are held
+    fill(a, 0);
+    f.commit(8192 + 50); // block 0 is full: its write starts (and waits at the gate)
+    open(); // block 0's write completes and frees it for the waiting reserve
+    const b = await third;
+    assert.deepEqual(b.map((v) => v.length), [8192 - 50, 50]);
+    fill(b, 8192 + 50);
+    f.commit(8192);
+    const c = await f.reserve(data.length - 2 * 8192 - 50);
+    fill(c, 2 * 8192 + 50);
+    f.commit(data.length - 2 * 8192 - 50);
+    await f.sync();
+    await f.close();
+    assert.ok(readFileSync(join(dir, "gated")).equals(data));
+
+    // a write that fails: the next commit reports it
+    const eio: PositionedWrite = async () => {
+      throw Object.assign(new Error("EIO: i/o error, write"), { code: "EIO" });
+    };
+    const g = await openDirectFile(join(dir, "eio"), { blockBytes: 8192, depth: 2, directWrite: eio, direct: true });
+    if (g.direct) {
+      const v = await g.reserve(8192);
+      g.commit(8192);
+      await new Promise((r) => setImmediate(r)); // the failed write settles in microtasks
+      await assert.rejects(async () => g.commit(0), /EIO/);
+      void v;
+    }
+    await g.abort();
+
+    // abort while a reserve waits for a block: the reserve fails, and every block is free again
+    gate = new Promise<void>((r) => (open = r));
+    const h = await openDirectFile(join(dir, "aborted"), { blockBytes: 8192, depth: 2, directWrite: gated });
+    const held = await h.reserve(2 * 8192);
+    fill(held, 0);
+    const waiting = h.reserve(1);
+    const abort = h.abort();
+    await assert.rejects(waiting, /aborted while reserving/);
+    open();
+    await abort;
+    assert.throws(() => h.commit(0), /commit after close\(\) or abort\(\)/);
+    const k = await openDirectFile(join(dir, "after"), { blockBytes: 8192, depth: 2 });
+    const all = await k.reserve(2 * 8192); // both blocks: none was lost
+    fill(all, 0);
+    k.commit(2 * 8192);
+    await k.close();
+    assert.ok(readFileSync(join(dir, "after")).equals(data.subarray(0, 2 * 8192)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("useStagingMemory: overlapping uses restored in either order leave the latest one still in use, then the module's own", async () => {
+  const pages = (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 65536 + 1;
+  const a = new wasmApi!.Memory({ initial: pages, maximum: pages });
+  const b = new wasmApi!.Memory({ initial: pages, maximum: pages });
+  const dir = mkdtempSync(join(tmpdir(), "realign-direct-"));
+  const stagedIn = async (name: string): Promise<ArrayBufferLike> => {
+    const f = await openDirectFile(join(dir, name));
+    const [v] = await f.reserve(1);
+    v![0] = 7;
+    f.commit(1);
+    await f.close();
+    return v!.buffer;
+  };
+  try {
+    const restoreA = useStagingMemory(a.buffer, 0);
+    const restoreB = useStagingMemory(b.buffer, 65536);
+    assert.equal(await stagedIn("1"), b.buffer);
+    restoreA(); // A's merge ends first: B's staging stays
+    assert.equal(await stagedIn("2"), b.buffer);
+    restoreA(); // idempotent
+    restoreB();
+    const own = await stagedIn("3");
+    assert.ok(own !== a.buffer && own !== b.buffer);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -14,6 +14,7 @@
  * without it, or a write rejected with EINVAL), the file falls back to plain buffered writes, same bytes.
  */
 import { wasmApi } from "./wasm-api.ts";
+import { InternalError } from "../errors.ts";
 import { close as closeCb, constants, fdatasync as fdatasyncCb, fsync as fsyncCb, ftruncate as ftruncateCb, open as openCb, write as writeCb } from "node:fs";
 
 /** File positions and block sizes of O_DIRECT writes are multiples of this (the largest usual logical block). */
@@ -51,7 +52,10 @@ export interface DirectFileOptions {
   readonly directWrite?: PositionedWrite;
 }
 
-/** An append-only file: see the module doc. Not re-entrant: await each call before the next. */
+/**
+ * An append-only file: see the module doc. Not re-entrant: await each call before the next, with one
+ * exception: `commit` (synchronous) may run while a `reserve` waits for a staging block.
+ */
 export interface DirectFile {
   readonly path: string;
   /** Whether full blocks currently bypass the page cache (false after a fallback). */
@@ -59,19 +63,25 @@ export interface DirectFile {
   /**
    * Appends `bytes` (copied before the promise resolves; the caller may reuse `bytes` then). Not after
    * sync() or close(), nor while reserved bytes are not committed.
+   * @throws an earlier write's failure (a Node system error); InternalError when misused as above.
    */
   write(bytes: Uint8Array): Promise<void>;
   /**
-   * Reserves the next `n` appended bytes and returns where they go: views of the staging blocks, in file
-   * order (one view, or more when the bytes cross a block boundary). The caller fills them and then calls
-   * `commit`; this is how a merge writes its output straight into the staging blocks (zero copies when
-   * the staging lives in the kernel pool's memory: `useStagingMemory`). Reservations may run ahead of
+   * Reserves the next `byteLength` appended bytes and returns where they go: views of the staging blocks,
+   * in file order (one view, or more when the bytes cross a block boundary). The caller fills them and then
+   * calls `commit`; this is how a merge writes its output straight into the staging blocks (zero copies
+   * when the staging lives in the kernel pool's memory: `useStagingMemory`). Reservations may run ahead of
    * commits (each call awaited before the next); every reserved byte must be committed, in order, before
    * write(), sync() or close(). Waits while every staging block is in flight.
+   * @throws RangeError for a negative or fractional length; an earlier write's failure; InternalError
+   *   after sync(), close() or abort() (also when abort() runs while it waits).
    */
-  reserve(n: number): Promise<Uint8Array[]>;
-  /** Marks the next `n` reserved bytes as filled; full blocks go to the disk. @throws a failed earlier write. */
-  commit(n: number): void;
+  reserve(byteLength: number): Promise<Uint8Array[]>;
+  /**
+   * Marks the next `byteLength` reserved bytes as filled; blocks that are now full go to the disk.
+   * @throws an earlier write's failure; InternalError beyond the reserved bytes or after close()/abort().
+   */
+  commit(byteLength: number): void;
   /** Waits for every write issued so far, then fdatasync. */
   datasync(): Promise<void>;
   /** Writes every appended byte (the staged tail too), then fsync. Ends the file: no write() after it. */
@@ -141,13 +151,24 @@ export function useStagingMemory(buffer: ArrayBufferLike, byteOffset: number): (
     throw new RangeError(`staging memory must be ${bytes} bytes at a multiple of ${DIRECT_ALIGN} inside the buffer, got offset ${byteOffset} of ${buffer.byteLength}`);
   }
   const key = `${DEFAULT_DIRECT_BLOCK}x${DEFAULT_DIRECT_DEPTH}`;
-  const previous = pools.get(key);
-  pools.set(key, new StagingPool(DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, { buffer, byteOffset }));
+  if (overrides.length === 0) ownDefault = pools.get(key);
+  const mine = new StagingPool(DEFAULT_DIRECT_BLOCK, DEFAULT_DIRECT_DEPTH, { buffer, byteOffset });
+  overrides.push(mine);
+  pools.set(key, mine);
   return () => {
-    if (previous === undefined) pools.delete(key);
-    else pools.set(key, previous);
+    // merges may overlap (a sweep's jobs): the latest staging still in use wins, whatever the order of restores
+    const i = overrides.indexOf(mine);
+    if (i < 0) return;
+    overrides.splice(i, 1);
+    const top = overrides.at(-1) ?? ownDefault;
+    if (top === undefined) pools.delete(key);
+    else pools.set(key, top);
   };
 }
+/** The stagings given by useStagingMemory and not restored yet, oldest first. */
+const overrides: StagingPool[] = [];
+/** The default geometry's own pool (if created) from before the first of them. */
+let ownDefault: StagingPool | undefined;
 
 /**
  * Creates (or truncates) `path` for appending.
@@ -244,7 +265,7 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
   /** Writes the partial last block: padded to DIRECT_ALIGN under O_DIRECT, then the file is cut to its length. */
   const flushTail = async (): Promise<void> => {
     if (ended) return;
-    if (reserved !== committed) throw new Error(`${path}: ${reserved - committed} reserved bytes were not committed`);
+    if (reserved !== committed) throw new InternalError(`${path}: ${reserved - committed} reserved bytes were not committed`);
     ended = true;
     const buf = open.shift();
     for (const b of open.splice(0)) release(b); // (none: every reserved byte is committed)
@@ -266,8 +287,8 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       return direct;
     },
     async write(bytes) {
-      if (ended) throw new Error(`${path}: write after sync() or close() (the file was already completed)`);
-      if (reserved !== committed) throw new Error(`${path}: write while ${reserved - committed} reserved bytes are not committed`);
+      if (ended) throw new InternalError(`${path}: write after sync(), close() or abort() (the file was already completed)`);
+      if (reserved !== committed) throw new InternalError(`${path}: write while ${reserved - committed} reserved bytes are not committed`);
       let off = 0;
       while (off < bytes.length) {
         if (failure !== undefined) throw failure;
@@ -281,17 +302,23 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       }
       if (failure !== undefined) throw failure;
     },
-    async reserve(n) {
-      if (ended) throw new Error(`${path}: reserve after sync() or close() (the file was already completed)`);
+    async reserve(byteLength) {
+      if (!(Number.isInteger(byteLength) && byteLength >= 0)) throw new RangeError(`${path}: reserve length must be a non-negative integer, got ${byteLength}`);
+      if (ended) throw new InternalError(`${path}: reserve after sync(), close() or abort() (the file was already completed)`);
       if (failure !== undefined) throw failure;
       const views: Uint8Array[] = [];
       let at = reserved;
-      const end = reserved + n;
+      const end = reserved + byteLength;
       while (at < end) {
         // `position` advances while this waits for a block (commits write full blocks): recompute the index
         let index = Math.floor((at - position) / block);
         while (open.length <= index) {
-          open.push(await acquire());
+          const b = await acquire();
+          if (ended) {
+            release(b);
+            throw new InternalError(`${path}: aborted while reserving`);
+          }
+          open.push(b);
           index = Math.floor((at - position) / block);
         }
         const from = at - position - index * block;
@@ -302,10 +329,13 @@ export async function openDirectFile(path: string, options: DirectFileOptions = 
       reserved = end;
       return views;
     },
-    commit(n) {
+    commit(byteLength) {
+      if (closed) throw new InternalError(`${path}: commit after close() or abort()`);
       if (failure !== undefined) throw failure;
-      if (committed + n > reserved) throw new Error(`${path}: commit of ${n} bytes beyond the ${reserved - committed} reserved`);
-      commitBytes(n);
+      if (!(Number.isInteger(byteLength) && byteLength >= 0) || committed + byteLength > reserved) {
+        throw new InternalError(`${path}: commit of ${byteLength} bytes, ${reserved - committed} reserved`);
+      }
+      commitBytes(byteLength);
     },
     async datasync() {
       await drain();
