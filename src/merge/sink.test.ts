@@ -180,3 +180,22 @@ for (const [fail, directIo] of [["datasync", false], ["fsync", false], ["fsync",
     }
   });
 }
+
+test("safetensors sink: offers its staging (reserve/commit) only for durable O_DIRECT shards", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "realign-sink-"));
+  try {
+    const ctx = { dir, file: undefined, tensors: [{ name: "w", dtype: "BF16" as const, shape: [4] }], metadata: {}, plan: undefined as never };
+    const staged = await safetensorsSink()(ctx);
+    assert.equal(typeof staged.reserve, "function");
+    assert.equal(typeof staged.commit, "function");
+    await staged.abort();
+    for (const sync of [{ fsync: false }, { directIo: false }]) {
+      const plain = await safetensorsSink(undefined, sync)(ctx);
+      assert.equal(plain.reserve, undefined, JSON.stringify(sync));
+      assert.equal(plain.commit, undefined);
+      await plain.abort();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

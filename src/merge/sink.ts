@@ -15,12 +15,14 @@ export interface TensorSink {
   /** Data bytes of the declared tensors, in declared order, in any split. */
   write(bytes: Uint8Array): Promise<void>;
   /**
-   * Optional: the place of the next `n` data bytes in the sink's output staging (views to fill, then
-   * `commit(n)`, in order, before the next write), or undefined when it has none for them (use write).
-   * The safetensors sink has one for O_DIRECT shards (formats/safetensors/write.ts ShardedWriter.reserve).
+   * Present when the sink stages its output (the safetensors sink with durable O_DIRECT shards): the
+   * place of the next `byteLength` data bytes in that staging, views to fill and then `commit`, in order,
+   * before the next write; or undefined when it has none for them (use write). See
+   * formats/safetensors/write.ts ShardedWriter.reserve.
    */
-  reserve?(n: number): Promise<Uint8Array[]> | undefined;
-  commit?(n: number): void;
+  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled (with `reserve`). */
+  commit?(byteLength: number): void;
   /** Completes the files; returns the names written (relative to the output directory). */
   finish(): Promise<string[]>;
   /** Releases handles after a failure (the caller removes the directory). */
@@ -67,8 +69,8 @@ export function safetensorsSink(maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES,
     });
     return {
       write: (bytes) => writer.write(bytes),
-      reserve: (n) => writer.reserve(n),
-      commit: (n) => writer.commit(n),
+      // only a staged writer: the fast path waits for pending writes before it asks for a place
+      ...(writer.staged ? { reserve: (n: number) => writer.reserve(n), commit: (n: number) => writer.commit(n) } : {}),
       finish: async () => (await writer.finish()).files,
       abort: () => writer.abort(),
     };

@@ -158,7 +158,11 @@ let poolModule: Promise<typeof import("../../merge/workers/pool.ts")> | undefine
  */
 async function startFastPathEarly(): Promise<void> {
   poolModule = import("../../merge/workers/pool.ts");
-  (await import("../../merge/workers/fast-path.ts")).prestartFastPath();
+  try {
+    (await import("../../merge/workers/fast-path.ts")).prestartFastPath();
+  } catch {
+    // only a head start: the merge starts its own pool (or runs the generic path) as it would without it
+  }
 }
 
 /** Validates flags and runs the merge. */

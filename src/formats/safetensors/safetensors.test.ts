@@ -205,6 +205,7 @@ test("sharded writer reserve/commit: staging views only inside the open O_DIRECT
     const v2 = await w.reserve(6)!; // a reservation ahead of the first one's commit
     assert.equal(w.reserve(3), undefined, "shard 1 has no bytes left: the next ones go through write");
     await assert.rejects(w.write(data.subarray(16, 17)), /reserved bytes are not committed/);
+    await assert.rejects(w.finish(), /finish while 14 reserved bytes are not committed/);
     v1.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), 2);
     w.commit(8);
     v2.reduce((at, v) => (v.set(data.subarray(at, at + v.length)), at + v.length), 10);

@@ -132,13 +132,15 @@ export interface SafetensorsFileWriter {
   /** Appends data bytes (any split; must follow declared order and sizes). Not while reserved bytes are not committed. */
   write(bytes: Uint8Array): Promise<void>;
   /**
-   * Reserves the next `n` data bytes where the file stages them (O_DIRECT files; undefined otherwise):
-   * views in file order to fill, then `commit(n)` (core/direct-file.ts `DirectFile.reserve`). Same order
-   * and size checks as `write`.
+   * Reserves the next `byteLength` data bytes where the file stages them (O_DIRECT files; undefined
+   * otherwise): views in file order to fill, then `commit(byteLength)` (core/direct-file.ts
+   * `DirectFile.reserve`).
+   * @throws InternalError (synchronously) past the declared data; the promise rejects with IoError/InputError
+   *   (via fsError) for an earlier failed write.
    */
-  reserve(n: number): Promise<Uint8Array[]> | undefined;
-  /** Marks the next `n` reserved bytes filled. @throws IoError of an earlier failed write. */
-  commit(n: number): void;
+  reserve(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled. @throws IoError/InputError (via fsError) of an earlier failed write. */
+  commit(byteLength: number): void;
   /** Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and closes. */
   finish(): Promise<void>;
   /** Closes without checks (the caller removes the temp output). */
@@ -294,13 +296,17 @@ export interface ShardedWriter {
   readonly shards: readonly ShardPlan[];
   /** Appends data for the current tensor (declared order across all shards); opens the next shard as needed. */
   write(bytes: Uint8Array): Promise<void>;
+  /** Whether the shards are staged (durable O_DIRECT output), so that `reserve` can give their bytes' place. */
+  readonly staged: boolean;
   /**
-   * Reserves the next `n` bytes in the staging blocks of the shard being written, when they all fall in it
-   * and it is written through O_DIRECT (SafetensorsFileWriter.reserve); undefined otherwise (use write).
-   * Every reserved byte must be committed, in order, before the next write or finish.
+   * Reserves the next `byteLength` bytes in the staging blocks of the shard being written, when they all
+   * fall in it and it is staged (SafetensorsFileWriter.reserve); undefined otherwise (use write: the first
+   * bytes of each shard, which open it). Every reserved byte must be committed, in order, before the next
+   * write or finish.
    */
-  reserve(n: number): Promise<Uint8Array[]> | undefined;
-  commit(n: number): void;
+  reserve(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled. @throws as SafetensorsFileWriter.commit. */
+  commit(byteLength: number): void;
   /** Finishes the last shard and writes the index (when more than one shard). Returns the file names. */
   finish(): Promise<{ files: string[]; totalSize: number }>;
   abort(): Promise<void>;
@@ -353,6 +359,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
   let pending = 0;
   return {
     shards,
+    staged: (options.fsync ?? true) && (options.directIo ?? directIoEnabled()),
     reserve(n) {
       if (current === undefined || remaining < n || n <= 0) return undefined;
       const views = current.reserve(n);
@@ -377,6 +384,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
       }
     },
     async finish() {
+      if (pending !== 0) throw new InternalError(`sharded writer: finish while ${pending} reserved bytes are not committed`);
       while (shardIndex < shards.length - 1) await nextShard();
       if (current !== undefined) finishInBackground(current);
       current = undefined;

@@ -121,44 +121,66 @@ for (const c of CASES) {
   });
 }
 
-test("merging straight into reserved output views (split at odd byte offsets, in the pool's memory or not, some chunks written instead) gives the generic path's bytes in order", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
-  // a sink whose staging "blocks" are 3001 bytes, so a chunk's bytes cross block ends at odd offsets
-  const BLOCK = 3001;
-  for (const c of [CASES[0]!, CASES[4]!, CASES[2]!]) {
-    for (const [where, localMax] of [["pool", 0], ["pool", undefined], ["elsewhere", 0]] as const) {
+/**
+ * A sink whose staging "blocks" are `block` bytes of `stage` (so a chunk's bytes cross block ends at the
+ * offsets it gives), refusing the reservations `refuse` picks (those chunks then go through write). The
+ * bytes land in `file` as a disk write would take them: in commit order, after checking the order.
+ */
+function stagingSink(stage: Uint8Array, block: number, refuse: (call: number) => boolean) {
+  const file = new Uint8Array(stage.length);
+  let reserved = 0;
+  let committed = 0;
+  let calls = 0;
+  return {
+    file,
+    get committed() {
+      return committed;
+    },
+    get calls() {
+      return calls;
+    },
+    reserve: (n: number): Promise<Uint8Array[]> | undefined => {
+      if (refuse(calls++)) return undefined;
+      const views: Uint8Array[] = [];
+      for (let at = reserved; at < reserved + n; at = Math.min(reserved + n, (Math.floor(at / block) + 1) * block)) {
+        views.push(stage.subarray(at, Math.min(reserved + n, (Math.floor(at / block) + 1) * block)));
+      }
+      reserved += n;
+      return Promise.resolve(views);
+    },
+    commit: (n: number): void => {
+      assert.ok(committed + n <= reserved, "commit within the reservations");
+      file.set(stage.subarray(committed, committed + n), committed);
+      committed += n;
+    },
+    write: async (bytes: Uint8Array): Promise<void> => {
+      assert.equal(reserved, committed, "no write while bytes are reserved");
+      file.set(bytes, committed);
+      reserved = committed += bytes.length;
+    },
+  };
+}
+
+/** The expected output stream: the wants' bytes one after the other. */
+function concatBytes(wants: readonly Uint16Array[]): Uint8Array {
+  const out = new Uint8Array(wants.reduce((a, w) => a + w.length * 2, 0));
+  wants.reduce((at, w) => (out.set(new Uint8Array(w.buffer, w.byteOffset, w.length * 2), at), at + w.length * 2), 0);
+  return out;
+}
+
+test("merging straight into reserved output views (split at odd byte offsets, at an odd address, outside the pool's memory, some chunks written instead) gives the generic path's bytes in order", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
+  // blocks of 3001 bytes: a chunk's bytes cross block ends at odd offsets (copyBytes); "odd": one block
+  // bigger than the output at an odd address (the kernels store straight to it)
+  for (const c of [CASES[0]!, CASES[1]!, CASES[4]!, CASES[2]!, CASES[7]!]) {
+    for (const [where, localMax] of [["pool", 0], ["pool", undefined], ["odd", 0], ["elsewhere", 0]] as const) {
       const sizes = [5, 1000, 4096 * 3 + 13];
       const total = sizes.reduce((a, n) => a + n * 2, 0);
       const mark = pool!.mark();
       try {
-        const stage = where === "pool" ? pool!.bytes(pool!.alloc(total), total) : new Uint8Array(total);
+        const stage = where === "elsewhere" ? new Uint8Array(total) : pool!.bytes(pool!.alloc(total + 1) + (where === "odd" ? 1 : 0), total);
         stage.fill(0xee);
-        const file = new Uint8Array(total);
-        let reserved = 0;
-        let committed = 0;
-        let calls = 0;
+        const sink = stagingSink(stage, where === "odd" ? 2 * total : 3001, (call) => call % 3 === 1);
         const wants: Uint16Array[] = [];
-        const sink = {
-          // every third reservation is refused (the chunk then goes through write)
-          reserve: (n: number): Promise<Uint8Array[]> | undefined => {
-            if (calls++ % 3 === 1) return undefined;
-            const views: Uint8Array[] = [];
-            for (let at = reserved; at < reserved + n; at = Math.min(reserved + n, (Math.floor(at / BLOCK) + 1) * BLOCK)) {
-              views.push(stage.subarray(at, Math.min(reserved + n, (Math.floor(at / BLOCK) + 1) * BLOCK)));
-            }
-            reserved += n;
-            return Promise.resolve(views);
-          },
-          commit: (n: number): void => {
-            assert.ok(committed + n <= reserved, "commit within the reservations");
-            file.set(stage.subarray(committed, committed + n), committed);
-            committed += n;
-          },
-          write: async (bytes: Uint8Array): Promise<void> => {
-            assert.equal(reserved, committed, "no write while bytes are reserved");
-            file.set(bytes, committed);
-            reserved = committed += bytes.length;
-          },
-        };
         const jobs: FastJob[] = sizes.map((n, j) => {
           const { base, models, want, form } = caseData(c, n, 2000 + j, (m) => 13 * j + m + 5);
           wants.push(want);
@@ -173,11 +195,9 @@ test("merging straight into reserved output views (split at odd byte offsets, in
           };
         });
         await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3, ...(localMax === undefined ? {} : { localMax }) });
-        assert.equal(committed, total);
-        const want = new Uint8Array(total);
-        wants.reduce((at, w) => (want.set(new Uint8Array(w.buffer, w.byteOffset, w.length * 2), at), at + w.length * 2), 0);
-        assert.deepEqual(file, want, `${c.name}, views ${where}, localMax ${localMax}`);
-        assert.ok(calls >= 4, `${calls} reservations`);
+        assert.equal(sink.committed, total);
+        assert.deepEqual(sink.file, concatBytes(wants), `${c.name}, views ${where}, localMax ${localMax}`);
+        assert.ok(sink.calls >= 4, `${sink.calls} reservations`);
       } finally {
         pool!.release(mark);
       }
@@ -185,16 +205,51 @@ test("merging straight into reserved output views (split at odd byte offsets, in
   }
 });
 
+test("a sink that refuses every reservation: the chunks go through write and still overlap on the workers", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
+  const c = CASES[0]!;
+  const n = 4096 * 16;
+  const { base, models, want, form } = caseData(c, n, 77, (m) => m + 1);
+  const src = termsOf(form, base, models);
+  const sink = stagingSink(new Uint8Array(n * 2), 3001, () => true);
+  const run = pool!.run.bind(pool!);
+  let running = 0;
+  let most = 0;
+  pool!.run = (batches) => {
+    most = Math.max(most, ++running);
+    return run(batches).finally(() => running--);
+  };
+  try {
+    const job: FastJob = {
+      numel: n,
+      divisor: form.divisor,
+      terms: form.terms.map((t, i) => ({ coef: t.coef, read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)) })),
+      write: (_off: number, bytes: Uint8Array) => sink.write(bytes),
+      reserve: sink.reserve,
+      commit: sink.commit,
+    };
+    await runFastLinear([job], pool!, { chunkElems: 4096, slots: 4, localMax: 0 });
+  } finally {
+    pool!.run = run;
+  }
+  assert.deepEqual(sink.file, concatBytes([want]));
+  assert.equal(sink.calls, 2, "asked once, and once more after waiting for the first write; then no more");
+  assert.ok(most >= 2, `at most ${most} chunk(s) on the workers at once`);
+});
+
 test("workers reading their chunks from file spans (blocks across chunk ends, ragged tails) give the generic path's bytes; a failed read reports the term reader's error", { skip: pool === undefined && "no WebAssembly SIMD" }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "realign-fast-linear-"));
   const fds: number[] = [];
   try {
     const HEADER = 77; // the data starts at an odd file offset, as a safetensors header leaves it
-    for (const c of [CASES[1]!, CASES[4]!, CASES[5]!]) {
+    for (const [c, staged] of [CASES[1]!, CASES[4]!, CASES[5]!].flatMap((x) => [[x, false], [x, true]] as const)) {
       const sizes = [4096 * 3 + 13, 9000];
       const wants: Uint16Array[] = [];
       const outs: Uint16Array[] = [];
       let mainReads = 0;
+      // staged: the merged bytes go into reserved views in the pool's memory (blocks of 3001 bytes)
+      const mark = pool!.mark();
+      const total = sizes.reduce((a, n) => a + n * 2, 0);
+      const sink = staged ? stagingSink(pool!.bytes(pool!.alloc(total), total), 3001, (call) => call === 0) : undefined;
       const jobs: FastJob[] = sizes.map((n, j) => {
         const { base, models, want, form } = caseData(c, n, 500 + j, (m) => 17 * j + m + 3);
         wants.push(want);
@@ -217,12 +272,15 @@ test("workers reading their chunks from file spans (blocks across chunk ends, ra
               },
             };
           }),
-          write: async (off: number, bytes: Uint8Array) => new Uint8Array(out.buffer).set(bytes, off),
+          write: async (off: number, bytes: Uint8Array) => (sink === undefined ? new Uint8Array(out.buffer).set(bytes, off) : sink.write(bytes)),
+          ...(sink === undefined ? {} : { reserve: sink.reserve, commit: sink.commit }),
         };
       });
       // 4096-element chunks on the workers (localMax 0), read in blocks of 1000 elements
       await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3, localMax: 0, readBlockElems: 1000 });
-      for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `${c.name}: job ${j}`);
+      pool!.release(mark);
+      if (sink === undefined) for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `${c.name}: job ${j}`);
+      else assert.deepEqual(sink.file, concatBytes(wants), `${c.name}: staged`);
       assert.equal(mainReads, 0, "every chunk was read by its worker");
     }
     // a span past the end of its file: the worker's read fails, and the term reader's own error is thrown

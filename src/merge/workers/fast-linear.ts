@@ -45,14 +45,14 @@ export interface FastJob {
    */
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
   /**
-   * Optional zero-copy output (the sink's TensorSink.reserve): the place of the next `bytes` output bytes,
+   * Optional zero-copy output (the sink's TensorSink.reserve): the place of the next `byteLength` output bytes,
    * views in output order that the chunk's worker merges straight into (when they lie in the pool's
    * memory; else they are copied into after the merge), then `commit(bytes)`. undefined: use `write`.
    * Called in chunk order, and only when every earlier chunk is committed, reserved or written.
    */
-  reserve?(bytes: number): Promise<Uint8Array[]> | undefined;
-  /** Marks the next `bytes` reserved bytes filled (called in chunk order, after the earlier chunks' writes). */
-  commit?(bytes: number): void;
+  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled (called in chunk order, after the earlier chunks' writes). */
+  commit?(byteLength: number): void;
   /**
    * When one term is a LoRA tensor θ + s·U·V (its `read` gives θ's stored bytes): at most 2 terms; chunks
    * then hold whole rows (`cols` ≤ chunkElems). See fast-lora.ts.
@@ -156,6 +156,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   let plainPending = 0;
   /** The latest of those chunks' write (writes finish in chunk order). */
   let lastPlain: Promise<void> | undefined;
+  /** Off once a reservation asked for after waiting for those writes was refused (a sink with no staging). */
+  let reserving = true;
   const issueRead = (i: number): void => {
     if (i >= chunks.length || reads[i] !== undefined) return;
     const c = chunks[i]!;
@@ -181,9 +183,12 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       // (after the chunks written through job.write: a sink has no staging for the first bytes of a file, so
       // the first chunk of each shard goes through write and the next one waits for that write once)
       let dest: Uint8Array[] | undefined;
-      if (job.reserve !== undefined && job.lora === undefined) {
-        if (plainPending > 0) await lastPlain;
+      if (reserving && job.reserve !== undefined && job.lora === undefined) {
+        const waited = plainPending > 0;
+        if (waited) await lastPlain;
         dest = await job.reserve(c.n * 2);
+        // refused although every earlier byte is out: this sink has no place to give, so stop waiting for it
+        if (dest === undefined && waited) reserving = false;
       }
       // the staging is in the pool's memory (fast-path.ts useStagingMemory): the workers write it
       const ranges = dest?.every((v) => v.buffer === pool.memory.buffer) ? dest.map((v) => ({ ptr: v.byteOffset, bytes: v.length })) : undefined;
@@ -232,7 +237,9 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     }
     await inflight.all();
   } catch (err) {
+    // (and the computations: a worker may still be merging into a reserved staging block)
     await inflight.settle();
+    await computing.settle();
     throw err;
   } finally {
     pool.release(mark);

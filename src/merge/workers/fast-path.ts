@@ -39,11 +39,14 @@ export interface FastPath {
   close(): Promise<void>;
 }
 
-/** Where a fast run's bytes go: the merge's TensorSink (merge/sink.ts). */
+/** Where a fast run's bytes go: the merge's TensorSink (merge/sink.ts), whose docs these members follow. */
 export interface FastOutput {
+  /** Appends bytes in declared order (called sequentially). */
   write(bytes: Uint8Array): Promise<void>;
-  reserve?(n: number): Promise<Uint8Array[]> | undefined;
-  commit?(n: number): void;
+  /** The next `byteLength` bytes' place in the sink's staging, or undefined (then `write`). */
+  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled, in order. */
+  commit?(byteLength: number): void;
 }
 
 export interface FastPathOptions {
@@ -178,7 +181,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
       const writeInOrder = sequential((bytes) => out.write(bytes));
       // runFastLinear reserves and commits in chunk order, after the earlier chunks' writes; its slots'
       // reservations must leave most staging blocks free (a reservation waits for a free block)
-      const reservable = (options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
+      const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
       const staging = reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
       for (const t of tensors) {
         const form = linearFormOf(options.methodName, t.params, t.models.length)!;
