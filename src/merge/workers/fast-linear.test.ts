@@ -324,9 +324,10 @@ test("linearFormOf: hand-computed coefficients", () => {
   assert.equal(linearFormOf("ties", { global: {}, perModel: [] }, 2), undefined);
 });
 
-test("fast path memory is bounded by slots × (terms + 1) × chunk, independent of tensor size", () => {
+test("fast path memory is bounded by slots × (terms + 1) × chunk plus per-worker blocks, independent of tensor size", () => {
   const small = fastLinearMemoryBytes(2, 2);
   assert.ok(small < 64 * 1024 * 1024, `default pool ${small} bytes`);
-  // 2 slots × 3 buffers × 1024 × 2 bytes + 3 float32 accumulators of 16384 + alignment slack
-  assert.equal(fastLinearMemoryBytes(2, 2, { chunkElems: 1024, slots: 2 }), 2 * 3 * 1024 * 2 + 3 * 16384 * 4 + 64 * 12);
+  // 2 slots × 3 buffers × 1024 × 2 bytes + 3 float32 accumulators of 16384 + 2 workers' read buffers of
+  // 2 terms × 1000 bf16 + alignment slack
+  assert.equal(fastLinearMemoryBytes(2, 2, { chunkElems: 1024, slots: 2, readBlockElems: 1000 }), 2 * 3 * 1024 * 2 + 3 * 16384 * 4 + 2 * 2 * 1000 * 2 + 64 * 14);
 });

@@ -86,7 +86,13 @@ export interface FastRunOptions {
 export function fastLinearMemoryBytes(maxTerms: number, workers: number, options: FastRunOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = options.slots ?? DEFAULT_SLOTS;
-  return slots * (Math.max(1, maxTerms) + 1) * chunk * 2 + (workers + 1) * ACC_BLOCK * 4 + 64 * (slots * (maxTerms + 2) + workers + 2);
+  const readBlock = options.readBlockElems ?? READ_BLOCK;
+  return (
+    slots * (Math.max(1, maxTerms) + 1) * chunk * 2 +
+    (workers + 1) * ACC_BLOCK * 4 +
+    workers * Math.max(1, maxTerms) * readBlock * 2 +
+    64 * (slots * (maxTerms + 2) + 2 * workers + 2)
+  );
 }
 
 const DEFAULT_CHUNK = 2 * 1024 * 1024;
@@ -125,6 +131,8 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
     out: pool.alloc(chunk * 2),
   }));
   const accs = Array.from({ length: pool.workerCount + 1 }, () => pool.alloc(ACC_BLOCK * 4));
+  // per worker: where it reads one block of each input (reused block after block, so it stays in L2)
+  const readBufs = Array.from({ length: pool.workerCount }, () => pool.alloc(maxTerms * readBlock * 2));
   // LoRA jobs: one region for the current tensor's U and V
   const uvBytes = Math.max(0, ...jobs.map((j) => (j.lora === undefined ? 0 : loraUvBytes(j.lora.rows, j.lora.cols, j.lora.rank))));
   const factors = uvBytes > 0 ? new LoraFactors(pool, pool.alloc(uvBytes), uvBytes) : undefined;
@@ -204,7 +212,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
         // each chunk goes whole to one worker (round robin), so workers never wait for each other; writes
         // stay in chunk order: chunk i is written after it is computed and after chunk i − 1 is written
         const spans = c.spans;
-        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock }, ranges);
+        computed = compute(pool, job, slot, accs, c.n, i % pool.workerCount, localMax, spans === undefined ? undefined : { spans, start: c.start, block: readBlock, bufs: readBufs }, ranges);
         // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
         if (spans !== undefined) computed = computed.catch(async (err: unknown) => {
           await readOnMain(slot, job, c);
@@ -260,7 +268,7 @@ async function compute(
   n: number,
   worker: number,
   localMax: number,
-  read?: { readonly spans: readonly FileSpan[]; readonly start: number; readonly block: number },
+  read?: { readonly spans: readonly FileSpan[]; readonly start: number; readonly block: number; readonly bufs: readonly number[] },
   ranges?: readonly { readonly ptr: number; readonly bytes: number }[],
 ): Promise<void> {
   const k = job.terms.length;
@@ -301,20 +309,22 @@ async function compute(
   const coefs = job.terms.map((t) => Math.fround(t.coef));
   const d = job.divisor === undefined ? undefined : Math.fround(job.divisor);
   const n8 = n - (n % 8);
+  /** Where term t's element e of the chunk is, by default: in the slot. */
+  const inSlot = (t: number, e: number): number => slot.inputs[t]! + e * 2;
   // per-range calls: [from, to) in elements, multiples of 8
-  const callsFor = (from: number, to: number, acc: number): KernelCall[] => {
+  const callsFor = (from: number, to: number, acc: number, input = inSlot): KernelCall[] => {
     const calls: KernelCall[] = [];
     if (k === 2) {
-      const a = slot.inputs[0]! + from * 2;
-      const b = slot.inputs[1]! + from * 2;
+      const a = input(0, from);
+      const b = input(1, from);
       const { o, copies } = place(from, to);
       calls.push(d === undefined ? ["wsum2", a, b, o, to - from, coefs[0]!, coefs[1]!] : ["wsum2d", a, b, o, to - from, coefs[0]!, coefs[1]!, d], ...copies);
       return calls;
     }
     for (let s = from; s < to; s += ACC_BLOCK) {
       const len = Math.min(ACC_BLOCK, to - s);
-      calls.push(["first", slot.inputs[0]! + s * 2, acc, len, coefs[0]!]);
-      for (let t = 1; t < k; t++) calls.push(["accum", slot.inputs[t]! + s * 2, acc, len, coefs[t]!]);
+      calls.push(["first", input(0, s), acc, len, coefs[0]!]);
+      for (let t = 1; t < k; t++) calls.push(["accum", input(t, s), acc, len, coefs[t]!]);
       const { o, copies } = place(s, s + len);
       calls.push(d === undefined ? ["fin", acc, o, len] : ["find", acc, o, len, d], ...copies);
     }
@@ -328,10 +338,14 @@ async function compute(
       if (read === undefined) batches[worker] = callsFor(0, n8, accs[worker]!);
       else {
         const calls: WorkerCall[] = [];
+        const buf = read.bufs[worker]!;
         for (let s = 0; s < n; s += read.block) {
           const len = Math.min(read.block, n - s);
-          read.spans.forEach((sp, t) => calls.push(["read", sp.fd, sp.offset + (read.start + s) * 2, slot.inputs[t]! + s * 2, len * 2]));
-          if (s < n8) calls.push(...callsFor(s, Math.min(s + len, n8), accs[worker]!));
+          // into the worker's read buffer, which stays in its L2 (the page-cache copy then writes to cache,
+          // not to memory); the block holding a ragged tail goes to the slot, where this thread merges it
+          const input = s + len === n && n8 < n ? inSlot : (t: number, e: number): number => buf + (t * read.block + e - s) * 2;
+          read.spans.forEach((sp, t) => calls.push(["read", sp.fd, sp.offset + (read.start + s) * 2, input(t, s), len * 2]));
+          if (s < n8) calls.push(...callsFor(s, Math.min(s + len, n8), accs[worker]!, input));
         }
         batches[worker] = calls;
       }
