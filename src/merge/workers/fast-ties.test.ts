@@ -114,7 +114,17 @@ const CASES: Case[] = [
 const RUN_MAIN = { chunkElems: 1024, slots: 3, localMax: 256 };
 // (dareMaskMaxElems 4000: DARE tensors above it hash the keep masks again in the merge pass)
 // (chunkElems 1000: DARE's l1 lane sums carried from chunk to chunk across a 4096-element block boundary)
-const RUN_MORE = [{ chunkElems: 64, slots: 2 }, { chunkElems: 1000, slots: 3, localMax: 0 }, { chunkElems: 4096, slots: 4, localMax: 0 }, { chunkElems: 4096, slots: 2, localMax: 0, dareMaskMaxElems: 4000 }, {}];
+// (readBlockElems: DARE's worker reads in blocks, both passes at 4096 (a whole tensor's chunk in two
+// blocks), only the merge pass at 1000, whose last block is ragged)
+const RUN_MORE = [
+  { chunkElems: 64, slots: 2 },
+  { chunkElems: 1000, slots: 3, localMax: 0 },
+  { chunkElems: 4096, slots: 4, localMax: 0 },
+  { chunkElems: 4096, slots: 2, localMax: 0, dareMaskMaxElems: 4000 },
+  { chunkElems: 8192, slots: 2, localMax: 0, readBlockElems: 4096 },
+  { chunkElems: 4096, slots: 3, localMax: 0, readBlockElems: 1000 },
+  {},
+];
 
 const seen = new Set<string>();
 for (const c of CASES) {
@@ -140,8 +150,8 @@ for (const c of CASES) {
       await mergeRecipe(recipe, { out: generic, fastPath: false, writeCard: false });
       const g = readDir(generic);
       // tiny chunks and slots: ties cross chunk and worker boundaries (localMax 256 puts chunks on the workers)
-      for (const run of runs) {
-        const fast = join(root, `fast-${run.chunkElems ?? "default"}-${"dareMaskMaxElems" in run ? "hash" : "mask"}`);
+      for (const [r, run] of runs.entries()) {
+        const fast = join(root, `fast-${r}`);
         await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: run, writeCard: false });
         const f = readDir(fast);
         assert.deepEqual([...f.keys()], [...g.keys()]);
@@ -153,38 +163,46 @@ for (const c of CASES) {
   });
 }
 
-test("TIES fast path: a non-finite merged value with finite inputs fails as on the generic path", { skip }, async () => {
+test("TIES and DARE fast paths: a non-finite merged value with finite inputs fails as on the generic path (the first such element, also across DARE's read blocks)", { skip }, async () => {
   const root = mkdtempSync(join(tmpdir(), "realign-fast-ties-"));
   try {
     const n = 300;
     const base = randomBits(n, 5).map((b) => b & 0x3fff);
     const t1 = nearBits(base, 6);
-    base[201] = 0xff7f; // −max
-    t1[201] = 0x7f7f; // +max: δ overflows to +Inf
+    // +max − (−max): δ overflows to +Inf, at 201 and, in a later DARE read block of the same chunk, 265
+    for (const e of [201, 265]) {
+      base[e] = 0xff7f;
+      t1[e] = 0x7f7f;
+    }
     const mk = (bits: number[]) => ({ "model.norm.weight": { dtype: "BF16" as const, shape: [n], bits } });
     const config = llamaConfig({ vocab_size: 211 });
     const dirs = [base, t1, nearBits(base, 7)].map((b, m) => buildHfDir(join(root, `m${m}`), { tensors: mk(b), config }));
-    const recipe: Recipe = {
-      method: "ties",
-      base: { path: dirs[0]!, params: {}, label: "aligned" },
-      models: [
-        { path: dirs[1]!, params: { weight: 1, density: 0.5 }, label: "a" },
-        { path: dirs[2]!, params: { weight: 1, density: 0.5 }, label: "b" },
-      ],
-      params: {},
-      seed: 1,
-      vocabPolicy: "error",
-    };
-    const errs: { code: string; message: string }[] = [];
-    for (const fastPath of [false, true]) {
-      await assert.rejects(mergeRecipe(recipe, { out: join(root, `o${fastPath}`), fastPath, fastRun: { chunkElems: 64, localMax: 16 }, writeCard: false }), (e: { code: string; message: string }) => {
-        errs.push({ code: e.code, message: e.message });
-        return true;
-      });
+    for (const [method, run, density] of [
+      ["ties", { chunkElems: 64, localMax: 16 }, 0.5],
+      ["dare_ties", { chunkElems: 296, localMax: 0, readBlockElems: 64 }, 0.99],
+    ] as const) {
+      const recipe: Recipe = {
+        method,
+        base: { path: dirs[0]!, params: {}, label: "aligned" },
+        models: [
+          { path: dirs[1]!, params: { weight: 1, density }, label: "a" },
+          { path: dirs[2]!, params: { weight: 1, density: 0.5 }, label: "b" },
+        ],
+        params: {},
+        seed: 1,
+        vocabPolicy: "error",
+      };
+      const errs: { code: string; message: string }[] = [];
+      for (const fastPath of [false, true]) {
+        await assert.rejects(mergeRecipe(recipe, { out: join(root, `o-${method}-${fastPath}`), fastPath, fastRun: run, writeCard: false }), (e: { code: string; message: string }) => {
+          errs.push({ code: e.code, message: e.message });
+          return true;
+        });
+      }
+      assert.equal(errs[0]!.code, "merge.non_finite");
+      assert.deepEqual(errs[1], errs[0], method);
+      assert.match(errs[0]!.message, /merged value Infinity at element 201/, method);
     }
-    assert.equal(errs[0]!.code, "merge.non_finite");
-    assert.deepEqual(errs[1], errs[0]);
-    assert.match(errs[0]!.message, /merged value Infinity at element 201/);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -93,6 +93,14 @@ export interface FastTiesOptions {
    */
   readonly dareMaskMaxElems?: number;
   /**
+   * DARE, when a chunk's worker reads it (the job's `spans`): elements per input it reads at a time into
+   * its own buffer (reused block after block, so the page-cache copy lands in cache and the kernel reads
+   * it from there), each block's kernel call right after its reads. A positive multiple of 8; the measure
+   * pass (l1 sums) reads in such blocks only when it is also a multiple of L1_BLOCK, as the chunk is.
+   * @default DARE_READ_BLOCK
+   */
+  readonly readBlockElems?: number;
+  /**
    * Called once per TIES tensor with the measure pass it took: "band", "full" (no band: too small, or the
    * sample's band too full), or "missed" (the band did not hold the k-th largest |δ|: full pass after it);
    * then "fine" when a fine pass over the tensor follows (the boundary bin holds several values and its
@@ -119,12 +127,26 @@ const RESCALE_MIN_NORM = 1e-7;
  */
 export const DARE_MASK_MAX_ELEMS = 2 ** 30;
 
+/**
+ * Default `readBlockElems` of DARE: 64 Ki elements, 3 × 128 KiB of buffer per worker. Against whole-chunk
+ * reads into the slot (alternating CLI runs on the bench pair, 09:18 UTC): 5.75–6.19 s and 10.9–11.5 CPU s
+ * against 6.35–6.79 s and 12.0–12.3 CPU s, same sha256; 128 Ki about the same, 32 Ki slower.
+ */
+export const DARE_READ_BLOCK = 65536;
+/** A non-finite flag (recordBad in assembly/ties.ts): [0] first flagged index, [4] its value bits, [16..32) scratch. */
+const FLAG_BYTES = 32;
+
 /** dareL1x2's lane sums (8 × 16 bytes) and its zero-padded tail scratch (3 × 16 bytes), rounded up to 64. */
 const L1_STATE_BYTES = 192;
 
 /** Bytes of one DARE L1 area for chunks of `chunk` elements: the state, a 16-byte count, 32 bytes per block sum. */
-function l1Bytes(chunk: number): number {
-  return L1_STATE_BYTES + 16 + 32 * (Math.ceil(chunk / L1_BLOCK) + 1);
+function l1Bytes(chunk: number, readBlock: number): number {
+  return L1_STATE_BYTES + Math.max(l1OutBytes(chunk), Math.ceil(chunk / readBlock) * l1OutBytes(readBlock));
+}
+
+/** dareL1x2's output for one call over n elements: its block count (16 bytes), then up to ceil(n / L1_BLOCK) + 1 block sums. */
+function l1OutBytes(n: number): number {
+  return 16 + 32 * (Math.ceil(n / L1_BLOCK) + 1);
 }
 
 /** Bytes of DARE keep masks for a tensor of n elements: 2 bytes per 8 elements (dareL1x2). */
@@ -136,8 +158,16 @@ function maskBytes(n: number): number {
 export function fastTiesMemoryBytes(workers: number, options: FastTiesOptions = {}): number {
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const slots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
-  // (every allocation starts 64-aligned: up to 64 bytes of padding for each of the slots' 6, the threads' 7 and the 2 others)
-  return slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk)) + l1Bytes(chunk) + maskBytes(options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS) + (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES) + 64 + 64 * (slots * 6 + 7 * (workers + 1) + 2 + 8);
+  const readBlock = options.readBlockElems ?? DARE_READ_BLOCK;
+  // (every allocation starts 64-aligned: up to 64 bytes of padding for each of the slots' 7, the threads' 8 and the 2 others)
+  return (
+    slots * (4 * chunk * 2 + MISC_BYTES + l1Bytes(chunk, readBlock) + Math.ceil(chunk / readBlock) * FLAG_BYTES) +
+    l1Bytes(chunk, readBlock) +
+    maskBytes(options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS) +
+    (workers + 1) * ((3 + 2 * FINE_WINDOW_MAX) * HIST_BYTES + 2 * MISC_BYTES + 3 * readBlock * 2) +
+    64 +
+    64 * (slots * 7 + 8 * (workers + 1) + 2 + 8)
+  );
 }
 
 interface Slot {
@@ -145,8 +175,10 @@ interface Slot {
   readonly out: number;
   /** The chunk's kernel results: [0] first flagged index, [4] its value bits, [8] [12] tie budgets left, [16..32) scratch, [32] [36] tie counts. */
   readonly misc: number;
-  /** DARE L1 measure: lane sums and scratch (L1_STATE_BYTES), then the block count and block sums (dareL1x2). */
+  /** DARE L1 measure: lane sums and scratch (L1_STATE_BYTES), then the block count and block sums (dareL1x2), per call. */
   readonly l1: number;
+  /** DARE merge pass in read blocks: one non-finite flag (FLAG_BYTES) per block of the chunk. */
+  readonly flags: number;
 }
 
 /** Per-thread scratch (index workerCount = the main thread): histograms and a misc block. */
@@ -161,6 +193,8 @@ interface Scratch {
   /** Fine histograms of the window bins (tiesHistFine2), per model: FINE_WINDOW_MAX × 65 536 u32. */
   readonly w0: number;
   readonly w1: number;
+  /** DARE: the three inputs' current read block (3 × readBlockElems bf16). */
+  readonly reads: number;
 }
 
 /**
@@ -171,13 +205,16 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
   const chunk = options.chunkElems ?? DEFAULT_CHUNK;
   const nSlots = Math.max(2, options.slots ?? DEFAULT_SLOTS);
   if (chunk % 8 !== 0 || chunk <= 0) throw new RangeError(`chunkElems must be a positive multiple of 8, got ${chunk}`);
+  const readBlock = options.readBlockElems ?? DARE_READ_BLOCK;
+  if (readBlock % 8 !== 0 || readBlock <= 0) throw new RangeError(`readBlockElems must be a positive multiple of 8, got ${readBlock}`);
   const mark = pool.mark();
   try {
     const slots: Slot[] = Array.from({ length: nSlots }, () => ({
       inputs: [pool.alloc(chunk * 2), pool.alloc(chunk * 2), pool.alloc(chunk * 2)] as const,
       out: pool.alloc(chunk * 2),
       misc: pool.alloc(MISC_BYTES),
-      l1: pool.alloc(l1Bytes(chunk)),
+      l1: pool.alloc(l1Bytes(chunk, readBlock)),
+      flags: pool.alloc(Math.ceil(chunk / readBlock) * FLAG_BYTES),
     }));
     const scratch: Scratch[] = Array.from({ length: pool.workerCount + 1 }, () => ({
       h0: pool.alloc(HIST_BYTES),
@@ -187,13 +224,14 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       band: pool.alloc(MISC_BYTES),
       w0: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
       w1: pool.alloc(FINE_WINDOW_MAX * HIST_BYTES),
+      reads: pool.alloc(3 * readBlock * 2),
     }));
-    const l1State = pool.alloc(l1Bytes(chunk));
+    const l1State = pool.alloc(l1Bytes(chunk, readBlock));
     const maskMax = options.dareMaskMaxElems ?? DARE_MASK_MAX_ELEMS;
     const masks = pool.alloc(maskBytes(maskMax));
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
     const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
-    const ctx: RunCtx = { pool, slots, scratch, l1State, masks, maskMax, chunk, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
+    const ctx: RunCtx = { pool, slots, scratch, l1State, masks, maskMax, chunk, readBlock, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -214,6 +252,8 @@ interface RunCtx {
   readonly masks: number;
   readonly maskMax: number;
   readonly chunk: number;
+  /** DARE's read block (FastTiesOptions.readBlockElems). */
+  readonly readBlock: number;
   readonly options: FastTiesOptions;
   readonly localMax: number;
   /** Banded TIES measure settings, or undefined for the full histogram pass. */
@@ -236,6 +276,27 @@ function runChunk(ctx: RunCtx, i: number, n: number, calls: (s: Scratch) => Kern
   const batches: WorkerCall[][] = Array.from({ length: pool.workerCount }, () => []);
   batches[w] = [...pre, ...calls(ctx.scratch[w]!)];
   return pool.run(batches);
+}
+
+/**
+ * Chunk i's worker calls in read blocks: for each block of ctx.readBlock elements, the chunk's whole-chunk
+ * reads `pre` (["read", fd, position, slot input, bytes], one per input, as `stream` makes them) narrowed to
+ * the block and aimed at the worker's read buffer, then `call(s, m, k, inputs)` for the block's elements
+ * [s, s + m) (its k-th) with the inputs' pointers in that buffer.
+ */
+function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerCall[], call: (s: number, m: number, k: number, inputs: readonly number[]) => KernelCall): WorkerCall[] {
+  const buf = ctx.scratch[i % ctx.pool.workerCount]!.reads;
+  const inputs = [buf, buf + ctx.readBlock * 2, buf + ctx.readBlock * 4];
+  const calls: WorkerCall[] = [];
+  for (let s = 0, k = 0; s < n; s += ctx.readBlock, k++) {
+    const m = Math.min(ctx.readBlock, n - s);
+    pre.forEach((r, t) => {
+      const [, fd, position] = r as readonly ["read", number, number, number, number];
+      calls.push(["read", fd, position + s * 2, inputs[t]!, m * 2]);
+    });
+    calls.push(call(s, m, k, inputs));
+  }
+  return calls;
 }
 
 /** A chunk handed out: `done` settles when its kernels have run. (An object, so that awaiting the dispatch does not wait for it.) */
@@ -316,18 +377,29 @@ async function stream(
   }
 }
 
-/** Clears a slot's non-finite flag (see recordBad in assembly/ties.ts) before its kernel runs. */
-function resetFlag(ctx: RunCtx, slot: Slot): void {
-  new Uint32Array(ctx.pool.memory.buffer)[slot.misc >>> 2] = 0xffffffff;
+/**
+ * Clears a slot's non-finite flag (see recordBad in assembly/ties.ts) before its kernel runs, and with
+ * `blocks`, the flags of that many read blocks (DARE's merge pass in read blocks: one flag per call).
+ */
+function resetFlag(ctx: RunCtx, slot: Slot, blocks = 0): void {
+  const u32 = new Uint32Array(ctx.pool.memory.buffer);
+  u32[slot.misc >>> 2] = 0xffffffff;
+  for (let k = 0; k < blocks; k++) u32[(slot.flags + k * FLAG_BYTES) >>> 2] = 0xffffffff;
 }
 
-/** Throws the job's non-finite error for the chunk at `start` if its kernel flagged an element. */
-function checkFlag(ctx: RunCtx, job: FastSparseJob, slot: Slot, start: number): void {
+/**
+ * Throws the job's non-finite error for the chunk at `start` if its kernel flagged an element: the chunk's
+ * flag (index from the chunk's start), else the first read block's flag that is set (index from the block's).
+ */
+function checkFlag(ctx: RunCtx, job: FastSparseJob, slot: Slot, start: number, blocks = 0): void {
   const u32 = new Uint32Array(ctx.pool.memory.buffer);
-  const idx = u32[slot.misc >>> 2]!;
-  if (idx !== 0xffffffff) {
-    const f = new Float32Array(new Uint32Array([u32[(slot.misc + 4) >>> 2]!]).buffer)[0]!;
-    throw job.nonFinite(start + idx, f);
+  const flags = [{ at: slot.misc, from: 0 }, ...Array.from({ length: blocks }, (_, k) => ({ at: slot.flags + k * FLAG_BYTES, from: k * ctx.readBlock }))];
+  for (const { at, from } of flags) {
+    const idx = u32[at >>> 2]!;
+    if (idx !== 0xffffffff) {
+      const f = new Float32Array(new Uint32Array([u32[(at + 4) >>> 2]!]).buffer)[0]!;
+      throw job.nonFinite(start + from + idx, f);
+    }
   }
 }
 
@@ -681,12 +753,21 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
     await stream(ctx, job, async (slot, start, len, i, pre) => {
       if (!blocked) await prev;
       const state = blocked ? slot.l1 : ctx.l1State;
-      const call: KernelCall = ["dareL1x2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, start | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, state + L1_STATE_BYTES, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start)];
-      const computed = runChunk(ctx, i, len, () => [call], pre);
-      // the block sums, added in block order (chunk order) on this thread
+      // the call for elements [s, s + m) of the chunk, its k-th (its block sums at the k-th output area)
+      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall => {
+        const out = state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
+        return ["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, out, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)];
+      };
+      // a worker-read chunk in read blocks: each block starts on an L1 block, so its sums are the same
+      const blocks = blocked && pre.length > 0 && ctx.readBlock % L1_BLOCK === 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
+      const computed = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => [call(0, len, 0, slot.inputs)], pre);
+      // the block sums, added in block order (chunk order, then call order) on this thread
       const done = Promise.all([computed, prev]).then(() => {
-        const f64 = new Float64Array(mem, state + L1_STATE_BYTES + 16, 4 * new Int32Array(mem, state + L1_STATE_BYTES, 1)[0]!);
-        for (let q = 0; q < f64.length; q += 4) for (let m = 0; m < 4; m++) totals[m] = totals[m]! + f64[q + m]!;
+        for (let k = 0; k < Math.max(1, blocks); k++) {
+          const out = state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
+          const f64 = new Float64Array(mem, out + 16, 4 * new Int32Array(mem, out, 1)[0]!);
+          for (let q = 0; q < f64.length; q += 4) for (let m = 0; m < 4; m++) totals[m] = totals[m]! + f64[q + m]!;
+        }
       });
       prev = done;
       return { done };
@@ -701,37 +782,38 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
     ctx,
     job,
     (slot, start, len, i, pre) => {
-      resetFlag(ctx, slot);
-      const done = runChunk(ctx, i, len, () => [
-        [
-          "dare2",
-          slot.inputs[0],
-          slot.inputs[1],
-          slot.inputs[2],
-          slot.out,
-          len,
-          start | 0,
-          keys[0]!,
-          k2s[0]!,
-          Ks[0]!,
-          keys[1]!,
-          k2s[1]!,
-          Ks[1]!,
-          job.weights[0],
-          job.weights[1],
-          factors[0]!,
-          factors[1]!,
-          job.lambda,
-          job.normalize ? 1 : 0,
-          slot.misc,
-          job.linear ? 1 : 0,
-          job.divisor,
-          maskAt(start),
-        ],
-      ], pre);
+      // a worker-read chunk in read blocks, each call with its own non-finite flag
+      const blocks = pre.length > 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
+      resetFlag(ctx, slot, Math.ceil(ctx.chunk / ctx.readBlock));
+      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall => [
+        "dare2",
+        inputs[0]!,
+        inputs[1]!,
+        inputs[2]!,
+        slot.out + s * 2,
+        m,
+        (start + s) | 0,
+        keys[0]!,
+        k2s[0]!,
+        Ks[0]!,
+        keys[1]!,
+        k2s[1]!,
+        Ks[1]!,
+        job.weights[0],
+        job.weights[1],
+        factors[0]!,
+        factors[1]!,
+        job.lambda,
+        job.normalize ? 1 : 0,
+        blocks > 0 ? slot.flags + k * FLAG_BYTES : slot.misc,
+        job.linear ? 1 : 0,
+        job.divisor,
+        maskAt(start + s),
+      ];
+      const done = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => [call(0, len, 0, slot.inputs)], pre);
       return { done };
     },
     (start, bytes) => job.write(start * 2, bytes).then(() => ctx.options.onProgress?.(jobIndex, start + bytes.length / 2)),
-    (slot, start) => checkFlag(ctx, job, slot, start),
+    (slot, start) => checkFlag(ctx, job, slot, start, Math.ceil(ctx.chunk / ctx.readBlock)),
   );
 }
