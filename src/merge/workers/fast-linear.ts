@@ -18,6 +18,7 @@ import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { FileSpan } from "../../core/tensor.ts";
 import { computeLora, LoraFactors, loraUvBytes, type FastLora } from "./fast-lora.ts";
 import { InFlight } from "../../core/in-flight.ts";
+import { commitReserved, copiesInto, OutputReservations, placeOutput, type OutputStaging, type OutRanges } from "./out-ranges.ts";
 
 /** One input term of a tensor: a coefficient and a reader of the stored bf16 bytes. */
 export interface FastTerm {
@@ -160,12 +161,7 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
   const inflight = new InFlight();
   /** Chunk computations handed to the workers and not finished yet. */
   const computing = new InFlight();
-  /** Chunks going out through job.write whose write has not finished (no reservation may pass them). */
-  let plainPending = 0;
-  /** The latest of those chunks' write (writes finish in chunk order). */
-  let lastPlain: Promise<void> | undefined;
-  /** Off once a reservation asked for after waiting for those writes was refused (a sink with no staging). */
-  let reserving = true;
+  const reservations = new OutputReservations(pool.memory.buffer);
   const issueRead = (i: number): void => {
     if (i >= chunks.length || reads[i] !== undefined) return;
     const c = chunks[i]!;
@@ -188,18 +184,9 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       const job = jobs[c.job]!;
       const slot = slots[i % nSlots]!;
       // zero copies: the chunk is merged straight into the output's staging blocks when the sink has them
-      // (after the chunks written through job.write: a sink has no staging for the first bytes of a file, so
-      // the first chunk of each shard goes through write and the next one waits for that write once)
-      let dest: Uint8Array[] | undefined;
-      if (reserving && job.reserve !== undefined && job.lora === undefined) {
-        const waited = plainPending > 0;
-        if (waited) await lastPlain;
-        dest = await job.reserve(c.n * 2);
-        // refused although every earlier byte is out: this sink has no place to give, so stop waiting for it
-        if (dest === undefined && waited) reserving = false;
-      }
-      // the staging is in the pool's memory (fast-path.ts useStagingMemory): the workers write it
-      const ranges = dest?.every((v) => v.buffer === pool.memory.buffer) ? dest.map((v) => ({ ptr: v.byteOffset, bytes: v.length })) : undefined;
+      // in the pool's memory (fast-path.ts useStagingMemory); see out-ranges.ts
+      const reserved = job.lora === undefined ? await reservations.next(job, c.n * 2) : undefined;
+      const ranges = reserved?.ranges;
       let computed: Promise<void>;
       if (job.lora !== undefined) {
         // a LoRA chunk is split by rows over every worker and uses the one U·V region of its tensor: let the
@@ -222,24 +209,16 @@ export async function runFastLinear(jobs: readonly FastJob[], pool: KernelPool, 
       }
       const prevWrite = i > 0 ? writes[i - 1]! : Promise.resolve();
       const out = pool.bytes(slot.out, c.n * 2);
-      let output: () => Promise<void> | void;
-      if (dest === undefined) {
-        plainPending++;
-        output = () => job.write(c.start * 2, out).then(() => void plainPending--);
-      } else
-        output = () => {
-          // staging outside the pool's memory: copy the merged bytes over
-          if (ranges === undefined) dest.reduce((at, v) => (v.set(out.subarray(at, at + v.length)), at + v.length), 0);
-          job.commit!(c.n * 2);
-        };
-      writes[i] = inflight.track(
+      const output = reserved === undefined ? reservations.plain(() => job.write(c.start * 2, out)) : async () => commitReserved(job, reserved, out);
+      const written = inflight.track(
         Promise.all([computed, prevWrite])
           .then(output)
           .then(() => {
             options.onProgress?.(c.job, c.start + c.n);
           }),
       );
-      if (dest === undefined) lastPlain = writes[i];
+      writes[i] = written;
+      if (reserved === undefined) reservations.written(written);
       reads[i] = undefined;
       if (i >= nSlots) writes[i - nSlots] = undefined;
     }
@@ -269,37 +248,18 @@ async function compute(
   worker: number,
   localMax: number,
   read?: { readonly spans: readonly FileSpan[]; readonly start: number; readonly block: number; readonly bufs: readonly number[] },
-  ranges?: readonly { readonly ptr: number; readonly bytes: number }[],
+  ranges?: OutRanges,
 ): Promise<void> {
   const k = job.terms.length;
   const mem = pool.memory.buffer;
-  /** Copies of the merged bytes of elements [from, to) from slot.out to `ranges` (which hold the chunk's bytes in order). */
-  const copiesOf = (from: number, to: number): ["copyBytes", number, number, number][] => {
-    const copies: ["copyBytes", number, number, number][] = [];
-    let b = from * 2;
-    let r = 0;
-    let rs = 0; // byte offset in the chunk where ranges[r] starts
-    while (rs + ranges![r]!.bytes <= b) rs += ranges![r++]!.bytes;
-    while (b < to * 2) {
-      const m = Math.min(to * 2, rs + ranges![r]!.bytes) - b;
-      copies.push(["copyBytes", ranges![r]!.ptr + b - rs, slot.out + b, m]);
-      b += m;
-      rs += ranges![r++]!.bytes;
-    }
-    return copies;
-  };
   /**
    * Where the kernel writing elements [from, to) puts them: straight into the range that holds them all,
    * else slot.out followed by `copies` (a piece that crosses a staging block boundary, or no ranges).
    */
-  const place = (from: number, to: number): { o: number; copies: KernelCall[] } => {
-    if (ranges === undefined) return { o: slot.out + from * 2, copies: [] };
-    const copies = copiesOf(from, to);
-    return copies.length === 1 ? { o: copies[0]![1], copies: [] } : { o: slot.out + from * 2, copies };
-  };
+  const place = (from: number, to: number): { o: number; copies: KernelCall[] } => placeOutput(ranges, from * 2, to * 2, slot.out);
   /** Merged on this thread into slot.out: copy elements [from, to) over to the ranges. */
   const copyLocal = (from: number, to: number): void => {
-    if (ranges !== undefined && to > from) for (const [, dst, src, m] of copiesOf(from, to)) pool.local.copyBytes(dst, src, m);
+    if (ranges !== undefined && to > from) for (const [, dst, src, m] of copiesInto(ranges, from * 2, to * 2, slot.out)) pool.local.copyBytes(dst, src, m);
   };
   if (k === 0) {
     new Uint16Array(mem, slot.out, n).fill(0);

@@ -121,8 +121,18 @@ export function createFastPath(options: FastPathOptions): FastPath {
     restoreStaging = useStagingMemory(started.memory.buffer, Math.ceil(at / DIRECT_ALIGN) * DIRECT_ALIGN);
     return started;
   };
+  /**
+   * The sink's reserve/commit for the jobs (the runs reserve and commit in chunk order, after the earlier
+   * chunks' writes; out-ranges.ts), when the ring's reservations need at most half the staging blocks
+   * (a reservation waits for free blocks, and holds its own until committed).
+   */
+  const stagingOf = (out: FastOutput): Pick<FastOutput, "reserve" | "commit"> => {
+    const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
+    return reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
+  };
   const runSparse = async (tensors: readonly TensorPlan[], out: FastOutput, onBytes: (bytes: number, label: string) => void): Promise<void> => {
     const writeInOrder = sequential((bytes) => out.write(bytes));
+    const staging = stagingOf(out);
     const jobs: FastSparseJob[] = tensors.map((t) => {
       const form = sparseFormOf(options.methodName, t.params, t.ctx, t.models.length)!;
       const sources = [t.base!, ...t.models].map(options.source);
@@ -135,6 +145,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
         // the workers read plain file ranges themselves (fast-ties.ts)
         ...(spans.every((sp) => sp !== undefined) && workerReads ? { spans: [spans[0]!, spans[1]!, spans[2]!] as const } : {}),
         write: (_off: number, bytes: Uint8Array) => writeInOrder(bytes),
+        ...staging,
         nonFinite: (index: number, value: number) => nonFiniteError(t.name, options.methodName, t.params, index, value, false),
       };
     });
@@ -179,10 +190,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
       const jobs: FastJob[] = [];
       let maxTerms = 1;
       const writeInOrder = sequential((bytes) => out.write(bytes));
-      // runFastLinear reserves and commits in chunk order, after the earlier chunks' writes; its slots'
-      // reservations must leave most staging blocks free (a reservation waits for a free block)
-      const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
-      const staging = reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
+      const staging = stagingOf(out);
       for (const t of tensors) {
         const form = linearFormOf(options.methodName, t.params, t.models.length)!;
         const refs = termRefs(t)!;

@@ -34,6 +34,7 @@ import { createMagnitudeRanking, endRankingPass, L1_BLOCK, type MagnitudeRanking
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
+import { commitReserved, OutputReservations, placeOutput, type OutRanges } from "./out-ranges.ts";
 import type { FileSpan } from "../../core/tensor.ts";
 import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, fineWindow, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
@@ -59,6 +60,12 @@ export interface FastSparseIo {
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
   /** The error to throw for a non-finite output at `index` whose inputs are all finite there. */
   nonFinite(index: number, value: number): Error;
+  /**
+   * Optional zero-copy output (the sink's TensorSink.reserve / commit, as FastJob's in fast-linear.ts):
+   * the merge pass's kernels write a chunk straight into its reserved place. Called in chunk order.
+   */
+  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
+  commit?(byteLength: number): void;
 }
 
 /** TIES: each model keeps its `ranks[i]` largest |δ| (0 < rank < numel), scaled by `factors[i]`. */
@@ -281,10 +288,10 @@ function runChunk(ctx: RunCtx, i: number, n: number, calls: (s: Scratch) => Kern
 /**
  * Chunk i's worker calls in read blocks: for each block of ctx.readBlock elements, the chunk's whole-chunk
  * reads `pre` (["read", fd, position, slot input, bytes], one per input, as `stream` makes them) narrowed to
- * the block and aimed at the worker's read buffer, then `call(s, m, k, inputs)` for the block's elements
- * [s, s + m) (its k-th) with the inputs' pointers in that buffer.
+ * the block and aimed at the worker's read buffer, then the call(s) `call(s, m, k, inputs)` gives for the
+ * block's elements [s, s + m) (its k-th) with the inputs' pointers in that buffer.
  */
-function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerCall[], call: (s: number, m: number, k: number, inputs: readonly number[]) => KernelCall): WorkerCall[] {
+function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerCall[], call: (s: number, m: number, k: number, inputs: readonly number[]) => KernelCall[]): WorkerCall[] {
   const buf = ctx.scratch[i % ctx.pool.workerCount]!.reads;
   const inputs = [buf, buf + ctx.readBlock * 2, buf + ctx.readBlock * 4];
   const calls: WorkerCall[] = [];
@@ -294,7 +301,7 @@ function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerC
       const [, fd, position] = r as readonly ["read", number, number, number, number];
       calls.push(["read", fd, position + s * 2, inputs[t]!, m * 2]);
     });
-    calls.push(call(s, m, k, inputs));
+    calls.push(...call(s, m, k, inputs));
   }
   return calls;
 }
@@ -308,16 +315,17 @@ interface Dispatched {
  * Streams one tensor through the slot ring and calls `compute` for every chunk in order (it resolves once
  * the chunk is handed out; chunks then run concurrently, one per worker, round robin). A chunk's inputs
  * are read ahead by async reads (nSlots chunks ahead), or, with `workerReads` and the job's `spans`, by the
- * worker that computes it: `compute` gets those read calls as `pre`, to send first to that worker. With `write`, each
- * slot's output is written behind, in chunk order (`check` runs first, in chunk order, and may throw).
- * A slot is reused once its previous chunk is written (or computed, without `write`).
+ * worker that computes it: `compute` gets those read calls as `pre`, to send first to that worker. With
+ * `output`, each slot's output goes out behind, in chunk order (`output.check` runs first, in chunk order,
+ * and may throw): through the job's write, or, when the sink gives the chunk a place in its staging
+ * (out-ranges.ts), committed there, with `compute` given the place's `ranges` to merge into.
+ * A slot is reused once its previous chunk is written (or computed, without `output`).
  */
 async function stream(
   ctx: RunCtx,
   job: FastSparseJob,
-  compute: (slot: Slot, start: number, n: number, i: number, pre: readonly WorkerCall[]) => Promise<Dispatched> | Dispatched,
-  write?: (start: number, bytes: Uint8Array) => Promise<void>,
-  check?: (slot: Slot, start: number, n: number) => void,
+  compute: (slot: Slot, start: number, n: number, i: number, pre: readonly WorkerCall[], ranges: OutRanges | undefined) => Promise<Dispatched> | Dispatched,
+  output?: { readonly jobIndex: number; readonly check: (slot: Slot, start: number, n: number) => void },
   workerReads = true,
 ): Promise<void> {
   const { pool, slots, chunk, options } = ctx;
@@ -341,6 +349,7 @@ async function stream(
     reads[i] = inflight.track(byWorker(n) ? prev : prev.then(() => readAsync(slot, start, n)));
   };
   let lastWrite: Promise<void> = Promise.resolve();
+  const reservations = new OutputReservations(pool.memory.buffer);
   try {
     for (let i = 0; i < count; i++) {
       if (options.signal?.aborted) throw new CancelledError("merge cancelled; no output was written");
@@ -351,7 +360,8 @@ async function stream(
       const n = Math.min(chunk, job.numel - start);
       const slot = slots[i % nSlots]!;
       const pre: WorkerCall[] = byWorker(n) ? spans!.map((sp, k) => ["read", sp.fd, sp.offset + start * 2, slot.inputs[k]!, n * 2] as const) : [];
-      let { done } = await compute(slot, start, n, i, pre);
+      const reserved = output === undefined ? undefined : await reservations.next(job, n * 2);
+      let { done } = await compute(slot, start, n, i, pre, reserved?.ranges);
       if (pre.length > 0) {
         // a failed worker read: read again here, which throws the source's own error (truncated file, I/O error)
         done = done.catch(async (err: unknown) => {
@@ -359,11 +369,15 @@ async function stream(
           throw err;
         });
       }
-      if (write !== undefined) {
-        lastWrite = Promise.all([done, lastWrite]).then(() => {
-          check?.(slot, start, n);
-          return write(start, pool.bytes(slot.out, n * 2));
+      if (output !== undefined) {
+        const out = pool.bytes(slot.out, n * 2);
+        const send = reserved === undefined ? reservations.plain(() => job.write(start * 2, out)) : async () => commitReserved(job, reserved, out);
+        lastWrite = Promise.all([done, lastWrite]).then(async () => {
+          output.check(slot, start, n);
+          await send();
+          options.onProgress?.(output.jobIndex, start + n);
         });
+        if (reserved === undefined) reservations.written(lastWrite);
         freed[i] = inflight.track(lastWrite);
       } else freed[i] = inflight.track(done);
       reads[i] = undefined;
@@ -651,8 +665,10 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
   /** Count mode, set once both budgets are decided to be 0 or ALL: later chunks skip the count. */
   let settled = false;
   const open = (m: number): boolean => left[m] !== ALL && left[m] !== 0;
-  const kernel = (slot: Slot, i: number, len: number, budgets: readonly number[], pre: readonly WorkerCall[]): Promise<void> => {
+  const kernel = (slot: Slot, i: number, len: number, budgets: readonly number[], pre: readonly WorkerCall[], ranges: OutRanges | undefined): Promise<void> => {
     resetFlag(ctx, slot);
+    // straight into the output's staging when the chunk has a place there (copies for a block end it crosses)
+    const { o, copies } = placeOutput(ranges, 0, len * 2, slot.out);
     return runChunk(
       ctx,
       i,
@@ -663,7 +679,7 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
           slot.inputs[0],
           slot.inputs[1],
           slot.inputs[2],
-          slot.out,
+          o,
           len,
           vb[0]!,
           vb[1]!,
@@ -677,6 +693,7 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
           job.normalize ? 1 : 0,
           slot.misc,
         ],
+        ...copies,
       ],
       pre,
     );
@@ -684,13 +701,13 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
   await stream(
     ctx,
     job,
-    async (slot, _start, len, i, pre) => {
+    async (slot, _start, len, i, pre, ranges) => {
       const fits = (m: number): boolean => !open(m) || left[m]! - reserved[m]! >= len;
       if (!counting && fits(0) && fits(1)) {
         const counted = [open(0), open(1)];
         const budgets = [0, 1].map((m) => (counted[m] ? len : left[m]!));
         for (let m = 0; m < 2; m++) if (counted[m]) reserved[m] += len;
-        const done = kernel(slot, i, len, budgets, pre).then(() => {
+        const done = kernel(slot, i, len, budgets, pre, ranges).then(() => {
           for (let m = 0; m < 2; m++) {
             if (!counted[m]) continue;
             left[m] = left[m]! - (len - u32[(slot.misc + 8 + 4 * m) >>> 2]!);
@@ -706,7 +723,7 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
         await Promise.all([...pending]);
         counting = true;
       }
-      if (settled) return { done: decided.then(() => kernel(slot, i, len, left, pre)) };
+      if (settled) return { done: decided.then(() => kernel(slot, i, len, left, pre, ranges)) };
       const cnt = slot.misc + 32;
       const countDone = runChunk(ctx, i, len, () => [["tiesCount2", slot.inputs[0], slot.inputs[1], slot.inputs[2], len, vb[0]!, vb[1]!, cnt]], pre);
       const budgets = Promise.all([decided, countDone]).then(() => {
@@ -721,10 +738,9 @@ async function runTies(ctx: RunCtx, job: FastTiesJob, jobIndex: number): Promise
         return b;
       });
       decided = budgets.then(() => undefined);
-      return { done: budgets.then((b) => kernel(slot, i, len, b, [])) };
+      return { done: budgets.then((b) => kernel(slot, i, len, b, [], ranges)) };
     },
-    (start, bytes) => job.write(start * 2, bytes).then(() => ctx.options.onProgress?.(jobIndex, start + bytes.length / 2)),
-    (slot, start) => checkFlag(ctx, job, slot, start),
+    { jobIndex, check: (slot, start) => checkFlag(ctx, job, slot, start) },
   );
 }
 
@@ -754,13 +770,13 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
       if (!blocked) await prev;
       const state = blocked ? slot.l1 : ctx.l1State;
       // the call for elements [s, s + m) of the chunk, its k-th (its block sums at the k-th output area)
-      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall => {
+      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => {
         const out = state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
-        return ["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, out, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)];
+        return [["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, out, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)]];
       };
       // a worker-read chunk in read blocks: each block starts on an L1 block, so its sums are the same
       const blocks = blocked && pre.length > 0 && ctx.readBlock % L1_BLOCK === 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
-      const computed = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => [call(0, len, 0, slot.inputs)], pre);
+      const computed = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => call(0, len, 0, slot.inputs), pre);
       // the block sums, added in block order (chunk order, then call order) on this thread
       const done = Promise.all([computed, prev]).then(() => {
         for (let k = 0; k < Math.max(1, blocks); k++) {
@@ -781,39 +797,43 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   await stream(
     ctx,
     job,
-    (slot, start, len, i, pre) => {
+    (slot, start, len, i, pre, ranges) => {
       // a worker-read chunk in read blocks, each call with its own non-finite flag
       const blocks = pre.length > 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
       resetFlag(ctx, slot, Math.ceil(ctx.chunk / ctx.readBlock));
-      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall => [
-        "dare2",
-        inputs[0]!,
-        inputs[1]!,
-        inputs[2]!,
-        slot.out + s * 2,
-        m,
-        (start + s) | 0,
-        keys[0]!,
-        k2s[0]!,
-        Ks[0]!,
-        keys[1]!,
-        k2s[1]!,
-        Ks[1]!,
-        job.weights[0],
-        job.weights[1],
-        factors[0]!,
-        factors[1]!,
-        job.lambda,
-        job.normalize ? 1 : 0,
-        blocks > 0 ? slot.flags + k * FLAG_BYTES : slot.misc,
-        job.linear ? 1 : 0,
-        job.divisor,
-        maskAt(start + s),
-      ];
-      const done = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => [call(0, len, 0, slot.inputs)], pre);
+      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => {
+        // straight into the output's staging when the chunk has a place there (copies for a block end it crosses)
+        const { o, copies } = placeOutput(ranges, s * 2, (s + m) * 2, slot.out);
+        const dare2: KernelCall = [
+          "dare2",
+          inputs[0]!,
+          inputs[1]!,
+          inputs[2]!,
+          o,
+          m,
+          (start + s) | 0,
+          keys[0]!,
+          k2s[0]!,
+          Ks[0]!,
+          keys[1]!,
+          k2s[1]!,
+          Ks[1]!,
+          job.weights[0],
+          job.weights[1],
+          factors[0]!,
+          factors[1]!,
+          job.lambda,
+          job.normalize ? 1 : 0,
+          blocks > 0 ? slot.flags + k * FLAG_BYTES : slot.misc,
+          job.linear ? 1 : 0,
+          job.divisor,
+          maskAt(start + s),
+        ];
+        return [dare2, ...copies];
+      };
+      const done = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => call(0, len, 0, slot.inputs), pre);
       return { done };
     },
-    (start, bytes) => job.write(start * 2, bytes).then(() => ctx.options.onProgress?.(jobIndex, start + bytes.length / 2)),
-    (slot, start) => checkFlag(ctx, job, slot, start, Math.ceil(ctx.chunk / ctx.readBlock)),
+    { jobIndex, check: (slot, start) => checkFlag(ctx, job, slot, start, Math.ceil(ctx.chunk / ctx.readBlock)) },
   );
 }
