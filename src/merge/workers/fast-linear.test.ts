@@ -161,6 +161,18 @@ function stagingSink(stage: Uint8Array, block: number, refuse: (call: number) =>
   };
 }
 
+/** A job over the in-memory terms `src` (n elements each) of linear form `form`, writing to and reserving in `sink`. */
+function stagedJob(n: number, form: NonNullable<ReturnType<typeof linearFormOf>>, src: readonly Uint16Array[], sink: ReturnType<typeof stagingSink>): FastJob {
+  return {
+    numel: n,
+    divisor: form.divisor,
+    terms: form.terms.map((t, i) => ({ coef: t.coef, read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)) })),
+    write: (_off: number, bytes: Uint8Array) => sink.write(bytes),
+    reserve: sink.reserve,
+    commit: sink.commit,
+  };
+}
+
 /** The expected output stream: the wants' bytes one after the other. */
 function concatBytes(wants: readonly Uint16Array[]): Uint8Array {
   const out = new Uint8Array(wants.reduce((a, w) => a + w.length * 2, 0));
@@ -184,15 +196,7 @@ test("merging straight into reserved output views (split at odd byte offsets, at
         const jobs: FastJob[] = sizes.map((n, j) => {
           const { base, models, want, form } = caseData(c, n, 2000 + j, (m) => 13 * j + m + 5);
           wants.push(want);
-          const src = termsOf(form, base, models);
-          return {
-            numel: n,
-            divisor: form.divisor,
-            terms: form.terms.map((t, i) => ({ coef: t.coef, read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)) })),
-            write: (_off: number, bytes: Uint8Array) => sink.write(bytes),
-            reserve: sink.reserve,
-            commit: sink.commit,
-          };
+          return stagedJob(n, form, termsOf(form, base, models), sink);
         });
         await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3, ...(localMax === undefined ? {} : { localMax }) });
         assert.equal(sink.committed, total);
@@ -219,15 +223,7 @@ test("a sink that refuses every reservation: the chunks go through write and sti
     return run(batches).finally(() => running--);
   };
   try {
-    const job: FastJob = {
-      numel: n,
-      divisor: form.divisor,
-      terms: form.terms.map((t, i) => ({ coef: t.coef, read: async (off: number, dst: Uint8Array) => dst.set(new Uint8Array(src[i]!.buffer, off, dst.length)) })),
-      write: (_off: number, bytes: Uint8Array) => sink.write(bytes),
-      reserve: sink.reserve,
-      commit: sink.commit,
-    };
-    await runFastLinear([job], pool!, { chunkElems: 4096, slots: 4, localMax: 0 });
+    await runFastLinear([stagedJob(n, form, src, sink)], pool!, { chunkElems: 4096, slots: 4, localMax: 0 });
   } finally {
     pool!.run = run;
   }
