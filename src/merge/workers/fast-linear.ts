@@ -73,7 +73,11 @@ export interface FastRunOptions {
   readonly onProgress?: (jobIndex: number, doneElems: number) => void;
   /** Chunks up to this many elements are computed on the main thread instead of the workers (tests). @default 65 536 */
   readonly localMax?: number;
-  /** Elements per input a worker reads and then merges, when it reads its chunk itself (a multiple of 8). @default 128 Ki */
+  /**
+   * Elements per input a worker reads (into its own buffer) and then merges, when it reads its chunk itself
+   * (a multiple of 8). @default 128 Ki here; the TIES/DARE path reads the same option with its own default
+   * (fast-ties.ts DARE_READ_BLOCK).
+   */
   readonly readBlockElems?: number;
   /** TIES measure pass settings (fast-ties.ts FastTiesOptions.tiesBand; tests force the band). */
   readonly tiesBand?: Partial<BandSettings> | false;
