@@ -126,6 +126,11 @@ export const DEFAULT_SYNC_EVERY_BYTES = 256 * 2 ** 20;
 
 const defaultSync = (file: SyncTarget, _path: string, kind: "datasync" | "fsync"): Promise<void> => (kind === "fsync" ? file.sync() : file.datasync());
 
+/** Whether files written with these options go through O_DIRECT and its staging blocks: durable, and direct I/O not turned off. */
+function writesDirect(options: WriteSyncOptions): boolean {
+  return (options.fsync ?? true) && (options.directIo ?? directIoEnabled());
+}
+
 /** Streams the data of declared tensors, in order, into one file. */
 export interface SafetensorsFileWriter {
   readonly path: string;
@@ -159,7 +164,7 @@ export async function createSafetensorsWriter(
   syncOptions: WriteSyncOptions = {},
 ): Promise<SafetensorsFileWriter> {
   const durable = syncOptions.fsync ?? true;
-  const direct = durable && (syncOptions.directIo ?? directIoEnabled());
+  const direct = writesDirect(syncOptions);
   // under O_DIRECT the data is on the device as each write completes: background datasyncs would only wait
   const syncEvery = durable && !direct ? (syncOptions.syncEveryBytes ?? DEFAULT_SYNC_EVERY_BYTES) : 0;
   const sync = syncOptions.sync ?? defaultSync;
@@ -359,7 +364,7 @@ export function createShardedWriter(dir: string, tensors: readonly OutputTensorI
   let pending = 0;
   return {
     shards,
-    staged: (options.fsync ?? true) && (options.directIo ?? directIoEnabled()),
+    staged: writesDirect(options),
     reserve(n) {
       if (current === undefined || remaining < n || n <= 0) return undefined;
       const views = current.reserve(n);

@@ -34,7 +34,12 @@ export interface KernelPoolOptions {
 
 const PAGE = 65536;
 
-/** A pool started ahead of need (`KernelPool.prestart`), until a `start` with the same options takes it. */
+/** A pool's size as it is built: 64 KiB pages of shared memory and worker threads. */
+function sizeOf(options: KernelPoolOptions): { pages: number; workers: number } {
+  return { pages: Math.ceil(options.memoryBytes / PAGE), workers: Math.max(1, options.workers ?? availableParallelism()) };
+}
+
+/** A pool started ahead of need (`KernelPool.prestart`), until a `start` of the same size takes it. */
 let prestarted: { pool: KernelPool; pages: number; workers: number } | undefined;
 
 export class KernelPool {
@@ -50,8 +55,7 @@ export class KernelPool {
   private top = 0;
   private failed: Error | undefined;
 
-  private constructor(memoryBytes: number, workers: number) {
-    const pages = Math.ceil(memoryBytes / PAGE);
+  private constructor(pages: number, workers: number) {
     this.memory = sharedWasmMemory(pages);
     const kernelsModule = compileKernelsWasm();
     if (kernelsModule === undefined) throw new InternalError("the WebAssembly kernels module (build/wasm/kernels.wasm) is not available");
@@ -96,13 +100,13 @@ export class KernelPool {
    */
   static start(options: KernelPoolOptions): KernelPool {
     if (!KernelPool.available()) throw new InternalError("the WebAssembly kernels (build/wasm/kernels.wasm, SIMD, shared memory) are not available");
-    const workers = Math.max(1, options.workers ?? availableParallelism());
+    const { pages, workers } = sizeOf(options);
     const early = prestarted;
-    if (early !== undefined && early.pages === Math.ceil(options.memoryBytes / PAGE) && early.workers === workers) {
+    if (early !== undefined && early.pages === pages && early.workers === workers) {
       prestarted = undefined;
       return early.pool;
     }
-    return new KernelPool(options.memoryBytes, workers);
+    return new KernelPool(pages, workers);
   }
 
   /**
@@ -113,8 +117,8 @@ export class KernelPool {
    */
   static prestart(options: KernelPoolOptions): KernelPool | undefined {
     if (prestarted === undefined && KernelPool.available()) {
-      const workers = Math.max(1, options.workers ?? availableParallelism());
-      prestarted = { pool: new KernelPool(options.memoryBytes, workers), pages: Math.ceil(options.memoryBytes / PAGE), workers };
+      const { pages, workers } = sizeOf(options);
+      prestarted = { pool: new KernelPool(pages, workers), pages, workers };
     }
     return prestarted?.pool;
   }
