@@ -33,8 +33,8 @@ export interface FastTerm {
   readonly span?: FileSpan;
 }
 
-/** One bf16 → bf16 output tensor. */
-export interface FastJob {
+/** One bf16 → bf16 output tensor; its optional reserve/commit are the zero-copy output (out-ranges.ts). */
+export interface FastJob extends OutputStaging {
   readonly numel: number;
   readonly terms: readonly FastTerm[];
   /** float32 divisor (linear with normalize and Σw ≠ 1) or undefined. */
@@ -45,15 +45,6 @@ export interface FastJob {
    * the returned promise settles.
    */
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
-  /**
-   * Optional zero-copy output (the sink's TensorSink.reserve): the place of the next `byteLength` output bytes,
-   * views in output order that the chunk's worker merges straight into (when they lie in the pool's
-   * memory; else they are copied into after the merge), then `commit(bytes)`. undefined: use `write`.
-   * Called in chunk order, and only when every earlier chunk is committed, reserved or written.
-   */
-  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
-  /** Marks the next `byteLength` reserved bytes filled (called in chunk order, after the earlier chunks' writes). */
-  commit?(byteLength: number): void;
   /**
    * When one term is a LoRA tensor θ + s·U·V (its `read` gives θ's stored bytes): at most 2 terms; chunks
    * then hold whole rows (`cols` ≤ chunkElems). See fast-lora.ts.

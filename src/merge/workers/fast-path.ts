@@ -15,6 +15,7 @@ import { availableParallelism } from "node:os";
 import type { TensorSource } from "../../core/tensor.ts";
 import type { MergeMethod } from "../methods/types.ts";
 import type { SourceRef, TensorPlan } from "../plan.ts";
+import type { TensorSink } from "../sink.ts";
 import { linearFormOf } from "../kernels/linear-form.ts";
 import { KernelPool } from "./pool.ts";
 import { compileKernelsWasm } from "../kernels/wasm-module.ts";
@@ -39,15 +40,8 @@ export interface FastPath {
   close(): Promise<void>;
 }
 
-/** Where a fast run's bytes go: the merge's TensorSink (merge/sink.ts), whose docs these members follow. */
-export interface FastOutput {
-  /** Appends bytes in declared order (called sequentially). */
-  write(bytes: Uint8Array): Promise<void>;
-  /** The next `byteLength` bytes' place in the sink's staging, or undefined (then `write`). */
-  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
-  /** Marks the next `byteLength` reserved bytes filled, in order. */
-  commit?(byteLength: number): void;
-}
+/** Where a fast run's bytes go: the merge's TensorSink (merge/sink.ts). */
+export type FastOutput = Pick<TensorSink, "write" | "reserve" | "commit">;
 
 export interface FastPathOptions {
   readonly method: MergeMethod<unknown>;
@@ -67,6 +61,8 @@ export interface FastPathOptions {
 const MAX_TERMS = 8;
 /** Default elements per chunk (as fast-linear.ts). */
 const DEFAULT_CHUNK = 2 * 1024 * 1024;
+/** The output's O_DIRECT staging blocks, which the pool holds (useStagingMemory). */
+const STAGING_BYTES = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK;
 
 /**
  * The kernel pool a fast path starts: sized for the most terms eligible() admits (untouched pages of the
@@ -76,8 +72,7 @@ const DEFAULT_CHUNK = 2 * 1024 * 1024;
 function poolOptions(runOptions: FastRunOptions, loraEnabled: boolean): { memoryBytes: number; workers: number } {
   const workers = availableParallelism();
   const uv = loraEnabled ? LORA_UV_MAX_BYTES + 64 : 0; // reserved; touched only by LoRA tensors
-  const staging = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK + DIRECT_ALIGN;
-  return { memoryBytes: Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions)) + staging, workers };
+  return { memoryBytes: Math.max(fastLinearMemoryBytes(MAX_TERMS, workers, runOptions) + uv, fastTiesMemoryBytes(workers, runOptions)) + STAGING_BYTES + DIRECT_ALIGN, workers };
 }
 
 /** Whether LoRA terms may take the fast path here (REALIGN_FAST_LORA=0 turns them off). */
@@ -116,8 +111,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
   };
   const startPool = (runOptions: FastRunOptions): KernelPool => {
     const started = KernelPool.start(poolOptions(runOptions, loraEnabled));
-    const staging = DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK;
-    const at = started.alloc(staging + DIRECT_ALIGN);
+    const at = started.alloc(STAGING_BYTES + DIRECT_ALIGN);
     restoreStaging = useStagingMemory(started.memory.buffer, Math.ceil(at / DIRECT_ALIGN) * DIRECT_ALIGN);
     return started;
   };
@@ -127,7 +121,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
    * (a reservation waits for free blocks, and holds its own until committed).
    */
   const stagingOf = (out: FastOutput): Pick<FastOutput, "reserve" | "commit"> => {
-    const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= (DEFAULT_DIRECT_DEPTH * DEFAULT_DIRECT_BLOCK) / 2;
+    const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= STAGING_BYTES / 2;
     return reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
   };
   const runSparse = async (tensors: readonly TensorPlan[], out: FastOutput, onBytes: (bytes: number, label: string) => void): Promise<void> => {

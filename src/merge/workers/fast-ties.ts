@@ -34,7 +34,7 @@ import { createMagnitudeRanking, endRankingPass, L1_BLOCK, type MagnitudeRanking
 import type { KernelCall, KernelPool, WorkerCall } from "./pool.ts";
 import type { DareForm, TiesForm } from "../kernels/sparse-form.ts";
 import { InFlight } from "../../core/in-flight.ts";
-import { commitReserved, OutputReservations, placeOutput, type OutRanges } from "./out-ranges.ts";
+import { commitReserved, OutputReservations, placeOutput, type OutputStaging, type OutRanges } from "./out-ranges.ts";
 import type { FileSpan } from "../../core/tensor.ts";
 import { bandHistogram, chooseBand, DEFAULT_BAND, FINE_WINDOW_MAX, fineWindow, lightFraction, NO_BIN, samplePlan, type BandSettings, type TiesBand } from "../kernels/ties-band.ts";
 
@@ -43,7 +43,8 @@ export type FastRead = (byteOffset: number, out: Uint8Array) => Promise<void>;
 
 
 /** The I/O side of one tensor's job; the numbers come from its sparse form (`kernels/sparse-form.ts`). */
-export interface FastSparseIo {
+/** A sparse job's I/O; its optional reserve/commit (the merge pass's zero-copy output) are out-ranges.ts's. */
+export interface FastSparseIo extends OutputStaging {
   readonly numel: number;
   /** Base (aligned), tuned model 0, tuned model 1. */
   readonly reads: readonly [FastRead, FastRead, FastRead];
@@ -60,12 +61,6 @@ export interface FastSparseIo {
   write(byteOffset: number, bytes: Uint8Array): Promise<void>;
   /** The error to throw for a non-finite output at `index` whose inputs are all finite there. */
   nonFinite(index: number, value: number): Error;
-  /**
-   * Optional zero-copy output (the sink's TensorSink.reserve / commit, as FastJob's in fast-linear.ts):
-   * the merge pass's kernels write a chunk straight into its reserved place. Called in chunk order.
-   */
-  reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
-  commit?(byteLength: number): void;
 }
 
 /** TIES: each model keeps its `ranks[i]` largest |δ| (0 < rank < numel), scaled by `factors[i]`. */
@@ -214,6 +209,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
   if (chunk % 8 !== 0 || chunk <= 0) throw new RangeError(`chunkElems must be a positive multiple of 8, got ${chunk}`);
   const readBlock = options.readBlockElems ?? DARE_READ_BLOCK;
   if (readBlock % 8 !== 0 || readBlock <= 0) throw new RangeError(`readBlockElems must be a positive multiple of 8, got ${readBlock}`);
+  const readBlocks = Math.ceil(chunk / readBlock);
   const mark = pool.mark();
   try {
     const slots: Slot[] = Array.from({ length: nSlots }, () => ({
@@ -221,7 +217,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
       out: pool.alloc(chunk * 2),
       misc: pool.alloc(MISC_BYTES),
       l1: pool.alloc(l1Bytes(chunk, readBlock)),
-      flags: pool.alloc(Math.ceil(chunk / readBlock) * FLAG_BYTES),
+      flags: pool.alloc(readBlocks * FLAG_BYTES),
     }));
     const scratch: Scratch[] = Array.from({ length: pool.workerCount + 1 }, () => ({
       h0: pool.alloc(HIST_BYTES),
@@ -238,7 +234,7 @@ export async function runFastTies(jobs: readonly FastSparseJob[], pool: KernelPo
     const masks = pool.alloc(maskBytes(maskMax));
     const band = options.tiesBand === false ? undefined : { ...DEFAULT_BAND, ...options.tiesBand };
     const work = [new Uint32Array(65536), new Uint32Array(65536)] as const;
-    const ctx: RunCtx = { pool, slots, scratch, l1State, masks, maskMax, chunk, readBlock, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
+    const ctx: RunCtx = { pool, slots, scratch, l1State, masks, maskMax, chunk, readBlock, readBlocks, options, localMax: options.localMax ?? LOCAL_MAX, band, work };
     for (let j = 0; j < jobs.length; j++) {
       const job = jobs[j]!;
       if (job.kind === "ties") await runTies(ctx, job, j);
@@ -259,8 +255,9 @@ interface RunCtx {
   readonly masks: number;
   readonly maskMax: number;
   readonly chunk: number;
-  /** DARE's read block (FastTiesOptions.readBlockElems). */
+  /** DARE's read block (FastTiesOptions.readBlockElems), and how many of them a chunk holds at most. */
   readonly readBlock: number;
+  readonly readBlocks: number;
   readonly options: FastTiesOptions;
   readonly localMax: number;
   /** Banded TIES measure settings, or undefined for the full histogram pass. */
@@ -286,12 +283,22 @@ function runChunk(ctx: RunCtx, i: number, n: number, calls: (s: Scratch) => Kern
 }
 
 /**
- * Chunk i's worker calls in read blocks: for each block of ctx.readBlock elements, the chunk's whole-chunk
- * reads `pre` (["read", fd, position, slot input, bytes], one per input, as `stream` makes them) narrowed to
- * the block and aimed at the worker's read buffer, then the call(s) `call(s, m, k, inputs)` gives for the
- * block's elements [s, s + m) (its k-th) with the inputs' pointers in that buffer.
+ * Runs chunk i (elements [0, n) of `slot`): with `inBlocks`, in read blocks on its worker, each block of
+ * ctx.readBlock elements read by the chunk's whole-chunk reads `pre` (["read", fd, position, slot input,
+ * bytes], one per input, as `stream` makes them) narrowed to the block and aimed at the worker's read
+ * buffer, then the calls `call(s, m, k, inputs)` gives for the block's elements [s, s + m) (its k-th) with
+ * the inputs' pointers in that buffer; else `call(0, n, 0, slot.inputs)` after `pre`, as runChunk runs it.
  */
-function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerCall[], call: (s: number, m: number, k: number, inputs: readonly number[]) => KernelCall[]): WorkerCall[] {
+function runInReadBlocks(
+  ctx: RunCtx,
+  slot: Slot,
+  i: number,
+  n: number,
+  pre: readonly WorkerCall[],
+  inBlocks: boolean,
+  call: (s: number, m: number, k: number, inputs: readonly number[]) => KernelCall[],
+): Promise<void> {
+  if (!inBlocks) return runChunk(ctx, i, n, () => call(0, n, 0, slot.inputs), pre);
   const buf = ctx.scratch[i % ctx.pool.workerCount]!.reads;
   const inputs = [buf, buf + ctx.readBlock * 2, buf + ctx.readBlock * 4];
   const calls: WorkerCall[] = [];
@@ -303,7 +310,7 @@ function readBlockCalls(ctx: RunCtx, i: number, n: number, pre: readonly WorkerC
     });
     calls.push(...call(s, m, k, inputs));
   }
-  return calls;
+  return runChunk(ctx, i, n, () => [], calls);
 }
 
 /** A chunk handed out: `done` settles when its kernels have run. (An object, so that awaiting the dispatch does not wait for it.) */
@@ -769,18 +776,19 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
     await stream(ctx, job, async (slot, start, len, i, pre) => {
       if (!blocked) await prev;
       const state = blocked ? slot.l1 : ctx.l1State;
-      // the call for elements [s, s + m) of the chunk, its k-th (its block sums at the k-th output area)
-      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => {
-        const out = state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
-        return [["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, out, blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)]];
-      };
+      /** The k-th call's output area (its block count, then its block sums). */
+      const outArea = (k: number): number => state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
+      // the call for elements [s, s + m) of the chunk, its k-th
+      const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => [
+        ["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, outArea(k), blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)],
+      ];
       // a worker-read chunk in read blocks: each block starts on an L1 block, so its sums are the same
-      const blocks = blocked && pre.length > 0 && ctx.readBlock % L1_BLOCK === 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
-      const computed = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => call(0, len, 0, slot.inputs), pre);
+      const inBlocks = blocked && pre.length > 0 && ctx.readBlock % L1_BLOCK === 0 && len > ctx.readBlock;
+      const computed = runInReadBlocks(ctx, slot, i, len, pre, inBlocks, call);
       // the block sums, added in block order (chunk order, then call order) on this thread
       const done = Promise.all([computed, prev]).then(() => {
-        for (let k = 0; k < Math.max(1, blocks); k++) {
-          const out = state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
+        for (let k = 0; k < (inBlocks ? Math.ceil(len / ctx.readBlock) : 1); k++) {
+          const out = outArea(k);
           const f64 = new Float64Array(mem, out + 16, 4 * new Int32Array(mem, out, 1)[0]!);
           for (let q = 0; q < f64.length; q += 4) for (let m = 0; m < 4; m++) totals[m] = totals[m]! + f64[q + m]!;
         }
@@ -799,8 +807,8 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
     job,
     (slot, start, len, i, pre, ranges) => {
       // a worker-read chunk in read blocks, each call with its own non-finite flag
-      const blocks = pre.length > 0 && len > ctx.readBlock ? Math.ceil(len / ctx.readBlock) : 0;
-      resetFlag(ctx, slot, Math.ceil(ctx.chunk / ctx.readBlock));
+      const inBlocks = pre.length > 0 && len > ctx.readBlock;
+      resetFlag(ctx, slot, ctx.readBlocks);
       const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => {
         // straight into the output's staging when the chunk has a place there (copies for a block end it crosses)
         const { o, copies } = placeOutput(ranges, s * 2, (s + m) * 2, slot.out);
@@ -824,16 +832,15 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
           factors[1]!,
           job.lambda,
           job.normalize ? 1 : 0,
-          blocks > 0 ? slot.flags + k * FLAG_BYTES : slot.misc,
+          inBlocks ? slot.flags + k * FLAG_BYTES : slot.misc,
           job.linear ? 1 : 0,
           job.divisor,
           maskAt(start + s),
         ];
         return [dare2, ...copies];
       };
-      const done = blocks > 0 ? runChunk(ctx, i, len, () => [], readBlockCalls(ctx, i, len, pre, call)) : runChunk(ctx, i, len, () => call(0, len, 0, slot.inputs), pre);
-      return { done };
+      return { done: runInReadBlocks(ctx, slot, i, len, pre, inBlocks, call) };
     },
-    { jobIndex, check: (slot, start) => checkFlag(ctx, job, slot, start, Math.ceil(ctx.chunk / ctx.readBlock)) },
+    { jobIndex, check: (slot, start) => checkFlag(ctx, job, slot, start, ctx.readBlocks) },
   );
 }

@@ -22,9 +22,16 @@ export interface Reserved {
   readonly ranges: OutRanges | undefined;
 }
 
-/** The reserve/commit pair of a fast job (FastJob, FastSparseIo): the sink's, called in chunk order. */
+/**
+ * The optional zero-copy output of a fast job (FastJob, FastSparseIo): the sink's TensorSink.reserve /
+ * commit, called in chunk order, and `reserve` only when every earlier chunk is committed, reserved or
+ * written (OutputReservations sees to it). The chunk's kernels merge straight into the reserved views when
+ * they lie in the pool's memory; else the merged bytes are copied into them before the commit.
+ */
 export interface OutputStaging {
+  /** The place of the next `byteLength` output bytes: views in output order; undefined: use the job's write. */
   reserve?(byteLength: number): Promise<Uint8Array[]> | undefined;
+  /** Marks the next `byteLength` reserved bytes filled (after the earlier chunks' writes). */
   commit?(byteLength: number): void;
 }
 
