@@ -11,6 +11,7 @@ import { linearFormOf } from "../kernels/linear-form.ts";
 import { fusedBf16, fusedBlocked } from "../kernels/fused.ts";
 import { KernelPool } from "./pool.ts";
 import { fastLinearMemoryBytes, runFastLinear, type FastJob } from "./fast-linear.ts";
+import { stagingSink } from "../../../test/helpers/staging-sink.ts";
 
 /** Deterministic bf16 test data: random codes, plus specials (±0, ±Inf, NaNs, subnormals, max, ties). */
 function bf16Data(n: number, seed: number): Uint16Array {
@@ -119,46 +120,6 @@ for (const c of CASES) {
     await runFastLinear(jobs, pool!, { chunkElems: 4096, slots: 3 });
     for (let j = 0; j < sizes.length; j++) assert.deepEqual(outs[j], wants[j], `job ${j} (${sizes[j]} elements)`);
   });
-}
-
-/**
- * A sink whose staging "blocks" are `block` bytes of `stage` (so a chunk's bytes cross block ends at the
- * offsets it gives), refusing the reservations `refuse` picks (those chunks then go through write). The
- * bytes land in `file` as a disk write would take them: in commit order, after checking the order.
- */
-function stagingSink(stage: Uint8Array, block: number, refuse: (call: number) => boolean) {
-  const file = new Uint8Array(stage.length);
-  let reserved = 0;
-  let committed = 0;
-  let calls = 0;
-  return {
-    file,
-    get committed() {
-      return committed;
-    },
-    get calls() {
-      return calls;
-    },
-    reserve: (n: number): Promise<Uint8Array[]> | undefined => {
-      if (refuse(calls++)) return undefined;
-      const views: Uint8Array[] = [];
-      for (let at = reserved; at < reserved + n; at = Math.min(reserved + n, (Math.floor(at / block) + 1) * block)) {
-        views.push(stage.subarray(at, Math.min(reserved + n, (Math.floor(at / block) + 1) * block)));
-      }
-      reserved += n;
-      return Promise.resolve(views);
-    },
-    commit: (n: number): void => {
-      assert.ok(committed + n <= reserved, "commit within the reservations");
-      file.set(stage.subarray(committed, committed + n), committed);
-      committed += n;
-    },
-    write: async (bytes: Uint8Array): Promise<void> => {
-      assert.equal(reserved, committed, "no write while bytes are reserved");
-      file.set(bytes, committed);
-      reserved = committed += bytes.length;
-    },
-  };
 }
 
 /** A job over the in-memory terms `src` (n elements each) of linear form `form`, writing to and reserving in `sink`. */

@@ -8,6 +8,7 @@ import { mergeRecipe } from "../run.ts";
 import type { Recipe } from "../recipe.ts";
 import { KernelPool } from "./pool.ts";
 import { fastTiesMemoryBytes, runFastTies, type FastSparseJob } from "./fast-ties.ts";
+import { stagingSink } from "../../../test/helpers/staging-sink.ts";
 import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory } from "../kernels/wasm-module.ts";
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { tensorContext } from "../methods/apply.ts";
@@ -524,49 +525,26 @@ test("TIES/DARE fast paths merging straight into reserved output views (blocks o
     ] as const) {
       const form = sparseFormOf(method, params, ctx, 2)!;
       const run = async (staged: boolean, localMax: number): Promise<Uint8Array> => {
-        const file = new Uint8Array(2 * n);
         const mark = pool.mark();
-        const stage = pool.bytes(pool.alloc(2 * n + 1) + 1, 2 * n); // at an odd address
-        let reserved = 0;
-        let committed = 0;
-        let calls = 0;
+        // every fourth reservation is refused (that chunk goes through write); at an odd address
+        const sink = stagingSink(pool.bytes(pool.alloc(2 * n + 1) + 1, 2 * n), 3001, (call) => call % 4 === 2);
         const job: FastSparseJob = {
           ...form,
           numel: n,
           reads: [0, 1, 2].map((k) => async (off: number, out: Uint8Array) => void readSync(fds[k]!, out, 0, out.length, 77 + off)) as unknown as FastSparseJob["reads"],
           spans: [0, 1, 2].map((k) => ({ fd: fds[k]!, offset: 77 })) as unknown as FastSparseJob["spans"],
-          write: async (_off, bytes) => {
-            assert.equal(reserved, committed, "no write while bytes are reserved");
-            file.set(bytes, committed);
-            reserved = committed += bytes.length;
-          },
+          write: (_off, bytes) => sink.write(bytes),
           nonFinite: (index, value) => new Error(`non-finite ${value} at ${index}`),
-          ...(staged
-            ? {
-                reserve: (bytes: number) => {
-                  if (calls++ % 4 === 2) return undefined; // this chunk goes through write
-                  const views: Uint8Array[] = [];
-                  for (let at = reserved; at < reserved + bytes; at = Math.min(reserved + bytes, (Math.floor(at / 3001) + 1) * 3001)) {
-                    views.push(stage.subarray(at, Math.min(reserved + bytes, (Math.floor(at / 3001) + 1) * 3001)));
-                  }
-                  reserved += bytes;
-                  return Promise.resolve(views);
-                },
-                commit: (bytes: number) => {
-                  file.set(stage.subarray(committed, committed + bytes), committed);
-                  committed += bytes;
-                },
-              }
-            : {}),
+          ...(staged ? { reserve: sink.reserve, commit: sink.commit } : {}),
         } as FastSparseJob;
         try {
           await runFastTies([job], pool, { chunkElems: 2048, slots: 3, localMax, readBlockElems: 512, tiesBand: false });
         } finally {
           pool.release(mark);
         }
-        assert.equal(committed, 2 * n);
-        if (staged) assert.ok(calls >= 4, `${calls} reservations`);
-        return file;
+        assert.equal(sink.committed, 2 * n);
+        if (staged) assert.ok(sink.calls >= 4, `${sink.calls} reservations`);
+        return sink.file;
       };
       const plain = await run(false, 0);
       for (const localMax of [0, 4096]) assert.deepEqual(await run(true, localMax), plain, `${method}, localMax ${localMax}`);
