@@ -220,7 +220,10 @@ test("a failing read mid-stream rejects streamTensors with that error once in-fl
     };
     const conv = { hfName: "t.weight", ggufName: "t.weight", shape: [256, 64], type: "BF16" as const };
     await assert.rejects(streamTensors(w, [{ conv, src }], { chunkBytes: 4096, slots: 3 }), /disk on fire/);
-    assert.deepEqual(reads.slice(0, 4), [0, 4096, 8192, 12288], "reads run ahead in order");
+    // chunks 0–2 are read first; chunk 3's read waits for chunk 0's write and chunk 4's for chunk 1's, and
+    // writes may complete out of order, so 12288 and 16384 may come in either order; nothing past the ring
+    assert.deepEqual(reads.slice(0, 3), [0, 4096, 8192], "reads run ahead in order");
+    assert.ok(reads.includes(12288) && Math.max(...reads) <= 16384, `reads ${reads.join(", ")}`);
     w.abort();
   } finally {
     rmSync(dir, { recursive: true, force: true });
