@@ -94,12 +94,13 @@ if (args.includes("--kernels")) {
   time("tiesCount2 (both models)", () => k.tiesCount2!(b!, x0!, x1!, m, V, V, misc + 8));
   time("ties2 (w 0.5/0.5, normalize)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 0.5, 0.5, 1, 1, 1, 1, misc + 16));
   time("ties2 (w 1/0.5, normalize: division)", () => k.ties2!(b!, x0!, x1!, o!, m, V, V, 0x7fffffff, 0x7fffffff, 1, 0.5, 1, 1, 1, 1, misc + 16));
-  const [l1s, l1o] = [pool.alloc(192), pool.alloc(((m >>> 12) + 2) * 32 + 16)];
+  const [l1s, l1o] = [pool.alloc(256), pool.alloc(((m >>> 12) + 2) * 32 + 16)];
   const masks = pool.alloc(m / 4);
-  time("dareL1x2 (both models)", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1, 0));
-  time("dareL1x2 (both models), storing the keep masks", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 6789, 8388608, 3, 4, 8388608, l1s, l1o, 1, 1, masks));
-  time("dare2 (w 0.5/0.5, normalize, l1 factors)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, 0));
-  time("dare2 (the same, stored keep masks)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 2, 8388608, 3, 4, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, masks));
+  time("dareL1x2 (both models)", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 8388608, 3, 8388608, l1s, l1o, 1, 1, 0));
+  time("dareL1x2 (both models), storing the keep masks", () => k.dareL1x2!(b!, x0!, x1!, m, 0, 12345, 8388608, 3, 8388608, l1s, l1o, 1, 1, masks));
+  time("dare2 (w 0.5/0.5, normalize, l1 factors)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 8388608, 3, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, 0));
+  time("dare2 (the same, stored keep masks)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 8388608, 3, 8388608, 0.5, 0.5, 1.9, 2.1, 1, 1, misc + 16, 0, 1, masks));
+  time("dare2 (stored keep masks, factors 1)", () => k.dare2!(b!, x0!, x1!, o!, m, 0, 1, 8388608, 3, 8388608, 0.5, 0.5, 1, 1, 1, 1, misc + 16, 0, 1, masks));
   time("memcpy of the 3 inputs", () => [b, x0, x1].forEach((p) => new Uint8Array(pool.memory.buffer, o!, m * 2).set(new Uint8Array(pool.memory.buffer, p!, m * 2))));
   await pool.close();
   process.exit(0);

@@ -60,8 +60,8 @@ export interface KernelsWasmExports extends Bf16WasmExports {
   tiesFine(bp: number, xp: number, n: number, bin: number, fine: number): void;
   tiesCount2(bp: number, x0p: number, x1p: number, n: number, vb0: number, vb1: number, outp: number): void;
   ties2(bp: number, x0p: number, x1p: number, op: number, n: number, vb0: number, vb1: number, left0: number, left1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number): void;
-  dareL1x2(bp: number, x0p: number, x1p: number, n: number, offset: number, key0: number, k20: number, K0: number, key1: number, k21: number, K1: number, statep: number, outp: number, fresh: number, flush: number, maskp: number): void;
-  dare2(bp: number, x0p: number, x1p: number, op: number, n: number, offset: number, key0: number, k20: number, K0: number, key1: number, k21: number, K1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number, linear: number, divisor: number, maskp: number): void;
+  dareL1x2(bp: number, x0p: number, x1p: number, n: number, offset: number, key0: number, K0: number, key1: number, K1: number, statep: number, outp: number, fresh: number, flush: number, maskp: number): void;
+  dare2(bp: number, x0p: number, x1p: number, op: number, n: number, offset: number, key0: number, K0: number, key1: number, K1: number, w0: number, w1: number, f0: number, f1: number, lambda: number, normalize: number, flagp: number, linear: number, divisor: number, maskp: number): void;
   /** LoRA delta in place on float32 rows (assembly/lora.ts; reference `addDeltaRange`). */
   loraF32(x: number, u: number, v: number, rows: number, cols: number, rank: number, s: number): void;
   /** LoRA delta fused with bf16 decode, a two-term weighted sum and bf16 encode (assembly/lora.ts). */

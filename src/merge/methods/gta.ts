@@ -27,6 +27,7 @@ import {
   selectCounting,
   uniformAtLow,
   L1_BLOCK,
+  L1_GROUP,
   keepCount,
   keptAt,
   measureRanking,
@@ -83,6 +84,8 @@ interface ModelState {
   l1Kept: number;
   /** random (l1 rescale): lane sums of the block in progress (measureRandom). */
   l1Lanes?: Float64Array;
+  /** random (l1 rescale): float32 lane sums of the group in progress (measureRandom). */
+  l1Group?: Float32Array;
   /** Tensor-wide rescale factor (l1 mode), set in endPass; 1 otherwise. */
   factor: number;
   passes: number;
@@ -293,8 +296,7 @@ function sparsifyChunk(st: ModelState, stats: GtaStats, delta: Float32Array, off
       const key = st.key;
       const p = st.density;
       if (offset + len <= 4294967296) {
-        const k2 = Math.imul(key, 0x27d4eb2d);
-        for (let j = 0; j < len; j++) out[j] = uniformAtLow(key, k2, offset + j) < p ? delta[j]! * f : 0;
+        for (let j = 0; j < len; j++) out[j] = uniformAtLow(key, offset + j) < p ? delta[j]! * f : 0;
         return;
       }
       for (let j = 0; j < len; j++) out[j] = keptAt(key, offset + j, p) ? delta[j]! * f : 0;
@@ -600,16 +602,14 @@ function dare2(
   const len = out.length;
   const key0 = st0.key;
   const key1 = st1.key;
-  const k20 = Math.imul(key0, 0x27d4eb2d);
-  const k21 = Math.imul(key1, 0x27d4eb2d);
   const p0 = st0.density;
   const p1 = st1.density;
   for (let j = 0; j < len; j++) {
     const bj = b[j]!;
     const d0 = Math.fround(x0[j]! - bj);
     const d1 = Math.fround(x1[j]! - bj);
-    const a = w0 * (uniformAtLow(key0, k20, offset + j) < p0 ? d0 * f0 : 0);
-    const c = w1 * (uniformAtLow(key1, k21, offset + j) < p1 ? d1 * f1 : 0);
+    const a = w0 * (uniformAtLow(key0, offset + j) < p0 ? d0 * f0 : 0);
+    const c = w1 * (uniformAtLow(key1, offset + j) < p1 ? d1 * f1 : 0);
     out[j] = electSign2At(a, c, w0, w1, bj, lambda, normalize);
   }
 }
@@ -706,34 +706,43 @@ function electSign2At(a: number, c: number, w0: number, w1: number, bj: number, 
 }
 
 /**
- * DARE measure pass (l1 rescale): Σ|δ| over the finite entries, and over the kept ones, in float64 in a
- * fixed blocked order that does not depend on chunking (so the fast path can sum blocks on any worker):
- * the tensor is cut into blocks of L1_BLOCK elements from element 0; in a block, lane l (element index
- * mod 4) adds its entries in index order from +0, the block's sum is (lane₀ + lane₂) + (lane₁ + lane₃), and
- * the totals add the block sums in block order. Chunks arrive in ascending, contiguous order; the partial
- * block at the tensor's end is added with its last element.
+ * DARE measure pass (l1 rescale): Σ|δ| over the finite entries, and over the kept ones, in a fixed blocked
+ * order that does not depend on chunking (so the fast path can sum blocks on any worker): the tensor is cut
+ * into blocks of L1_BLOCK elements from element 0 and each block into groups of L1_GROUP; in a group, lane l
+ * (element index mod 4) adds its entries in index order in float32 from +0; each group's four lane sums are
+ * added (float64) to the block's lane sums, which start at +0; the block's sum is (lane₀ + lane₂) + (lane₁ +
+ * lane₃), and the totals add the block sums in block order. A group's float32 sum has at most 15 roundings
+ * (relative error below 10⁻⁶) and overflows to +Inf only past 3.4·10³⁸. Chunks arrive in ascending,
+ * contiguous order; the partial group and block at the tensor's end are added with its last element.
  */
 function measureRandom(st: ModelState, delta: Float32Array, offset: number): void {
   const key = st.key;
   const p = st.density;
-  const lanes = (st.l1Lanes ??= new Float64Array(8)); // totals by lane, then kept by lane
+  const lanes = (st.l1Lanes ??= new Float64Array(8)); // block sums by lane: totals, then kept
+  const group = (st.l1Group ??= new Float32Array(8)); // the group's float32 lane sums: totals, then kept
   const len = delta.length;
   const low = offset + len <= 4294967296;
-  const k2 = Math.imul(key, 0x27d4eb2d);
-  // the lane and the elements left in the block, counted instead of taken modulo (offsets may pass 2³¹)
+  // the lane and the elements left in the group and block, counted instead of taken modulo (offsets may pass 2³¹)
   let l = offset % 4;
-  let left = L1_BLOCK - (offset % L1_BLOCK);
+  let inGroup = L1_GROUP - (offset % L1_GROUP);
+  let inBlock = L1_BLOCK - (offset % L1_BLOCK);
   for (let j = 0; j < len; j++) {
     const g = offset + j;
     const v = finiteAbs(delta[j]!);
-    lanes[l] = lanes[l]! + v;
-    if (low ? uniformAtLow(key, k2, g) < p : keptAt(key, g, p)) lanes[4 + l] = lanes[4 + l]! + v;
+    group[l] = group[l]! + v; // (Float32Array: rounded to float32)
+    if (low ? uniformAtLow(key, g) < p : keptAt(key, g, p)) group[4 + l] = group[4 + l]! + v;
     l = (l + 1) & 3;
-    if (--left === 0 || g + 1 === st.numel) {
+    const last = g + 1 === st.numel;
+    if (--inGroup === 0 || last) {
+      for (let q = 0; q < 8; q++) lanes[q] = lanes[q]! + group[q]!;
+      group.fill(0);
+      inGroup = L1_GROUP;
+    }
+    if (--inBlock === 0 || last) {
       st.l1Total += (lanes[0]! + lanes[2]!) + (lanes[1]! + lanes[3]!);
       st.l1Kept += (lanes[4]! + lanes[6]!) + (lanes[5]! + lanes[7]!);
       lanes.fill(0);
-      left = L1_BLOCK;
+      inBlock = L1_BLOCK;
     }
   }
 }

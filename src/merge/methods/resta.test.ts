@@ -30,14 +30,14 @@ test("resta β = 0 copies the tuned model bit for bit (−0, NaN, Inf included)"
   assert.equal(out[3], 1.5);
 });
 
-test("resta drift fix golden: DARE on tuned − aligned (keep idx 1,3,5,6,7 of the seed-0 stream), ÷ density", () => {
-  // Stream of (seed 0, "t", model 0) keeps idx 1,3,5,6,7 at density 0.5 (same stream as the dare_linear golden).
+test("resta drift fix golden: DARE on tuned − aligned (keep idx 1,3,4,5 of the seed-0 stream), ÷ density", () => {
+  // Stream of (seed 0, "t", model 0) keeps idx 1,3,4,5 at density 0.5 (same stream as the dare_linear golden).
   // aligned 1, tuned 1 + (j+1), unaligned 0 → δ_safe = 1: kept → 1 + 2(j+1) + β, dropped → 1 + β.
   const a = Array(8).fill(1);
   const t = a.map((x, j) => x + j + 1);
   const u = Array(8).fill(0);
   const out = run(a, [t, u], P({ beta: 0.5, density: 0.5 }, T, U));
-  assert.deepEqual(out, [1.5, 1 + 4 + 0.5, 1.5, 1 + 8 + 0.5, 1.5, 1 + 12 + 0.5, 1 + 14 + 0.5, 1 + 16 + 0.5]);
+  assert.deepEqual(out, [1.5, 1 + 4 + 0.5, 1.5, 1 + 8 + 0.5, 1 + 10 + 0.5, 1 + 12 + 0.5, 1.5, 1.5]);
   // chunking does not change the drop pattern (counter-based stream)
   assert.deepEqual(run(a, [t, u], P({ beta: 0.5, density: 0.5 }, T, U), 3), out);
   // density 1 is exactly no drift fix

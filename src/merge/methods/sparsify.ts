@@ -393,34 +393,40 @@ export function streamKey(seed: number, tensorName: string, modelIndex: number):
 }
 
 /**
- * Elements per block of DARE's L1 sums (gta.ts measureRandom). A power of two and a multiple of 8: the fast
- * path's kernel (assembly/ties.ts dareL1x2) sums the blocks of a chunk that starts on one independently.
+ * Elements per block of DARE's L1 sums (gta.ts measureRandom). A power of two and a multiple of L1_GROUP:
+ * the fast path's kernel (assembly/ties.ts dareL1x2) sums the blocks of a chunk that starts on one
+ * independently.
  */
 export const L1_BLOCK = 4096;
 
 /**
+ * Elements per group of DARE's L1 sums (gta.ts measureRandom): in a group, each of the 4 lanes adds its 16
+ * entries in float32 before the group's lane sums join the block's float64 ones. A power of two, a
+ * multiple of 8.
+ */
+export const L1_GROUP = 64;
+
+/**
  * Uniform number in [0, 1) for element `index` of a stream, a pure function of (key, index): the same on
- * every run, machine and chunking. 24 random bits: U = (hash32(hash32(key ⊕ index) ⊕ key′) >>> 8) / 2²⁴.
+ * every run, machine and chunking. 24 random bits: U = (hash32(key ⊕ index) >>> 8) / 2²⁴ for index < 2³²
+ * (one round of hash32 over a key from streamKey, itself four rounds over the seed, tensor name and model);
+ * a larger index takes a second round keyed by its high half:
+ * U = (hash32(hash32(key ⊕ lo) ⊕ (key·0x27d4eb2d mod 2³²) ⊕ hi) >>> 8) / 2²⁴.
  */
 export function uniformAt(key: number, index: number): number {
-  // the index's high half (index ≥ 2³²) joins the key's second-stage mix; `index ^ key` in uniformAtLow
-  // already sees only the low 32 bits
-  return uniformAtLow(key, Math.imul(key, 0x27d4eb2d) ^ Math.floor(index / 4294967296), index);
+  if (index < 4294967296) return uniformAtLow(key, index);
+  let h = hash32((index ^ key) >>> 0); // `^` takes the low 32 bits
+  h = hash32((h ^ Math.imul(key, 0x27d4eb2d) ^ Math.floor(index / 4294967296)) >>> 0);
+  return (h >>> 8) / 16777216;
 }
 
 /**
- * perf: uniformAt with the second-stage mix k2 = Math.imul(key, 0x27d4eb2d) hoisted out of the loop, for
- * index < 2³² (high half 0). hash32 twice, inlined in int32 arithmetic (xor, >>> and Math.imul only look at
- * the low 32 bits), so the hot loop stays in small integers. Same value as uniformAt(key, index).
+ * perf: uniformAt for index < 2³², hash32 inlined in int32 arithmetic (xor, >>> and Math.imul only look at
+ * the low 32 bits), so the hot loop stays in small integers. The fast path's kernels (assembly/ties.ts
+ * keep4/keep1) compute the same value in i32x4.
  */
-export function uniformAtLow(key: number, k2: number, index: number): number {
+export function uniformAtLow(key: number, index: number): number {
   let h = index ^ key;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x7feb352d);
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x846ca68b);
-  h ^= h >>> 16;
-  h ^= k2;
   h ^= h >>> 16;
   h = Math.imul(h, 0x7feb352d);
   h ^= h >>> 15;

@@ -13,8 +13,8 @@ import { compileKernelsWasm, instantiateKernelsWasm, sharedWasmMemory } from "..
 import { sparseFormOf } from "../kernels/sparse-form.ts";
 import { tensorContext } from "../methods/apply.ts";
 import { NO_BIN, samplePlan } from "../kernels/ties-band.ts";
-import { createMagnitudeRanking, endRankingPass, keepCount, L1_BLOCK, uniformAtLow } from "../methods/sparsify.ts";
-import { BF16_SPECIALS, xorshift32 } from "../../../test/helpers/bf16-random.ts";
+import { createMagnitudeRanking, endRankingPass, keepCount, L1_BLOCK, L1_GROUP, uniformAtLow } from "../methods/sparsify.ts";
+import { BF16_SPECIALS, bf16FileDifference, xorshift32 } from "../../../test/helpers/bf16-random.ts";
 
 const skip = (!KernelPool.available() || compileKernelsWasm() === undefined) && "no WebAssembly SIMD or build/wasm/kernels.wasm";
 
@@ -157,7 +157,7 @@ for (const c of CASES) {
         await mergeRecipe(recipe, { out: fast, fastPath: true, fastRun: run, writeCard: false });
         const f = readDir(fast);
         assert.deepEqual([...f.keys()], [...g.keys()]);
-        for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs (${JSON.stringify(run)})`);
+        for (const [name, bytes] of g) assert.equal(bf16FileDifference(name, bytes, f.get(name)!), undefined, JSON.stringify(run));
       }
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -263,7 +263,7 @@ test("TIES fast path: mass ties spent by reservation, then by per-chunk counts, 
             else process.env.REALIGN_WORKER_READS = saved;
           }
           const f = readDir(fast);
-          for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs (${JSON.stringify({ perModel, run, workerReads })})`);
+          for (const [name, bytes] of g) assert.equal(bf16FileDifference(name, bytes, f.get(name)!), undefined, JSON.stringify({ perModel, run, workerReads }));
         }
       }
     }
@@ -284,16 +284,15 @@ test("dareL1x2: L1_BLOCK-element blocks (the reference's), the last partial bloc
     u16[x1p / 2 + i] = 0xc000; // −2 (|δ| = 3)
   }
   const keys = [123456789, -98765];
-  const k2s = keys.map((key) => Math.imul(key, 0x27d4eb2d));
   const p = [0.5, 0.3];
   const K = p.map((q) => Math.ceil(q * 16777216));
-  k.dareL1x2(bp, x0p, x1p, n, 0, keys[0]!, k2s[0]!, K[0]!, keys[1]!, k2s[1]!, K[1]!, statep, outp, 1, 1, maskp);
+  k.dareL1x2(bp, x0p, x1p, n, 0, keys[0]!, K[0]!, keys[1]!, K[1]!, statep, outp, 1, 1, maskp);
   const count = new Int32Array(memory.buffer, outp, 1)[0];
   assert.equal(count, 2);
   const sums = [...new Float64Array(memory.buffer, outp + 16, 8)];
   const kept = (m: number, lo: number, hi: number): number => {
     let c = 0;
-    for (let i = lo; i < hi; i++) if (uniformAtLow(keys[m]!, k2s[m]!, i) < p[m]! && !(m === 0 && i === 5)) c++;
+    for (let i = lo; i < hi; i++) if (uniformAtLow(keys[m]!, i) < p[m]! && !(m === 0 && i === 5)) c++;
     return c;
   };
   // every sum here is an integer below 2⁵³, so the blocked order gives the exact values
@@ -302,9 +301,31 @@ test("dareL1x2: L1_BLOCK-element blocks (the reference's), the last partial bloc
   for (let i = 0; i < n; i++) {
     for (const m of [0, 1]) {
       const bit = (masks[2 * (i >>> 3) + m]! >>> (i & 7)) & 1;
-      assert.equal(bit, uniformAtLow(keys[m]!, k2s[m]!, i) < p[m]! ? 1 : 0, `model ${m} element ${i}`);
+      assert.equal(bit, uniformAtLow(keys[m]!, i) < p[m]! ? 1 : 0, `model ${m} element ${i}`);
     }
   }
+});
+
+test("dareL1x2: each lane adds a group of L1_GROUP elements in float32 before float64, also when a group spans two calls", { skip }, () => {
+  const memory = sharedWasmMemory(4);
+  const k = instantiateKernelsWasm(memory, compileKernelsWasm()!);
+  const n = 2 * L1_GROUP;
+  const [bp, x0p, x1p, statep, outp] = [0, 16384, 32768, 49152, 50176];
+  const u16 = new Uint16Array(memory.buffer);
+  u16.fill(0, 0, 49152 / 2); // base 0, so δ = x
+  // lane 0 (index mod 4): 1 then fifteen 2⁻²⁵ in group 0; sixteen 2⁻²⁵ in group 1; model 1 all 0
+  for (let i = 0; i < n; i += 4) u16[x0p / 2 + i] = i === 0 ? 0x3f80 : 0x3300;
+  const run = (cut: number): number[] => {
+    k.dareL1x2(bp, x0p, x1p, cut, 0, 1, 16777216, 2, 16777216, statep, outp, 1, 0, 0); // p = 1: all kept
+    const first = new Int32Array(memory.buffer, outp, 1)[0]!;
+    k.dareL1x2(bp + 2 * cut, x0p + 2 * cut, x1p + 2 * cut, n - cut, cut, 1, 16777216, 2, 16777216, statep, outp, 0, 1, 0);
+    assert.equal(first + new Int32Array(memory.buffer, outp, 1)[0]!, 1); // one (partial) block, flushed at the end
+    return [...new Float64Array(memory.buffer, outp + 16, 4)];
+  };
+  // group 0 in float32: 1 + 2⁻²⁵ rounds to 1 each time; group 1: 16·2⁻²⁵ = 2⁻²¹ exactly; then float64
+  const expected = 1 + 2 ** -21;
+  for (const cut of [8, 40, L1_GROUP, 96]) assert.deepEqual(run(cut), [expected, expected, 0, 0], `split at ${cut}`);
+  assert.notEqual(expected, 1 + 31 * 2 ** -25); // (what per-element float64 sums would give)
 });
 
 test("sparseFormOf: TIES, DARE-TIES and DARE-linear with two models and densities in (0, 1) only", () => {
@@ -435,7 +456,7 @@ test("TIES fast path, banded measure: bands from the sample, bands missing the k
         const what = JSON.stringify({ set: cs.set, method: cs.method, densities: cs.densities, bins, run, workerReads, want: cs.want });
         assert.equal(kinds.filter((k) => k !== "fine").join(), cs.want, what);
         const f = readDir(fast);
-        for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs ${what}`);
+        for (const [name, bytes] of g) assert.equal(bf16FileDifference(name, bytes, f.get(name)!), undefined, what);
       }
     }
   } finally {
@@ -497,7 +518,7 @@ test("TIES fast path, full pass with fine windows: a window that holds the bound
       const what = JSON.stringify({ densities: cs.densities, bins, run, want: cs.want });
       assert.equal(kinds.join(), cs.want, what);
       const f = readDir(fast);
-      for (const [name, bytes] of g) assert.ok(bytes.equals(f.get(name)!), `${name} differs ${what}`);
+      for (const [name, bytes] of g) assert.equal(bf16FileDifference(name, bytes, f.get(name)!), undefined, what);
     }
   } finally {
     rmSync(root, { recursive: true, force: true });

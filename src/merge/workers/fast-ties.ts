@@ -138,8 +138,8 @@ export const DARE_READ_BLOCK = 65536;
 /** A non-finite flag (recordBad in assembly/ties.ts): [0] first flagged index, [4] its value bits, [16..32) scratch. */
 const FLAG_BYTES = 32;
 
-/** dareL1x2's lane sums (8 × 16 bytes) and its zero-padded tail scratch (3 × 16 bytes), rounded up to 64. */
-const L1_STATE_BYTES = 192;
+/** dareL1x2's float64 lane sums (8 × 16 bytes), its float32 group sums (4 × 16 bytes) and its zero-padded tail scratch (3 × 16 bytes), rounded up to 64. */
+const L1_STATE_BYTES = 256;
 
 /** Bytes of one DARE L1 area for chunks of `chunk` elements: the state, a 16-byte count, 32 bytes per block sum. */
 function l1Bytes(chunk: number, readBlock: number): number {
@@ -761,7 +761,6 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
   const mem = pool.memory.buffer;
   const n = job.numel;
   const keys = job.keys.map((k) => k | 0);
-  const k2s = job.keys.map((k) => Math.imul(k, 0x27d4eb2d));
   const Ks = job.densities.map(keepBound);
   let factors: readonly number[];
   // with the l1 rescale, the measure pass hashes every keep mask anyway: it stores them for the merge pass
@@ -780,7 +779,7 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
       const outArea = (k: number): number => state + L1_STATE_BYTES + k * l1OutBytes(ctx.readBlock);
       // the call for elements [s, s + m) of the chunk, its k-th
       const call = (s: number, m: number, k: number, inputs: readonly number[]): KernelCall[] => [
-        ["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, k2s[0]!, Ks[0]!, keys[1]!, k2s[1]!, Ks[1]!, state, outArea(k), blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)],
+        ["dareL1x2", inputs[0]!, inputs[1]!, inputs[2]!, m, (start + s) | 0, keys[0]!, Ks[0]!, keys[1]!, Ks[1]!, state, outArea(k), blocked || i === 0 ? 1 : 0, blocked || i === count - 1 ? 1 : 0, maskAt(start + s)],
       ];
       // a worker-read chunk in read blocks: each block starts on an L1 block, so its sums are the same
       const inBlocks = blocked && pre.length > 0 && ctx.readBlock % L1_BLOCK === 0 && len > ctx.readBlock;
@@ -821,10 +820,8 @@ async function runDare(ctx: RunCtx, job: FastDareJob, jobIndex: number): Promise
           m,
           (start + s) | 0,
           keys[0]!,
-          k2s[0]!,
           Ks[0]!,
           keys[1]!,
-          k2s[1]!,
           Ks[1]!,
           job.weights[0],
           job.weights[1],

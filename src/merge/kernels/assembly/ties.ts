@@ -352,6 +352,30 @@ function firstBits(m: u32, k: i32): u32 {
   return i32x4.shuffle(rL, rH, 0, 1, 4, 5);
 }
 
+/** merge4 in equal-weight mode with rescale factors (eqMode, eqF, normalize, λ = 1, f ≠ 1), every mode test hoisted. */
+@inline function eqf4(b: v128, v0: v128, v1: v128, f0: v128, f1: v128): v128 {
+  const v0h = i32x4.shuffle(v0, v0, 2, 3, 2, 3);
+  const v1h = i32x4.shuffle(v1, v1, 2, 3, 2, 3);
+  const bh = i32x4.shuffle(b, b, 2, 3, 2, 3);
+  const eL = eqPair(f64x2.promote_low_f32x4(b), f64x2.mul(f64x2.promote_low_f32x4(v0), f0), f64x2.mul(f64x2.promote_low_f32x4(v1), f1));
+  const eH = eqPair(f64x2.promote_low_f32x4(bh), f64x2.mul(f64x2.promote_low_f32x4(v0h), f0), f64x2.mul(f64x2.promote_low_f32x4(v1h), f1));
+  return i32x4.shuffle(f32x4.demote_f64x2_zero(eL), f32x4.demote_f64x2_zero(eH), 0, 1, 4, 5);
+}
+
+/**
+ * elect2eq with λ = 1, as a choice: both terms pass → (d0 + d1)·½ (the reference's sum: passing terms are
+ * never ±0); only one → that term; none → +0.
+ */
+@inline function eqPair(bj: v128, d0: v128, d1: v128): v128 {
+  const z = f64x2.splat(0);
+  const t = f64x2.add(d0, d1);
+  const flip = v128.and(f64x2.lt(t, z), f64x2.splat(-0.0));
+  const la = f64x2.le(v128.xor(d0, flip), z);
+  const lc = f64x2.le(v128.xor(d1, flip), z);
+  const one = v128.bitselect(v128.andnot(d1, lc), d0, la);
+  return f64x2.add(bj, v128.bitselect(one, f64x2.mul(t, f64x2.splat(0.5)), v128.or(la, lc)));
+}
+
 /** float32 bits → bf16 (round to nearest even; NaN stays NaN with its top payload, quieted), in i32 lanes. */
 @inline function toBf16(o: v128): v128 {
   const isNan = i32x4.gt_s(absBits(o), i32x4.splat(0x7f800000));
@@ -571,10 +595,10 @@ export function ties2(
   return v128.xor(h, i32x4.shr_u(h, 16));
 }
 
-/** Keep mask of 4 consecutive indices from `index`: (hash >>> 8) < K, K = ceil(p·2²⁴) (≡ U < p). */
-@inline function keep4(index: i32, key: v128, k2: v128, K: v128): v128 {
+/** Keep mask of 4 consecutive indices from `index`: (hash32(index ⊕ key) >>> 8) < K, K = ceil(p·2²⁴) (≡ uniformAtLow(key, index) < p). */
+@inline function keep4(index: i32, key: v128, K: v128): v128 {
   const idx = i32x4.add(i32x4.splat(index), i32x4(0, 1, 2, 3));
-  const h = mix(v128.xor(mix(v128.xor(idx, key)), k2));
+  const h = mix(v128.xor(idx, key));
   return i32x4.lt_s(i32x4.shr_u(h, 8), K);
 }
 
@@ -586,21 +610,24 @@ export function ties2(
   return h ^ (h >>> 16);
 }
 
-@inline function keep1(index: i32, key: i32, k2: i32, K: i32): bool {
-  return <i32>(mix1(mix1(<u32>(index ^ key)) ^ <u32>k2) >>> 8) < K;
+@inline function keep1(index: i32, key: i32, K: i32): bool {
+  return <i32>(mix1(<u32>(index ^ key)) >>> 8) < K;
 }
 
-/** Elements per block of the DARE L1 sums (sparsify.ts L1_BLOCK; a power of two, a multiple of 8). */
+/** Elements per block of the DARE L1 sums (sparsify.ts L1_BLOCK; a power of two, a multiple of L1_GROUP). */
 const L1_BLOCK: i32 = 4096;
 
-/** 8 elements' |δ| (lo: elements 0–3, hi: 4–7; float32 bits, +0 where not counted) added to lanes (0, 1) of a block's sums. */
-@inline function addLanes(lo: v128, hi: v128, a01: v128): v128 {
-  return f64x2.add(f64x2.add(a01, f64x2.promote_low_f32x4(lo)), f64x2.promote_low_f32x4(hi));
+/** Elements per group of the DARE L1 sums (sparsify.ts L1_GROUP): a lane adds a group's entries in float32. */
+const L1_GROUP: i32 = 64;
+
+/** Lanes 0, 1 of a group's float32 lane sums g added (in float64) to the lane sums a01. */
+@inline function addLow(g: v128, a01: v128): v128 {
+  return f64x2.add(a01, f64x2.promote_low_f32x4(g));
 }
 
-/** The same for lanes (2, 3). */
-@inline function addLanesHi(lo: v128, hi: v128, a23: v128): v128 {
-  return f64x2.add(f64x2.add(a23, f64x2.promote_low_f32x4(i32x4.shuffle(lo, lo, 2, 3, 2, 3))), f64x2.promote_low_f32x4(i32x4.shuffle(hi, hi, 2, 3, 2, 3)));
+/** Lanes 2, 3 of g added to the lane sums a23. */
+@inline function addHigh(g: v128, a23: v128): v128 {
+  return f64x2.add(a23, f64x2.promote_low_f32x4(i32x4.shuffle(g, g, 2, 3, 2, 3)));
 }
 
 /** A block's sum from its lane sums: (lane0 + lane2) + (lane1 + lane3). */
@@ -612,21 +639,24 @@ const L1_BLOCK: i32 = 4096;
 /**
  * DARE L1 measure of both models over n elements from tensor element `offset` (a multiple of 8): the sums
  * of |δ| over the finite entries and over those the hash keeps, in the reference's blocked order
- * (gta.ts measureRandom): blocks of L1_BLOCK elements from element 0; in a block, lane l (index mod 4)
- * adds its entries in index order from +0 (float64); a block's sum is (lane0 + lane2) + (lane1 + lane3).
+ * (gta.ts measureRandom): blocks of L1_BLOCK elements from element 0, each cut into groups of L1_GROUP;
+ * in a group, lane l (index mod 4) adds its entries in index order in float32 from +0; the group's lane
+ * sums are added to the block's float64 lane sums; a block's sum is (lane0 + lane2) + (lane1 + lane3).
  *
- * statep: the lane sums of the block in progress, 8 f64x2 (model 0 total 01/23, kept 01/23, then model 1),
- * carried between calls (zeroed first when `fresh`). Each block that ends in this call (and, with `flush`,
- * the partial block at the end) is appended at outp + 16 as 4 f64 (total₀, kept₀, total₁, kept₁) and
- * reset; the count of blocks appended is stored as i32 at outp. The caller adds the block sums in order.
- * Output blocks per call: at most ceil(n / L1_BLOCK) + 1.
+ * statep: the float64 lane sums of the block in progress (8 f64x2: model 0 total 01/23, kept 01/23, then
+ * model 1) and the float32 lane sums of the group in progress (4 f32x4: model 0 total, kept, model 1
+ * total, kept), carried between calls (zeroed first when `fresh`), then 48 bytes of scratch. Each block
+ * that ends in this call (and, with `flush`, the partial group and block at the end) is appended at
+ * outp + 16 as 4 f64 (total₀, kept₀, total₁, kept₁) and reset; the count of blocks appended is stored as
+ * i32 at outp. The caller adds the block sums in order. Output blocks per call: at most
+ * ceil(n / L1_BLOCK) + 1. Keys and bounds: keep4 (one hash32 round of index ⊕ key, as uniformAtLow).
  *
  * maskp ≠ 0: also stores the keep masks for dare2, 2 bytes per 8 elements from the call's first
  * (model 0's then model 1's; bit q: element 8i + q kept), ceil(n / 8) pairs.
  */
 export function dareL1x2(
   bp: usize, x0p: usize, x1p: usize, n: i32, offset: i32,
-  key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
+  key0: i32, K0: i32, key1: i32, K1: i32,
   statep: usize, outp: usize, fresh: bool, flush: bool, maskp: usize,
 ): void {
   const z = f64x2.splat(0);
@@ -638,75 +668,88 @@ export function dareL1x2(
   let t1b = fresh ? z : v128.load(statep + 80);
   let k1a = fresh ? z : v128.load(statep + 96);
   let k1b = fresh ? z : v128.load(statep + 112);
+  // the float32 sums of the group in progress, per lane (model 0 total, kept, model 1 total, kept)
+  let gt0 = fresh ? z : v128.load(statep + 128);
+  let gk0 = fresh ? z : v128.load(statep + 144);
+  let gt1 = fresh ? z : v128.load(statep + 160);
+  let gk1 = fresh ? z : v128.load(statep + 176);
   const KEY0 = i32x4.splat(key0);
-  const K20 = i32x4.splat(k20);
   const KK0 = i32x4.splat(K0);
   const KEY1 = i32x4.splat(key1);
-  const K21 = i32x4.splat(k21);
   const KK1 = i32x4.splat(K1);
   const inf = i32x4.splat(0x7f800000);
   // the zero-padded last < 8 elements (scratch after the state)
-  const tail = statep + 128;
+  const tail = statep + 192;
   let count = 0;
   let j = 0;
   while (j < n) {
     const segEnd = min(n, j + L1_BLOCK - ((offset + j) & (L1_BLOCK - 1)));
     while (j < segEnd) {
-      let bq = bp + (<usize>j << 1);
-      let x0q = x0p + (<usize>j << 1);
-      let x1q = x1p + (<usize>j << 1);
-      if (j + 8 > segEnd) {
-        // the tensor's last elements: zero-padded, so the missing lanes add |0 − 0| = +0 (exact)
-        v128.store(tail, i32x4.splat(0));
-        v128.store(tail + 16, i32x4.splat(0));
-        v128.store(tail + 32, i32x4.splat(0));
-        for (let q = 0; q < segEnd - j; q++) {
-          store<u16>(tail + (<usize>q << 1), load<u16>(bq + (<usize>q << 1)));
-          store<u16>(tail + 16 + (<usize>q << 1), load<u16>(x0q + (<usize>q << 1)));
-          store<u16>(tail + 32 + (<usize>q << 1), load<u16>(x1q + (<usize>q << 1)));
+      const gEnd = min(segEnd, j + L1_GROUP - ((offset + j) & (L1_GROUP - 1)));
+      while (j < gEnd) {
+        let bq = bp + (<usize>j << 1);
+        let x0q = x0p + (<usize>j << 1);
+        let x1q = x1p + (<usize>j << 1);
+        if (j + 8 > gEnd) {
+          // the tensor's last elements: zero-padded, so the missing lanes add |0 − 0| = +0 (exact)
+          v128.store(tail, i32x4.splat(0));
+          v128.store(tail + 16, i32x4.splat(0));
+          v128.store(tail + 32, i32x4.splat(0));
+          for (let q = 0; q < gEnd - j; q++) {
+            store<u16>(tail + (<usize>q << 1), load<u16>(bq + (<usize>q << 1)));
+            store<u16>(tail + 16 + (<usize>q << 1), load<u16>(x0q + (<usize>q << 1)));
+            store<u16>(tail + 32 + (<usize>q << 1), load<u16>(x1q + (<usize>q << 1)));
+          }
+          bq = tail;
+          x0q = tail + 16;
+          x1q = tail + 32;
         }
-        bq = tail;
-        x0q = tail + 16;
-        x1q = tail + 32;
+        const b8 = v128.load(bq);
+        const x08 = v128.load(x0q);
+        const x18 = v128.load(x1q);
+        const bl = decLo(b8);
+        const bh = decHi(b8);
+        const a0l = absBits(f32x4.sub(decLo(x08), bl));
+        const a0h = absBits(f32x4.sub(decHi(x08), bh));
+        const a1l = absBits(f32x4.sub(decLo(x18), bl));
+        const a1h = absBits(f32x4.sub(decHi(x18), bh));
+        // non-finite |δ| → +0
+        const f0l = v128.and(a0l, i32x4.lt_s(a0l, inf));
+        const f0h = v128.and(a0h, i32x4.lt_s(a0h, inf));
+        const f1l = v128.and(a1l, i32x4.lt_s(a1l, inf));
+        const f1h = v128.and(a1h, i32x4.lt_s(a1h, inf));
+        const g = offset + j;
+        const m0l = keep4(g, KEY0, KK0);
+        const m0h = keep4(g + 4, KEY0, KK0);
+        const m1l = keep4(g, KEY1, KK1);
+        const m1h = keep4(g + 4, KEY1, KK1);
+        if (maskp != 0) {
+          store<u16>(maskp + (<usize>j >>> 2), i32x4.bitmask(m0l) | (i32x4.bitmask(m0h) << 4) | (i32x4.bitmask(m1l) << 8) | (i32x4.bitmask(m1h) << 12));
+        }
+        // lane l of the group gets elements g + l, then g + 4 + l, in float32
+        gt0 = f32x4.add(f32x4.add(gt0, f0l), f0h);
+        gk0 = f32x4.add(f32x4.add(gk0, v128.and(f0l, m0l)), v128.and(f0h, m0h));
+        gt1 = f32x4.add(f32x4.add(gt1, f1l), f1h);
+        gk1 = f32x4.add(f32x4.add(gk1, v128.and(f1l, m1l)), v128.and(f1h, m1h));
+        j += 8;
       }
-      const b8 = v128.load(bq);
-      const x08 = v128.load(x0q);
-      const x18 = v128.load(x1q);
-      const bl = decLo(b8);
-      const bh = decHi(b8);
-      const a0l = absBits(f32x4.sub(decLo(x08), bl));
-      const a0h = absBits(f32x4.sub(decHi(x08), bh));
-      const a1l = absBits(f32x4.sub(decLo(x18), bl));
-      const a1h = absBits(f32x4.sub(decHi(x18), bh));
-      // non-finite |δ| → +0
-      const f0l = v128.and(a0l, i32x4.lt_s(a0l, inf));
-      const f0h = v128.and(a0h, i32x4.lt_s(a0h, inf));
-      const f1l = v128.and(a1l, i32x4.lt_s(a1l, inf));
-      const f1h = v128.and(a1h, i32x4.lt_s(a1h, inf));
-      const g = offset + j;
-      const m0l = keep4(g, KEY0, K20, KK0);
-      const m0h = keep4(g + 4, KEY0, K20, KK0);
-      const m1l = keep4(g, KEY1, K21, KK1);
-      const m1h = keep4(g + 4, KEY1, K21, KK1);
-      if (maskp != 0) {
-        store<u16>(maskp + (<usize>j >>> 2), i32x4.bitmask(m0l) | (i32x4.bitmask(m0h) << 4) | (i32x4.bitmask(m1l) << 8) | (i32x4.bitmask(m1h) << 12));
+      j = gEnd;
+      if (((offset + j) & (L1_GROUP - 1)) == 0 || (flush && j == n)) {
+        // the group's float32 lane sums into the float64 lane sums
+        t0a = addLow(gt0, t0a);
+        t0b = addHigh(gt0, t0b);
+        k0a = addLow(gk0, k0a);
+        k0b = addHigh(gk0, k0b);
+        t1a = addLow(gt1, t1a);
+        t1b = addHigh(gt1, t1b);
+        k1a = addLow(gk1, k1a);
+        k1b = addHigh(gk1, k1b);
+        gt0 = z;
+        gk0 = z;
+        gt1 = z;
+        gk1 = z;
       }
-      const s0l = v128.and(f0l, m0l);
-      const s0h = v128.and(f0h, m0h);
-      const s1l = v128.and(f1l, m1l);
-      const s1h = v128.and(f1h, m1h);
-      // lane l of the block gets elements g + l, then g + 4 + l: (lo lanes 0, 1, then hi lanes 0, 1) into *a
-      t0a = addLanes(f0l, f0h, t0a);
-      t0b = addLanesHi(f0l, f0h, t0b);
-      k0a = addLanes(s0l, s0h, k0a);
-      k0b = addLanesHi(s0l, s0h, k0b);
-      t1a = addLanes(f1l, f1h, t1a);
-      t1b = addLanesHi(f1l, f1h, t1b);
-      k1a = addLanes(s1l, s1h, k1a);
-      k1b = addLanesHi(s1l, s1h, k1b);
-      j += 8;
     }
-    j = segEnd;
     if (((offset + j) & (L1_BLOCK - 1)) == 0 || (flush && j == n)) {
       const o = outp + 16 + (<usize>count << 5);
       store<f64>(o, blockSum(t0a, t0b));
@@ -732,6 +775,10 @@ export function dareL1x2(
   v128.store(statep + 80, t1b);
   v128.store(statep + 96, k1a);
   v128.store(statep + 112, k1b);
+  v128.store(statep + 128, gt0);
+  v128.store(statep + 144, gk0);
+  v128.store(statep + 160, gt1);
+  v128.store(statep + 176, gk1);
   store<i32>(outp, count);
 }
 
@@ -742,7 +789,7 @@ export function dareL1x2(
  */
 export function dare2(
   bp: usize, x0p: usize, x1p: usize, op: usize, n: i32, offset: i32,
-  key0: i32, k20: i32, K0: i32, key1: i32, k21: i32, K1: i32,
+  key0: i32, K0: i32, key1: i32, K1: i32,
   w0: f64, w1: f64, f0: f64, f1: f64, lambda: f64, normalize: bool, flagp: usize,
   linear: bool, divisor: f64, maskp: usize,
 ): void {
@@ -754,10 +801,8 @@ export function dare2(
   setFactors(f0, f1);
   unitL = lambda == 1;
   const KEY0 = i32x4.splat(key0);
-  const K20 = i32x4.splat(k20);
   const KK0 = i32x4.splat(K0);
   const KEY1 = i32x4.splat(key1);
-  const K21 = i32x4.splat(k21);
   const KK1 = i32x4.splat(K1);
   const W0 = f64x2.splat(w0);
   const W1 = f64x2.splat(w1);
@@ -765,6 +810,28 @@ export function dare2(
   const F1 = f64x2.splat(f1);
   const L = f64x2.splat(lambda);
   let j = 0;
+  if (maskp != 0 && eqMode && eqF && normalize && !linearMode && unitL && !unitF) {
+    for (; j + 8 <= n; j += 8) {
+      const o2 = <usize>j << 1;
+      const b8 = v128.load(bp + o2);
+      const x08 = v128.load(x0p + o2);
+      const x18 = v128.load(x1p + o2);
+      const bl = decLo(b8);
+      const bh = decHi(b8);
+      const x0l = decLo(x08);
+      const x0h = decHi(x08);
+      const x1l = decLo(x18);
+      const x1h = decHi(x18);
+      const M = v128.load16_splat(maskp + (<usize>j >>> 2));
+      const m0 = i16x8.ne(v128.and(M, i16x8(1, 2, 4, 8, 16, 32, 64, 128)), i16x8.splat(0));
+      const m1 = i16x8.ne(v128.and(M, i16x8(256, 512, 1024, 2048, 4096, 8192, 16384, -32768)), i16x8.splat(0));
+      const rl = eqf4(bl, v128.and(f32x4.sub(x0l, bl), i32x4.extend_low_i16x8_s(m0)), v128.and(f32x4.sub(x1l, bl), i32x4.extend_low_i16x8_s(m1)), F0, F1);
+      const rh = eqf4(bh, v128.and(f32x4.sub(x0h, bh), i32x4.extend_high_i16x8_s(m0)), v128.and(f32x4.sub(x1h, bh), i32x4.extend_high_i16x8_s(m1)), F0, F1);
+      v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+      checkFinite(rl, bl, x0l, x1l, j, flagp);
+      checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+    }
+  }
   for (; j + 8 <= n; j += 8) {
     const o2 = <usize>j << 1;
     const b8 = v128.load(bp + o2);
@@ -779,16 +846,18 @@ export function dare2(
     let s0l: v128, s0h: v128, s1l: v128, s1h: v128;
     if (maskp != 0) {
       // the masks dareL1x2 stored (the same hash)
-      const m = <u32>load<u16>(maskp + (<usize>j >>> 2));
-      s0l = laneMask(m & 15);
-      s0h = laneMask((m >>> 4) & 15);
-      s1l = laneMask((m >>> 8) & 15);
-      s1h = laneMask(m >>> 12);
+      const M = v128.load16_splat(maskp + (<usize>j >>> 2));
+      const m0 = i16x8.ne(v128.and(M, i16x8(1, 2, 4, 8, 16, 32, 64, 128)), i16x8.splat(0));
+      const m1 = i16x8.ne(v128.and(M, i16x8(256, 512, 1024, 2048, 4096, 8192, 16384, -32768)), i16x8.splat(0));
+      s0l = i32x4.extend_low_i16x8_s(m0);
+      s0h = i32x4.extend_high_i16x8_s(m0);
+      s1l = i32x4.extend_low_i16x8_s(m1);
+      s1h = i32x4.extend_high_i16x8_s(m1);
     } else {
-      s0l = keep4(offset + j, KEY0, K20, KK0);
-      s0h = keep4(offset + j + 4, KEY0, K20, KK0);
-      s1l = keep4(offset + j, KEY1, K21, KK1);
-      s1h = keep4(offset + j + 4, KEY1, K21, KK1);
+      s0l = keep4(offset + j, KEY0, KK0);
+      s0h = keep4(offset + j + 4, KEY0, KK0);
+      s1l = keep4(offset + j, KEY1, KK1);
+      s1h = keep4(offset + j + 4, KEY1, KK1);
     }
     const rl = merge4(bl, v128.and(f32x4.sub(x0l, bl), s0l), v128.and(f32x4.sub(x1l, bl), s1l), F0, F1, W0, W1, L, normalize);
     const rh = merge4(bh, v128.and(f32x4.sub(x0h, bh), s0h), v128.and(f32x4.sub(x1h, bh), s1h), F0, F1, W0, W1, L, normalize);
@@ -798,8 +867,8 @@ export function dare2(
   }
   for (; j < n; j++) {
     const m = maskp != 0 ? <u32>load<u16>(maskp + ((<usize>j >>> 3) << 1)) >>> (<u32>j & 7) : 0;
-    const k0 = maskp != 0 ? (m & 1) != 0 : keep1(offset + j, key0, k20, K0);
-    const k1 = maskp != 0 ? (m & 256) != 0 : keep1(offset + j, key1, k21, K1);
+    const k0 = maskp != 0 ? (m & 1) != 0 : keep1(offset + j, key0, K0);
+    const k1 = maskp != 0 ? (m & 256) != 0 : keep1(offset + j, key1, K1);
     scalarElement(bp, x0p, x1p, op, j, k0, k1, f0, f1, w0, w1, lambda, normalize, flagp);
   }
 }
