@@ -783,6 +783,52 @@ export function dareL1x2(
 }
 
 /**
+ * dare2's 8 elements from j. `eqStored` (a literal at each call, so the other branches fold away): the
+ * masks are stored and the merge is merge4's equal-weight form with rescale factors and λ = 1 (eqf4).
+ */
+@inline function dare8(
+  bp: usize, x0p: usize, x1p: usize, op: usize, j: i32, offset: i32,
+  KEY0: v128, KK0: v128, KEY1: v128, KK1: v128, W0: v128, W1: v128, F0: v128, F1: v128, L: v128,
+  normalize: bool, flagp: usize, maskp: usize, eqStored: bool,
+): void {
+  const o2 = <usize>j << 1;
+  const b8 = v128.load(bp + o2);
+  const x08 = v128.load(x0p + o2);
+  const x18 = v128.load(x1p + o2);
+  const bl = decLo(b8);
+  const bh = decHi(b8);
+  const x0l = decLo(x08);
+  const x0h = decHi(x08);
+  const x1l = decLo(x18);
+  const x1h = decHi(x18);
+  let s0l: v128, s0h: v128, s1l: v128, s1h: v128;
+  if (eqStored || maskp != 0) {
+    // the masks dareL1x2 stored (the same hash): bit q of byte m for element q of model m
+    const M = v128.load16_splat(maskp + (<usize>j >>> 2));
+    const m0 = i16x8.ne(v128.and(M, i16x8(1, 2, 4, 8, 16, 32, 64, 128)), i16x8.splat(0));
+    const m1 = i16x8.ne(v128.and(M, i16x8(256, 512, 1024, 2048, 4096, 8192, 16384, -32768)), i16x8.splat(0));
+    s0l = i32x4.extend_low_i16x8_s(m0);
+    s0h = i32x4.extend_high_i16x8_s(m0);
+    s1l = i32x4.extend_low_i16x8_s(m1);
+    s1h = i32x4.extend_high_i16x8_s(m1);
+  } else {
+    s0l = keep4(offset + j, KEY0, KK0);
+    s0h = keep4(offset + j + 4, KEY0, KK0);
+    s1l = keep4(offset + j, KEY1, KK1);
+    s1h = keep4(offset + j + 4, KEY1, KK1);
+  }
+  const v0l = v128.and(f32x4.sub(x0l, bl), s0l);
+  const v1l = v128.and(f32x4.sub(x1l, bl), s1l);
+  const v0h = v128.and(f32x4.sub(x0h, bh), s0h);
+  const v1h = v128.and(f32x4.sub(x1h, bh), s1h);
+  const rl = eqStored ? eqf4(bl, v0l, v1l, F0, F1) : merge4(bl, v0l, v1l, F0, F1, W0, W1, L, normalize);
+  const rh = eqStored ? eqf4(bh, v0h, v1h, F0, F1) : merge4(bh, v0h, v1h, F0, F1, W0, W1, L, normalize);
+  v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
+  checkFinite(rl, bl, x0l, x1l, j, flagp);
+  checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
+}
+
+/**
  * DARE-TIES merge of n elements starting at tensor element `offset` (two models) into bf16 at op; with
  * `linear`, dare_linear's plain weighted sum divided by `divisor` instead of the sign election. maskp ≠ 0:
  * the keep masks are read from there (as dareL1x2 stored them for these elements) instead of hashed.
@@ -811,60 +857,10 @@ export function dare2(
   const L = f64x2.splat(lambda);
   let j = 0;
   if (maskp != 0 && eqMode && eqF && normalize && !linearMode && unitL && !unitF) {
-    for (; j + 8 <= n; j += 8) {
-      const o2 = <usize>j << 1;
-      const b8 = v128.load(bp + o2);
-      const x08 = v128.load(x0p + o2);
-      const x18 = v128.load(x1p + o2);
-      const bl = decLo(b8);
-      const bh = decHi(b8);
-      const x0l = decLo(x08);
-      const x0h = decHi(x08);
-      const x1l = decLo(x18);
-      const x1h = decHi(x18);
-      const M = v128.load16_splat(maskp + (<usize>j >>> 2));
-      const m0 = i16x8.ne(v128.and(M, i16x8(1, 2, 4, 8, 16, 32, 64, 128)), i16x8.splat(0));
-      const m1 = i16x8.ne(v128.and(M, i16x8(256, 512, 1024, 2048, 4096, 8192, 16384, -32768)), i16x8.splat(0));
-      const rl = eqf4(bl, v128.and(f32x4.sub(x0l, bl), i32x4.extend_low_i16x8_s(m0)), v128.and(f32x4.sub(x1l, bl), i32x4.extend_low_i16x8_s(m1)), F0, F1);
-      const rh = eqf4(bh, v128.and(f32x4.sub(x0h, bh), i32x4.extend_high_i16x8_s(m0)), v128.and(f32x4.sub(x1h, bh), i32x4.extend_high_i16x8_s(m1)), F0, F1);
-      v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
-      checkFinite(rl, bl, x0l, x1l, j, flagp);
-      checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
-    }
+    // the usual l1-rescaled equal-weight merge: one loop with every mode test hoisted
+    for (; j + 8 <= n; j += 8) dare8(bp, x0p, x1p, op, j, offset, KEY0, KK0, KEY1, KK1, W0, W1, F0, F1, L, normalize, flagp, maskp, true);
   }
-  for (; j + 8 <= n; j += 8) {
-    const o2 = <usize>j << 1;
-    const b8 = v128.load(bp + o2);
-    const x08 = v128.load(x0p + o2);
-    const x18 = v128.load(x1p + o2);
-    const bl = decLo(b8);
-    const bh = decHi(b8);
-    const x0l = decLo(x08);
-    const x0h = decHi(x08);
-    const x1l = decLo(x18);
-    const x1h = decHi(x18);
-    let s0l: v128, s0h: v128, s1l: v128, s1h: v128;
-    if (maskp != 0) {
-      // the masks dareL1x2 stored (the same hash)
-      const M = v128.load16_splat(maskp + (<usize>j >>> 2));
-      const m0 = i16x8.ne(v128.and(M, i16x8(1, 2, 4, 8, 16, 32, 64, 128)), i16x8.splat(0));
-      const m1 = i16x8.ne(v128.and(M, i16x8(256, 512, 1024, 2048, 4096, 8192, 16384, -32768)), i16x8.splat(0));
-      s0l = i32x4.extend_low_i16x8_s(m0);
-      s0h = i32x4.extend_high_i16x8_s(m0);
-      s1l = i32x4.extend_low_i16x8_s(m1);
-      s1h = i32x4.extend_high_i16x8_s(m1);
-    } else {
-      s0l = keep4(offset + j, KEY0, KK0);
-      s0h = keep4(offset + j + 4, KEY0, KK0);
-      s1l = keep4(offset + j, KEY1, KK1);
-      s1h = keep4(offset + j + 4, KEY1, KK1);
-    }
-    const rl = merge4(bl, v128.and(f32x4.sub(x0l, bl), s0l), v128.and(f32x4.sub(x1l, bl), s1l), F0, F1, W0, W1, L, normalize);
-    const rh = merge4(bh, v128.and(f32x4.sub(x0h, bh), s0h), v128.and(f32x4.sub(x1h, bh), s1h), F0, F1, W0, W1, L, normalize);
-    v128.store(op + o2, i16x8.narrow_i32x4_u(toBf16(rl), toBf16(rh)));
-    checkFinite(rl, bl, x0l, x1l, j, flagp);
-    checkFinite(rh, bh, x0h, x1h, j + 4, flagp);
-  }
+  for (; j + 8 <= n; j += 8) dare8(bp, x0p, x1p, op, j, offset, KEY0, KK0, KEY1, KK1, W0, W1, F0, F1, L, normalize, flagp, maskp, false);
   for (; j < n; j++) {
     const m = maskp != 0 ? <u32>load<u16>(maskp + ((<usize>j >>> 3) << 1)) >>> (<u32>j & 7) : 0;
     const k0 = maskp != 0 ? (m & 1) != 0 : keep1(offset + j, key0, K0);
