@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { buildHfDir, llamaConfig, type BuildTensor } from "../../test/builders/safetensors.ts";
@@ -163,6 +163,21 @@ test("fsync: false: no background datasync and no fsync run, and the bytes are t
   }
 });
 
+/** This process's open file descriptors whose path (deleted or not) lies under `dir` (Linux /proc; [] elsewhere). */
+function openFilesUnder(dir: string): string[] {
+  if (!existsSync("/proc/self/fd")) return [];
+  const out: string[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      const target = readlinkSync(join("/proc/self/fd", fd));
+      if (target.startsWith(dir + "/")) out.push(target);
+    } catch {
+      // closed between the listing and the readlink
+    }
+  }
+  return out;
+}
+
 for (const [fail, directIo] of [["datasync", false], ["fsync", false], ["fsync", true]] as const) {
   test(`runMerge: a failed ${fail} (${directIo ? "O_DIRECT" : "buffered"}) fails the merge with an IoError and leaves no output`, async () => {
     const root = mkdtempSync(join(tmpdir(), "realign-sink-"));
@@ -175,6 +190,8 @@ for (const [fail, directIo] of [["datasync", false], ["fsync", false], ["fsync",
       );
       assert.equal(existsSync(out), false);
       assert.deepEqual(readdirSync(root).sort(), ["aligned", "tuned"]);
+      // every output file was closed, the failed shard's too (not left to the garbage collector)
+      assert.deepEqual(openFilesUnder(root), []);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

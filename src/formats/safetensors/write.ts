@@ -146,7 +146,10 @@ export interface SafetensorsFileWriter {
   reserve(byteLength: number): Promise<Uint8Array[]> | undefined;
   /** Marks the next `byteLength` reserved bytes filled. @throws IoError/InputError (via fsError) of an earlier failed write. */
   commit(byteLength: number): void;
-  /** Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and closes. */
+  /**
+   * Checks every declared byte arrived, waits for any background datasync, fsyncs (unless `fsync: false`) and
+   * closes. @throws IoError/InputError (via fsError) of a failed sync or close, after closing the handle.
+   */
   finish(): Promise<void>;
   /** Closes without checks (the caller removes the temp output). */
   abort(): Promise<void>;
@@ -245,14 +248,21 @@ export async function createSafetensorsWriter(
       if (written !== dataByteLength) {
         throw new InternalError(`safetensors writer for ${path}: wrote ${written} data bytes, declared ${dataByteLength}`);
       }
-      await settleSync();
       try {
-        if (durable) await sync(fh, path, "fsync");
-        await fh.close();
+        await settleSync();
+        try {
+          if (durable) await sync(fh, path, "fsync");
+          await fh.close();
+        } catch (e) {
+          throw fsError(e, path, "writing safetensors file");
+        }
       } catch (e) {
-        throw fsError(e, path, "writing safetensors file");
+        // a failed sync or close: release the handle now (the caller removes the file), not at GC
+        await fh.abort().catch(() => {});
+        throw e;
+      } finally {
+        closed = true;
       }
-      closed = true;
     },
     async abort() {
       if (closed) return;
