@@ -106,6 +106,15 @@ export function fsError(err: unknown, file: string, action: string): RealignErro
   if (code === "EISDIR" || code === "ENOTDIR") {
     return new InputError("fs.wrong_kind", `${action}: ${file} is ${code === "EISDIR" ? "a directory" : "not a directory"}`, {
       details: { file },
+      hint: code === "EISDIR" ? "give a file here" : "a file stands where this path needs a directory: check the path",
+      cause: err,
+    });
+  }
+  if (code === "EEXIST") {
+    // (mkdir -p where a component of the path is a file)
+    return new InputError("fs.exists", `${action}: ${file}: part of this path exists and is not a directory`, {
+      details: { file },
+      hint: "choose a path whose parent directories are directories or do not exist yet",
       cause: err,
     });
   }

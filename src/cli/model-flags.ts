@@ -2,8 +2,9 @@
  * Flags shared by the commands that run a model in-process (`generate`, `serve`, `eval --model`): which
  * model, how to load it, and how to decode. Declared once here so their spelling and help text agree.
  */
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
-import { UsageError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
 import type { OpenedModel } from "../eval/model-source.ts";
 
 export interface ModelFlags {
@@ -82,4 +83,25 @@ export async function openModelWithProgress(options: ReturnType<typeof modelOpti
   } finally {
     progress.stop();
   }
+}
+
+/**
+ * Checks that an input model path given by `flag` exists, so that a typo is reported against the flag
+ * rather than by the reader deep in the merge. @returns the path. @throws InputError (fs.not_found) naming the flag.
+ */
+export function existingInput(flag: string, path: string): string {
+  if (!existsSync(path)) {
+    throw new InputError("fs.not_found", `${flag}: no such file or directory: ${path}`, {
+      details: { file: path },
+      hint: `${flag} takes a Hugging Face model directory, a .gguf file or a PEFT LoRA adapter directory`,
+    });
+  }
+  return path;
+}
+
+/** The error for an --out-dtype value that parseOutDtype (core/dtype.ts) refused. */
+export function badOutDtype(value: string): UsageError {
+  return new UsageError("cli.bad_dtype", `--out-dtype: got ${value}, expected bf16, f16 or f32`, {
+    hint: "leave it out to keep the aligned model's dtype; f32 doubles the size and adds no precision to a bf16 merge",
+  });
 }

@@ -110,3 +110,27 @@ test("sweep with an --aligned directory that does not exist: one error line, exi
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test("merge input and output paths: a missing --tuned names the flag; an --out under a file or a bad --seed: one line and a hint, exit 2, nothing written", async () => {
+  const { mkdtempSync, writeFileSync, readdirSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const dir = mkdtempSync(join(tmpdir(), "realign-cli-paths-"));
+  try {
+    writeFileSync(join(dir, "afile"), "x");
+    const base = ["merge", "--aligned", "examples/organism/aligned", "--lambda", "0.5"];
+    const missing = await runCli([...base, "--tuned", join(dir, "nope"), "--out", join(dir, "o")]);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, `realign: --tuned: no such file or directory: ${join(dir, "nope")}\n  hint: --tuned takes a Hugging Face model directory, a .gguf file or a PEFT LoRA adapter directory\n`);
+    const tuned = ["--tuned", "examples/organism/finetuned"];
+    const underFile = await runCli([...base, ...tuned, "--out", join(dir, "afile", "out")]);
+    assert.equal(underFile.code, 2);
+    assert.equal(underFile.stderr, `realign: creating output directory: ${join(dir, "afile")}: part of this path exists and is not a directory\n  hint: choose a path whose parent directories are directories or do not exist yet\n`);
+    const seed = await runCli(["merge", "--config", "examples/recipes/dare_ties.yml", "--out", join(dir, "o"), "--seed", "abc"]);
+    assert.equal(seed.code, 2);
+    assert.match(seed.stderr, /^realign: --seed: got abc, expected an integer from 0 to 4294967295\n {2}hint: the seed fixes the random drops/);
+    assert.deepEqual(readdirSync(dir), ["afile"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -121,7 +121,7 @@ test("bad flags and incompatible models: exit 2, `realign: …` + hint, no stack
     const out = join(root, "m");
     const cases: [string[], RegExp][] = [
       [["--lambda", "1.5"], /^realign: --lambda: got 1\.5, expected a number from 0 to 1\n {2}hint: /],
-      [["--lambda", "0.5", "--out-dtype", "int4"], /^realign: --out-dtype: got int4, expected bf16, f16 or f32\n$/],
+      [["--lambda", "0.5", "--out-dtype", "int4"], /^realign: --out-dtype: got int4, expected bf16, f16 or f32\n {2}hint: leave it out to keep the aligned model's dtype/],
       [["--lambda", "0.5", "--tuned", "examples/organism/finetuned-resized"], /^realign: tensor lm_head\.weight: vocabulary grew, shape \[640,192\] in aligned, \[648,192\] in tuned \(and 1 more problem\)\n {2}hint: .*--vocab-policy tuned/],
     ];
     const results = await Promise.all(cases.map(([extra]) => runCli(["merge", "--aligned", ALIGNED, "--tuned", TUNED, "--out", out, ...extra])));

@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import { UsageError } from "../../errors.ts";
+import { badOutDtype, existingInput } from "../model-flags.ts";
 import type { MergeSummary } from "../../merge/run.ts";
 import type { SinkFactory } from "../../merge/sink.ts";
 
@@ -81,7 +82,9 @@ function parseSeed(text: string | undefined): number {
   if (text === undefined) return 0;
   const n = Number(text);
   if (text.trim() === "" || !Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
-    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected an integer from 0 to 4294967295`);
+    throw new UsageError("cli.bad_seed", `--seed: got ${text}, expected an integer from 0 to 4294967295`, {
+      hint: "the seed fixes the random drops of dare_* and della*; the same seed gives the same bytes",
+    });
   }
   return n;
 }
@@ -114,7 +117,7 @@ async function runConfigMergeCommand(flags: MergeFlags, config: string): Promise
   const { parseOutDtype } = await import("../../core/dtype.ts");
   const { parseByteSize } = await import("../../core/size.ts");
   const outDtype = flags.outDtype === undefined ? undefined : parseOutDtype(flags.outDtype);
-  if (flags.outDtype !== undefined && outDtype === undefined) throw new UsageError("cli.bad_dtype", `--out-dtype: got ${flags.outDtype}, expected bf16, f16 or f32`);
+  if (flags.outDtype !== undefined && outDtype === undefined) throw badOutDtype(flags.outDtype);
   const maxShardBytes = parseByteSize(flags.maxShardSize);
   if (maxShardBytes === undefined) throw new UsageError("cli.bad_size", `--max-shard-size: got ${flags.maxShardSize}, expected a size such as 5GB, 500MB or a number of bytes`);
   if (flags.explain !== true) await startFastPathEarly();
@@ -171,8 +174,8 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.explain === true) throw new UsageError("cli.conflicting_flags", "--explain needs --config", { hint: "write the merge as a mergekit YAML (docs/yaml.md)" });
   const { parseOutDtype } = await import("../../core/dtype.ts");
   const { parseByteSize } = await import("../../core/size.ts");
-  const aligned = required(flags.aligned, "--aligned");
-  const tuned = required(flags.tuned, "--tuned");
+  const aligned = existingInput("--aligned", required(flags.aligned, "--aligned"));
+  const tuned = existingInput("--tuned", required(flags.tuned, "--tuned"));
   const lambdaText = required(flags.lambda, "--lambda");
   const out = required(flags.out, "--out");
   const lambda = Number(lambdaText);
@@ -190,7 +193,7 @@ export async function runMergeCommand(flags: MergeFlags): Promise<void> {
   if (flags.outDtype !== undefined) {
     outDtype = parseOutDtype(flags.outDtype);
     if (outDtype === undefined) {
-      throw new UsageError("cli.bad_dtype", `--out-dtype: got ${flags.outDtype}, expected bf16, f16 or f32`);
+      throw badOutDtype(flags.outDtype);
     }
   }
   const maxShardBytes = parseByteSize(flags.maxShardSize);

@@ -5,6 +5,7 @@
  */
 import { Option, type Command } from "commander";
 import { UsageError } from "../../errors.ts";
+import { badOutDtype } from "../model-flags.ts";
 import { addChoiceOptions, choiceOptions, type ChoiceFlags } from "./report.ts";
 import type { PointResult } from "../../sweep/types.ts";
 
@@ -128,7 +129,7 @@ export async function runCliSweep(o: CliSweepRun) {
   let outDtype;
   if (o.outDtype !== undefined) {
     outDtype = parseOutDtype(o.outDtype);
-    if (outDtype === undefined) throw new UsageError("cli.bad_dtype", `--out-dtype: got ${o.outDtype}, expected bf16, f16 or f32`);
+    if (outDtype === undefined) throw badOutDtype(o.outDtype);
   }
   let judge;
   if (o.judge !== undefined) {
