@@ -8,7 +8,7 @@ import { directIoEnabled, openDirectFile } from "../../core/direct-file.ts";
 import { join } from "node:path";
 import { DTYPE_BYTES, type Dtype } from "../../core/dtype.ts";
 import { numelOf } from "../../core/tensor.ts";
-import { InternalError, fsError } from "../../errors.ts";
+import { InternalError, RealignError, fsError } from "../../errors.ts";
 import { INDEX_FILE_NAME, SINGLE_FILE_NAME, shardFileName, toIndexJson } from "./index-json.ts";
 
 /** A tensor to be written: its header entry. `byteLength` = numel × dtype size. */
@@ -250,16 +250,12 @@ export async function createSafetensorsWriter(
       }
       try {
         await settleSync();
-        try {
-          if (durable) await sync(fh, path, "fsync");
-          await fh.close();
-        } catch (e) {
-          throw fsError(e, path, "writing safetensors file");
-        }
+        if (durable) await sync(fh, path, "fsync");
+        await fh.close();
       } catch (e) {
         // a failed sync or close: release the handle now (the caller removes the file), not at GC
         await fh.abort().catch(() => {});
-        throw e;
+        throw e instanceof RealignError ? e : fsError(e, path, "writing safetensors file");
       } finally {
         closed = true;
       }

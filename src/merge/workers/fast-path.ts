@@ -121,7 +121,7 @@ export function createFastPath(options: FastPathOptions): FastPath {
    * (a reservation waits for free blocks, and holds its own until committed).
    */
   const stagingOf = (out: FastOutput): Pick<FastOutput, "reserve" | "commit"> => {
-    const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * (options.run?.chunkElems ?? DEFAULT_CHUNK) * 2 <= STAGING_BYTES / 2;
+    const reservable = Math.max(2, options.run?.slots ?? DEFAULT_SLOTS) * chunkElems * 2 <= STAGING_BYTES / 2;
     return reservable && out.reserve !== undefined && out.commit !== undefined ? { reserve: (n: number) => out.reserve!(n), commit: (n: number) => out.commit!(n) } : {};
   };
   const runSparse = async (tensors: readonly TensorPlan[], out: FastOutput, onBytes: (bytes: number, label: string) => void): Promise<void> => {
